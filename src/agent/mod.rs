@@ -1,0 +1,330 @@
+//! `dialtone agent`: the engine with no screen, driven by JSON lines on stdin, reporting events as
+//! JSON lines on stdout. shared/agent-contract.md is the minimum contract; docs/agent.md the full one.
+//!
+//! Parsing and rendering are pure functions (tested below); `run` only moves lines.
+
+mod lines;
+
+use serde_json::{json, Map, Value};
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::mpsc;
+
+use crate::core::{CallInfo, Command, CommandOk, Event, RejectReason};
+use crate::devices::DeviceSpec;
+use crate::engine::{EngineEvent, EngineHandle};
+use crate::media::audio::{AudioEvent, DeviceKind};
+use crate::protocol::Participant;
+
+/// The longest input line accepted; longer ones are answered with an error and skipped.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentCommand {
+    Core(Command),
+    Calls,
+    Devices,
+    SetMicrophone(DeviceSpec),
+    SetSpeaker(DeviceSpec),
+    SetCamera(String),
+    Quit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineError {
+    pub id: Value,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Commands of the contract that later capabilities bring; until then they answer this.
+const LATER: &[(&str, &str)] = &[
+    ("transfer", "call transfer"),
+    ("acceptTransfer", "call transfer"),
+    ("rejectTransfer", "call transfer"),
+    ("getActiveCallDetails", "calls on another device"),
+    ("activeCallTransfer", "calls on another device"),
+    ("join", "group calls"),
+    ("addParticipant", "group calls"),
+    ("removeParticipant", "group calls"),
+];
+
+/// Parses one input line into its id and command.
+pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
+    let err = |id: Value, code, message: String| LineError { id, code, message };
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| err(Value::Null, "badJson", format!("line is not JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(err(Value::Null, "badJson", "line is not a JSON object".into()));
+    };
+    let id = obj.get("id").cloned().unwrap_or(Value::Null);
+    let Some(cmd) = obj.get("cmd") else {
+        // The contract: a line without cmd is answered with id null.
+        return Err(err(Value::Null, "missingCmd", "line has no \"cmd\" field".into()));
+    };
+    let Some(cmd) = cmd.as_str() else {
+        return Err(err(id, "badArgument", format!("\"cmd\" must be a string, not {cmd}")));
+    };
+    let a = Args { obj: &obj, id: &id };
+    let c = match cmd {
+        "call" => {
+            let to = match obj.get("to") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| err(id.clone(), "badArgument", "\"to\" must hold strings only".into()))?,
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(other) => return Err(err(id, "badArgument", format!("\"to\" must be an array of strings, not {other}"))),
+                None => return Err(err(id, "badArgument", "\"to\" is required".into())),
+            };
+            if obj.contains_key("alternateCallerId") {
+                return Err(err(id, "notImplemented", "alternateCallerId arrives with phone numbers (group calls and phone numbers)".into()));
+            }
+            AgentCommand::Core(Command::Call { to })
+        }
+        "accept" => AgentCommand::Core(Command::Accept { call_id: a.call_id()? }),
+        "reject" => {
+            let reason = match obj.get("reason") {
+                None | Some(Value::Null) => RejectReason::None,
+                Some(Value::String(s)) => s.parse().map_err(|m| err(id.clone(), "badArgument", m))?,
+                Some(other) => return Err(err(id, "badArgument", format!("\"reason\" must be a string, not {other}"))),
+            };
+            AgentCommand::Core(Command::Reject { call_id: a.call_id()?, reason })
+        }
+        "hangUp" => {
+            let for_everyone = match obj.get("forEveryone") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => return Err(err(id, "badArgument", format!("\"forEveryone\" must be a boolean, not {other}"))),
+            };
+            AgentCommand::Core(Command::HangUp { call_id: a.call_id()?, for_everyone })
+        }
+        "mute" => AgentCommand::Core(Command::Mute { call_id: a.call_id()? }),
+        "unmute" => AgentCommand::Core(Command::Unmute { call_id: a.call_id()? }),
+        "hold" => AgentCommand::Core(Command::Hold { call_id: a.call_id()? }),
+        "resume" => AgentCommand::Core(Command::Resume { call_id: a.call_id()? }),
+        "calls" => AgentCommand::Calls,
+        "devices" => AgentCommand::Devices,
+        "setMicrophone" => AgentCommand::SetMicrophone(a.device()?),
+        "setSpeaker" => AgentCommand::SetSpeaker(a.device()?),
+        "setCamera" => AgentCommand::SetCamera(a.string("device")?),
+        "quit" => AgentCommand::Quit,
+        other => {
+            if let Some((_, what)) = LATER.iter().find(|(c, _)| *c == other) {
+                return Err(err(id, "notImplemented", format!("{other:?} is part of {what}, which this build does not have yet")));
+            }
+            return Err(err(id, "unknownCommand", format!("unknown command {other:?}")));
+        }
+    };
+    Ok((id, c))
+}
+
+struct Args<'a> {
+    obj: &'a Map<String, Value>,
+    id: &'a Value,
+}
+
+impl Args<'_> {
+    fn string(&self, key: &str) -> Result<String, LineError> {
+        match self.obj.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(other) => Err(LineError {
+                id: self.id.clone(),
+                code: "badArgument",
+                message: format!("{key:?} must be a non-empty string, not {other}"),
+            }),
+            None => Err(LineError { id: self.id.clone(), code: "badArgument", message: format!("{key:?} is required") }),
+        }
+    }
+
+    fn call_id(&self) -> Result<String, LineError> {
+        self.string("callId")
+    }
+
+    fn device(&self) -> Result<DeviceSpec, LineError> {
+        let s = self.string("device")?;
+        s.parse().map_err(|e| LineError { id: self.id.clone(), code: "badArgument", message: format!("{e}") })
+    }
+}
+
+pub fn ok_reply(id: &Value, extra: Value) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), id.clone());
+    m.insert("ok".into(), Value::Bool(true));
+    if let Value::Object(extra) = extra {
+        m.extend(extra);
+    }
+    Value::Object(m)
+}
+
+pub fn err_reply(id: &Value, code: &str, message: &str) -> Value {
+    json!({"id": id, "ok": false, "error": {"code": code, "message": message}})
+}
+
+pub fn participant_json(p: &Participant) -> Value {
+    json!({
+        "identifier": p.identity.raw_id,
+        "displayName": p.identity.display_name,
+        "state": p.state,
+        "isMuted": p.is_muted,
+        "isSpeaking": p.is_speaking,
+    })
+}
+
+pub fn call_json(c: &CallInfo) -> Value {
+    json!({
+        "callId": c.call_id,
+        "state": c.state,
+        "direction": c.direction,
+        "remoteParticipants": c.remote.iter().map(participant_json).collect::<Vec<_>>(),
+        "isMuted": c.muted,
+        "startedAtUnixMs": c.started_unix_ms,
+        "connectedAtUnixMs": c.connected_unix_ms,
+    })
+}
+
+/// Renders an engine event as its JSON line, or None for events the agent does not report.
+pub fn event_json(e: &EngineEvent) -> Option<Value> {
+    Some(match e {
+        EngineEvent::Core(e) => match e {
+            Event::ConnectionStateChanged { old, new, reason } => {
+                let mut v = json!({"event": "connectionStateChanged", "oldState": old, "newState": new});
+                if let Some(r) = reason {
+                    v["reason"] = json!(r);
+                }
+                v
+            }
+            Event::IncomingCall { call_id, caller } => json!({
+                "event": "incomingCall", "callId": call_id,
+                "callerInfo": {"identifier": caller.raw_id, "displayName": caller.display_name},
+            }),
+            Event::CallStateChanged { call_id, state } => {
+                json!({"event": "callStateChanged", "callId": call_id, "state": state})
+            }
+            Event::CallEnded { call_id, reason } => json!({
+                "event": "callEnded", "callId": call_id,
+                "callEndReason": {"code": reason.code, "subCode": reason.sub_code},
+                "message": reason.describe(),
+            }),
+            Event::RemoteParticipantsUpdated { call_id, added, removed } => json!({
+                "event": "remoteParticipantsUpdated", "callId": call_id,
+                "added": added.iter().map(participant_json).collect::<Vec<_>>(),
+                "removed": removed.iter().map(participant_json).collect::<Vec<_>>(),
+            }),
+            Event::ParticipantStateChanged { call_id, participant } => {
+                let mut v = participant_json(participant);
+                v["event"] = json!("participantStateChanged");
+                v["callId"] = json!(call_id);
+                v
+            }
+            Event::Error { code, message, call_id } => {
+                json!({"event": "error", "code": code, "message": message, "callId": call_id})
+            }
+        },
+        EngineEvent::Audio(AudioEvent::DeviceStarted { kind, spec, unix_micros }) => json!({
+            "event": "deviceStarted", "kind": kind_name(*kind), "device": spec, "unixMicros": unix_micros,
+        }),
+        EngineEvent::Audio(AudioEvent::DeviceError { kind, message }) => {
+            json!({"event": "deviceError", "kind": kind_name(*kind), "message": message})
+        }
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
+}
+
+fn kind_name(k: DeviceKind) -> &'static str {
+    match k {
+        DeviceKind::Microphone => "microphone",
+        DeviceKind::Speaker => "speaker",
+    }
+}
+
+/// Runs the agent until `quit` or the end of stdin.
+pub async fn run(engine: EngineHandle, mut events: mpsc::UnboundedReceiver<EngineEvent>) -> anyhow::Result<()> {
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
+    // One writer, so that replies and events never interleave within a line.
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(v) = out_rx.recv().await {
+            let mut line = serde_json::to_vec(&v).expect("JSON values serialise");
+            line.push(b'\n');
+            if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let ev_out = out_tx.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if let Some(v) = event_json(&e) {
+                let _ = ev_out.send(v);
+            }
+        }
+    });
+    let mut input = lines::LineReader::new(tokio::io::stdin(), MAX_LINE_BYTES);
+    loop {
+        let line = match input.next_line().await {
+            Ok(Some(Ok(line))) => line,
+            Ok(Some(Err(too_long))) => {
+                let _ = out_tx.send(err_reply(&Value::Null, "lineTooLong", &too_long));
+                continue;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("stdin failed: {e}");
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (id, cmd) = match parse_line(&line) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = out_tx.send(err_reply(&e.id, e.code, &e.message));
+                continue;
+            }
+        };
+        if cmd == AgentCommand::Quit {
+            engine.shutdown().await;
+            let _ = out_tx.send(ok_reply(&id, json!({})));
+            break;
+        }
+        let reply = execute(&engine, &id, cmd).await;
+        let _ = out_tx.send(reply);
+    }
+    engine.shutdown().await;
+    drop(out_tx);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    Ok(())
+}
+
+async fn execute(engine: &EngineHandle, id: &Value, cmd: AgentCommand) -> Value {
+    let result = match cmd {
+        AgentCommand::Core(c) => engine.command(c).await.map(|ok| match ok {
+            CommandOk::CallId(call_id) => json!({"callId": call_id}),
+            CommandOk::Done => json!({}),
+        }),
+        AgentCommand::Calls => engine
+            .calls()
+            .await
+            .map(|calls| json!({"calls": calls.iter().map(call_json).collect::<Vec<_>>()})),
+        AgentCommand::Devices => {
+            return match engine.devices().await {
+                Ok(list) => ok_reply(id, serde_json::to_value(list).expect("device lists serialise")),
+                Err(e) => err_reply(id, "deviceError", &format!("{e:#}")),
+            };
+        }
+        AgentCommand::SetMicrophone(d) => engine.set_microphone(d).await.map(|()| json!({})),
+        AgentCommand::SetSpeaker(d) => engine.set_speaker(d).await.map(|()| json!({})),
+        AgentCommand::SetCamera(d) => engine.set_camera(d).await.map(|()| json!({})),
+        AgentCommand::Quit => unreachable!("handled by the caller"),
+    };
+    match result {
+        Ok(extra) => ok_reply(id, extra),
+        Err(e) => err_reply(id, e.code(), &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

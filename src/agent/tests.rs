@@ -1,0 +1,63 @@
+use serde_json::json;
+
+use super::lines::LineReader;
+use super::*;
+use crate::core::{CallEndReason, CallState};
+
+#[test]
+fn parses_contract_commands() {
+    let (id, c) = parse_line(r#"{"id": 1, "cmd": "call", "to": ["bob"]}"#).unwrap();
+    assert_eq!(id, json!(1));
+    assert_eq!(c, AgentCommand::Core(Command::Call { to: vec!["bob".into()] }));
+    let (_, c) = parse_line(r#"{"id": "x", "cmd": "reject", "callId": "c", "reason": "busy"}"#).unwrap();
+    assert_eq!(c, AgentCommand::Core(Command::Reject { call_id: "c".into(), reason: RejectReason::Busy }));
+    let (_, c) = parse_line(r#"{"cmd": "hangUp", "callId": "c", "forEveryone": true}"#).unwrap();
+    assert_eq!(c, AgentCommand::Core(Command::HangUp { call_id: "c".into(), for_everyone: true }));
+    let (_, c) = parse_line(r#"{"cmd": "setSpeaker", "device": "record:/tmp/x.wav"}"#).unwrap();
+    assert_eq!(c, AgentCommand::SetSpeaker("record:/tmp/x.wav".parse().unwrap()));
+    assert_eq!(parse_line(r#"{"cmd":"quit"}"#).unwrap().1, AgentCommand::Quit);
+}
+
+#[test]
+fn bad_lines_get_precise_errors() {
+    let e = parse_line("not json").unwrap_err();
+    assert_eq!((e.id, e.code), (Value::Null, "badJson"));
+    let e = parse_line(r#"{"id": 5}"#).unwrap_err();
+    assert_eq!((e.id, e.code), (Value::Null, "missingCmd"));
+    let e = parse_line(r#"{"id": 5, "cmd": "fly"}"#).unwrap_err();
+    assert_eq!((e.id, e.code), (json!(5), "unknownCommand"));
+    assert!(e.message.contains("\"fly\""));
+    let e = parse_line(r#"{"id": 6, "cmd": "accept"}"#).unwrap_err();
+    assert_eq!(e.code, "badArgument");
+    assert!(e.message.contains("callId"));
+    let e = parse_line(r#"{"id": 7, "cmd": "reject", "callId": "c", "reason": "bored"}"#).unwrap_err();
+    assert!(e.message.contains("bored"));
+    let e = parse_line(r#"{"id": 8, "cmd": "call", "to": [1]}"#).unwrap_err();
+    assert_eq!(e.code, "badArgument");
+    let e = parse_line(r#"{"id": 9, "cmd": "transfer", "callId": "c"}"#).unwrap_err();
+    assert_eq!(e.code, "notImplemented");
+    let e = parse_line("[1,2]").unwrap_err();
+    assert_eq!(e.code, "badJson");
+}
+
+#[test]
+fn events_render_as_the_contract_says() {
+    let v = event_json(&EngineEvent::Core(Event::CallEnded { call_id: "c".into(), reason: CallEndReason::DECLINED })).unwrap();
+    assert_eq!(v["event"], "callEnded");
+    assert_eq!(v["callEndReason"], json!({"code": 603, "subCode": 0}));
+    let v = event_json(&EngineEvent::Core(Event::CallStateChanged { call_id: "c".into(), state: CallState::LocalHold })).unwrap();
+    assert_eq!(v, json!({"event": "callStateChanged", "callId": "c", "state": "LocalHold"}));
+}
+
+#[tokio::test]
+async fn line_reader_caps_length_and_recovers() {
+    let data = format!("{}\n{{\"cmd\":\"calls\"}}\r\nZ\n", "x".repeat(100));
+    let mut bytes = data.into_bytes();
+    let n = bytes.len();
+    bytes[n - 2] = 0xff;
+    let mut r = LineReader::new(&bytes[..], 50);
+    assert!(r.next_line().await.unwrap().unwrap().is_err());
+    assert_eq!(r.next_line().await.unwrap().unwrap().unwrap(), r#"{"cmd":"calls"}"#);
+    assert!(r.next_line().await.unwrap().unwrap().is_err());
+    assert!(r.next_line().await.unwrap().is_none());
+}

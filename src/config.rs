@@ -1,0 +1,189 @@
+//! Configuration: TOML at the XDG config path (or `--config`), every field with a default, passed
+//! explicitly (no global). config.example.toml documents every key and is parsed by a test.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Who you are. Default: the OS user name.
+    pub user: Option<String>,
+    /// Signed token for a switchboard that is not in dev mode.
+    pub token: Option<String>,
+    /// Shown to your other devices. Default: the host name.
+    pub device_name: Option<String>,
+    /// ws://host:port of the switchboard. Default: the embedded one on the default port.
+    pub server: Option<String>,
+    pub devices: DevicesConfig,
+    pub switchboard: SwitchboardConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesConfig {
+    pub microphone: String,
+    pub speaker: String,
+    pub camera: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwitchboardConfig {
+    pub listen: String,
+    /// How long a call rings before it ends with 408.
+    pub ring_timeout_secs: u64,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "dialtone=debug,webrtc=warn".
+    pub level: String,
+    /// Log file. Default: dialtone.log in the XDG state (or data) dir.
+    pub file: Option<PathBuf>,
+}
+
+pub const DEFAULT_PORT: u16 = 7450;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            user: None,
+            token: None,
+            device_name: None,
+            server: None,
+            devices: DevicesConfig::default(),
+            switchboard: SwitchboardConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig { microphone: "default".into(), speaker: "default".into(), camera: None }
+    }
+}
+
+impl Default for SwitchboardConfig {
+    fn default() -> Self {
+        SwitchboardConfig { listen: format!("127.0.0.1:{DEFAULT_PORT}"), ring_timeout_secs: 30, data_dir: None }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), file: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("bad config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads `path`, or the default path if it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => match default_path() {
+                Some(p) => (p, false),
+                None => return Ok(Config::default()),
+            },
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text, &path),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Parses TOML; the error names the file, the key and the bad value (toml's message quotes
+    /// the offending line and column).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+        cfg.validate().map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (key, v) in [("devices.microphone", &self.devices.microphone), ("devices.speaker", &self.devices.speaker)] {
+            v.parse::<crate::devices::DeviceSpec>().map_err(|e| format!("key {key} = {v:?}: {e}"))?;
+        }
+        self.switchboard
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("key switchboard.listen = {:?}: {e}", self.switchboard.listen))?;
+        if self.switchboard.ring_timeout_secs == 0 {
+            return Err("key switchboard.ring_timeout_secs = 0: must be at least 1".into());
+        }
+        if let Some(s) = &self.server {
+            if !(s.starts_with("ws://") || s.starts_with("wss://")) {
+                return Err(format!("key server = {s:?}: must start with ws:// or wss://"));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "dialtone")
+}
+
+pub fn default_path() -> Option<PathBuf> {
+    project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+pub fn default_data_dir() -> PathBuf {
+    project_dirs().map(|d| d.data_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from(".dialtone"))
+}
+
+pub fn default_log_file() -> PathBuf {
+    project_dirs()
+        .map(|d| d.state_dir().unwrap_or(d.data_dir()).join("dialtone.log"))
+        .unwrap_or_else(|| PathBuf::from("dialtone.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_names_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        Config::parse(&text, &path).unwrap();
+        // Every key the example mentions (even commented out) must exist, and vice versa.
+        let uncommented: String = text
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|r| r.contains(" = ") || r.starts_with('[')).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let full: Config = toml::from_str(&uncommented).expect("example with every key uncommented parses");
+        assert_eq!(full.user.as_deref(), Some("alice"));
+        assert!(full.devices.camera.is_some() && full.log.file.is_some() && full.switchboard.data_dir.is_some());
+        assert!(full.token.is_some() && full.device_name.is_some() && full.server.is_some());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let p = Path::new("/x/config.toml");
+        let e = Config::parse("[devices]\nmicrophone = \"file:\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("/x/config.toml") && e.contains("devices.microphone"), "{e}");
+        let e = Config::parse("[switchboard]\nring_timeout_secs = \"soon\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("ring_timeout_secs") && e.contains("soon"), "{e}");
+        let e = Config::parse("colour = 1\n", p).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+        let e = Config::parse("server = \"http://x\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("http://x"), "{e}");
+    }
+}

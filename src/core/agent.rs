@@ -1,0 +1,488 @@
+//! CallAgentCore: one signed-in endpoint's view of its calls, as a pure state machine.
+//!
+//! Inputs are commands from a front end (agent, TUI), frames from the switchboard and changes in
+//! the connection. Outputs are frames to send, events for the front end and media controls. The
+//! driver (engine/) feeds `handle_*` and then drains `poll_output()`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::{CallEndReason, CallState, ConnectionState, Direction, DisconnectReason, Now, RejectReason};
+use crate::protocol::{ClientMessage, ErrorCode, Identity, Participant, ServerMessage, PROTOCOL_VERSION};
+
+/// What a front end asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Call { to: Vec<String> },
+    Accept { call_id: String },
+    Reject { call_id: String, reason: RejectReason },
+    HangUp { call_id: String, for_everyone: bool },
+    Mute { call_id: String },
+    Unmute { call_id: String },
+    Hold { call_id: String },
+    Resume { call_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandOk {
+    CallId(String),
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    #[error("not connected to the switchboard")]
+    NotConnected,
+    #[error("no call with id {0:?}")]
+    UnknownCall(String),
+    #[error("cannot {action} call {call_id:?} while it is {state:?}")]
+    InvalidState { call_id: String, action: &'static str, state: CallState },
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl CommandError {
+    /// Stable machine-readable code for the agent's JSON replies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::NotConnected => "notConnected",
+            CommandError::UnknownCall(_) => "unknownCall",
+            CommandError::InvalidState { .. } => "invalidState",
+            CommandError::InvalidArgument(_) => "invalidArgument",
+        }
+    }
+}
+
+/// Everything that can happen to the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The signaling transport is open; the core says hello.
+    TransportUp,
+    /// The transport closed. `rejected` carries the switchboard's refusal when it gave one.
+    TransportDown,
+    Server(ServerMessage),
+    /// The endpoint's media connection was offered by the media adapter.
+    MediaOfferReady { sdp: String },
+    MediaConnected(bool),
+    /// Voice activity of the local microphone changed (after its own hold time).
+    LocalSpeaking(bool),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Send(ClientMessage),
+    Event(Event),
+    /// Build the media connection and come back with `Input::MediaOfferReady`.
+    CreateMediaOffer,
+    ApplyMediaAnswer { sdp: String },
+    Media(MediaControl),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaControl {
+    /// Encode and send the microphone (a call is live, unmuted, not held).
+    Capture(bool),
+    /// Play what arrives (a call is live and not held).
+    Playout(bool),
+    /// The last call ended: make recordings valid on disk now.
+    FinalizeRecording,
+}
+
+/// Events for front ends; names follow the ACS SDK and shared/agent-contract.md.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    ConnectionStateChanged { old: ConnectionState, new: ConnectionState, reason: Option<DisconnectReason> },
+    IncomingCall { call_id: String, caller: Identity },
+    CallStateChanged { call_id: String, state: CallState },
+    CallEnded { call_id: String, reason: CallEndReason },
+    RemoteParticipantsUpdated { call_id: String, added: Vec<Participant>, removed: Vec<Participant> },
+    ParticipantStateChanged { call_id: String, participant: Participant },
+    /// The switchboard reported a problem that is not tied to a command reply.
+    Error { code: ErrorCode, message: String, call_id: Option<String> },
+}
+
+/// A snapshot of one call, for `calls` and for screens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub state: CallState,
+    pub direction: Direction,
+    pub remote: Vec<Participant>,
+    pub muted: bool,
+    pub started_unix_ms: u64,
+    pub connected_unix_ms: Option<u64>,
+    pub end_reason: Option<CallEndReason>,
+}
+
+#[derive(Debug)]
+struct Call {
+    info: CallInfo,
+    local_hold: bool,
+}
+
+pub struct CallAgentCore {
+    user: Option<String>,
+    token: Option<String>,
+    device_name: String,
+    connection: ConnectionState,
+    /// Set when the switchboard refused our token, so the close that follows is reported with it.
+    refused_token: bool,
+    identity: Option<Identity>,
+    calls: BTreeMap<String, Call>,
+    outputs: VecDeque<Output>,
+    new_call_id: Box<dyn FnMut() -> String + Send>,
+    media: (bool, bool),
+    auto_answer: bool,
+}
+
+impl CallAgentCore {
+    pub fn new(
+        user: Option<String>,
+        token: Option<String>,
+        device_name: String,
+        new_call_id: Box<dyn FnMut() -> String + Send>,
+    ) -> Self {
+        CallAgentCore {
+            user,
+            token,
+            device_name,
+            connection: ConnectionState::Disconnected,
+            refused_token: false,
+            identity: None,
+            calls: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            new_call_id,
+            media: (false, false),
+            auto_answer: false,
+        }
+    }
+
+    /// Answer every incoming call at once (`--auto-answer`: bots, tests, the benchmark).
+    pub fn set_auto_answer(&mut self, on: bool) {
+        self.auto_answer = on;
+    }
+
+    pub fn connection(&self) -> ConnectionState {
+        self.connection
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// Live calls (ended ones drop out), oldest first.
+    pub fn calls(&self) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self.calls.values().map(|c| c.info.clone()).collect();
+        v.sort_by_key(|c| c.started_unix_ms);
+        v
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn handle_command(&mut self, cmd: Command, now: Now) -> Result<CommandOk, CommandError> {
+        if self.connection != ConnectionState::Connected {
+            return Err(CommandError::NotConnected);
+        }
+        match cmd {
+            Command::Call { to } => {
+                if to.is_empty() {
+                    return Err(CommandError::InvalidArgument("\"to\" names nobody".into()));
+                }
+                if let Some(bad) = to.iter().find(|t| t.trim().is_empty()) {
+                    return Err(CommandError::InvalidArgument(format!("callee {bad:?} is empty")));
+                }
+                let call_id = (self.new_call_id)();
+                let info = CallInfo {
+                    call_id: call_id.clone(),
+                    state: CallState::Connecting,
+                    direction: Direction::Outgoing,
+                    remote: Vec::new(),
+                    muted: false,
+                    started_unix_ms: now.unix_ms,
+                    connected_unix_ms: None,
+                    end_reason: None,
+                };
+                self.calls.insert(call_id.clone(), Call { info, local_hold: false });
+                self.send(ClientMessage::PlaceCall { call_id: call_id.clone(), to });
+                self.event(Event::CallStateChanged { call_id: call_id.clone(), state: CallState::Connecting });
+                Ok(CommandOk::CallId(call_id))
+            }
+            Command::Accept { call_id } => {
+                self.expect_state(&call_id, "accept", &[CallState::Incoming])?;
+                self.set_state(&call_id, CallState::Connecting);
+                self.send(ClientMessage::Accept { call_id });
+                Ok(CommandOk::Done)
+            }
+            Command::Reject { call_id, reason } => {
+                self.expect_state(&call_id, "reject", &[CallState::Incoming])?;
+                self.send(ClientMessage::Reject { call_id, reason });
+                Ok(CommandOk::Done)
+            }
+            Command::HangUp { call_id, for_everyone } => {
+                let call = self.call(&call_id)?;
+                if call.info.state == CallState::Disconnecting {
+                    return Err(CommandError::InvalidState {
+                        call_id,
+                        action: "hang up",
+                        state: CallState::Disconnecting,
+                    });
+                }
+                self.set_state(&call_id, CallState::Disconnecting);
+                self.send(ClientMessage::HangUp { call_id, for_everyone });
+                self.update_media();
+                Ok(CommandOk::Done)
+            }
+            Command::Mute { call_id } | Command::Unmute { call_id } if self.call(&call_id).is_err() => {
+                Err(CommandError::UnknownCall(call_id))
+            }
+            Command::Mute { call_id } => self.set_muted(call_id, true),
+            Command::Unmute { call_id } => self.set_muted(call_id, false),
+            Command::Hold { call_id } => {
+                self.expect_state(&call_id, "hold", &[CallState::Connected, CallState::RemoteHold])?;
+                self.calls.get_mut(&call_id).expect("checked above").local_hold = true;
+                self.send(ClientMessage::Hold { call_id: call_id.clone() });
+                self.recompute_state(&call_id);
+                Ok(CommandOk::Done)
+            }
+            Command::Resume { call_id } => {
+                self.expect_state(&call_id, "resume", &[CallState::LocalHold])?;
+                self.calls.get_mut(&call_id).expect("checked above").local_hold = false;
+                self.send(ClientMessage::Resume { call_id: call_id.clone() });
+                self.recompute_state(&call_id);
+                Ok(CommandOk::Done)
+            }
+        }
+    }
+
+    pub fn handle_input(&mut self, input: Input, now: Now) {
+        match input {
+            Input::TransportUp => {
+                self.send(ClientMessage::Hello {
+                    protocol: PROTOCOL_VERSION,
+                    user: self.user.clone(),
+                    token: self.token.clone(),
+                    device_name: self.device_name.clone(),
+                    client: Some(format!("dialtone/{}", env!("CARGO_PKG_VERSION"))),
+                });
+            }
+            Input::TransportDown => self.transport_down(),
+            Input::Server(msg) => self.handle_server(msg, now),
+            Input::MediaOfferReady { sdp } => self.send(ClientMessage::MediaOffer { sdp }),
+            Input::MediaConnected(_) => self.update_media(),
+            Input::LocalSpeaking(speaking) => {
+                let ids: Vec<String> = self
+                    .calls
+                    .values()
+                    .filter(|c| c.info.state == CallState::Connected && !c.info.muted)
+                    .map(|c| c.info.call_id.clone())
+                    .collect();
+                for call_id in ids {
+                    self.send(ClientMessage::Speaking { call_id, speaking });
+                }
+            }
+        }
+    }
+
+    fn handle_server(&mut self, msg: ServerMessage, now: Now) {
+        match msg {
+            ServerMessage::Welcome { identity, .. } => {
+                self.identity = Some(identity);
+                self.refused_token = false;
+                self.set_connection(ConnectionState::Connected, None);
+                self.outputs.push_back(Output::CreateMediaOffer);
+            }
+            ServerMessage::MediaAnswer { sdp } => self.outputs.push_back(Output::ApplyMediaAnswer { sdp }),
+            ServerMessage::IncomingCall { call_id, caller } => {
+                if self.calls.contains_key(&call_id) {
+                    return;
+                }
+                let participant = Participant {
+                    identity: caller.clone(),
+                    state: crate::core::ParticipantState::Connected,
+                    is_muted: false,
+                    is_speaking: false,
+                };
+                let info = CallInfo {
+                    call_id: call_id.clone(),
+                    state: CallState::Incoming,
+                    direction: Direction::Incoming,
+                    remote: vec![participant.clone()],
+                    muted: false,
+                    started_unix_ms: now.unix_ms,
+                    connected_unix_ms: None,
+                    end_reason: None,
+                };
+                self.calls.insert(call_id.clone(), Call { info, local_hold: false });
+                self.event(Event::IncomingCall { call_id: call_id.clone(), caller });
+                self.event(Event::CallStateChanged { call_id: call_id.clone(), state: CallState::Incoming });
+                self.event(Event::RemoteParticipantsUpdated {
+                    call_id: call_id.clone(),
+                    added: vec![participant],
+                    removed: vec![],
+                });
+                if self.auto_answer {
+                    let accepted = self.handle_command(Command::Accept { call_id }, now);
+                    debug_assert!(accepted.is_ok(), "a fresh incoming call can be accepted");
+                }
+            }
+            ServerMessage::CallRinging { call_id } => {
+                if self.calls.get(&call_id).is_some_and(|c| c.info.state == CallState::Connecting) {
+                    self.set_state(&call_id, CallState::Ringing);
+                }
+            }
+            ServerMessage::CallConnected { call_id, participants } => {
+                let Some(call) = self.calls.get_mut(&call_id) else { return };
+                call.info.connected_unix_ms.get_or_insert(now.unix_ms);
+                let old = std::mem::take(&mut call.info.remote);
+                let added: Vec<Participant> = participants
+                    .iter()
+                    .filter(|p| !old.iter().any(|o| o.identity.raw_id == p.identity.raw_id))
+                    .cloned()
+                    .collect();
+                let removed: Vec<Participant> = old
+                    .iter()
+                    .filter(|o| !participants.iter().any(|p| p.identity.raw_id == o.identity.raw_id))
+                    .cloned()
+                    .collect();
+                call.info.remote = participants;
+                if !added.is_empty() || !removed.is_empty() {
+                    self.event(Event::RemoteParticipantsUpdated { call_id: call_id.clone(), added, removed });
+                }
+                self.recompute_state(&call_id);
+            }
+            ServerMessage::ParticipantUpdated { call_id, participant } => {
+                let Some(call) = self.calls.get_mut(&call_id) else { return };
+                match call.info.remote.iter_mut().find(|p| p.identity.raw_id == participant.identity.raw_id) {
+                    Some(p) if *p == participant => return,
+                    Some(p) => *p = participant.clone(),
+                    None => {
+                        call.info.remote.push(participant.clone());
+                        self.event(Event::RemoteParticipantsUpdated {
+                            call_id: call_id.clone(),
+                            added: vec![participant.clone()],
+                            removed: vec![],
+                        });
+                    }
+                }
+                self.event(Event::ParticipantStateChanged { call_id: call_id.clone(), participant });
+                self.recompute_state(&call_id);
+            }
+            ServerMessage::CallEnded { call_id, reason } => self.end_call(&call_id, reason),
+            ServerMessage::Pong { .. } => {}
+            ServerMessage::Error { code, message, call_id } => {
+                if code == ErrorCode::InvalidToken {
+                    self.refused_token = true;
+                }
+                self.event(Event::Error { code, message, call_id });
+            }
+        }
+    }
+
+    fn transport_down(&mut self) {
+        let reason = if self.refused_token { DisconnectReason::InvalidToken } else { DisconnectReason::ConnectionIssue };
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end_call(&id, CallEndReason::CONNECTION_LOST);
+        }
+        self.identity = None;
+        if self.connection == ConnectionState::Connected || self.refused_token {
+            self.set_connection(ConnectionState::Disconnected, Some(reason));
+        }
+    }
+
+    fn set_connection(&mut self, new: ConnectionState, reason: Option<DisconnectReason>) {
+        let old = self.connection;
+        self.connection = new;
+        self.event(Event::ConnectionStateChanged { old, new, reason });
+    }
+
+    fn end_call(&mut self, call_id: &str, reason: CallEndReason) {
+        let Some(mut call) = self.calls.remove(call_id) else { return };
+        call.info.end_reason = Some(reason);
+        self.event(Event::CallStateChanged { call_id: call_id.to_string(), state: CallState::Disconnected });
+        self.event(Event::CallEnded { call_id: call_id.to_string(), reason });
+        self.update_media();
+        if self.calls.is_empty() {
+            self.outputs.push_back(Output::Media(MediaControl::FinalizeRecording));
+        }
+    }
+
+    fn set_muted(&mut self, call_id: String, muted: bool) -> Result<CommandOk, CommandError> {
+        let call = self.calls.get_mut(&call_id).ok_or_else(|| CommandError::UnknownCall(call_id.clone()))?;
+        if call.info.state.is_ended() {
+            return Err(CommandError::InvalidState { call_id, action: "mute", state: call.info.state });
+        }
+        if call.info.muted != muted {
+            call.info.muted = muted;
+            self.send(ClientMessage::SetMuted { call_id, muted });
+            self.update_media();
+        }
+        Ok(CommandOk::Done)
+    }
+
+    /// The state shown follows from facts: our hold flag, the remote parties' hold, and whether
+    /// the switchboard said the call is connected.
+    fn recompute_state(&mut self, call_id: &str) {
+        let Some(call) = self.calls.get(call_id) else { return };
+        if call.info.connected_unix_ms.is_none() || call.info.state == CallState::Disconnecting {
+            return;
+        }
+        let remote_hold = call.info.remote.iter().any(|p| p.state == crate::core::ParticipantState::Hold);
+        let state = if call.local_hold {
+            CallState::LocalHold
+        } else if remote_hold {
+            CallState::RemoteHold
+        } else {
+            CallState::Connected
+        };
+        self.set_state(call_id, state);
+    }
+
+    fn set_state(&mut self, call_id: &str, state: CallState) {
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        if call.info.state != state {
+            call.info.state = state;
+            self.event(Event::CallStateChanged { call_id: call_id.to_string(), state });
+            self.update_media();
+        }
+    }
+
+    fn update_media(&mut self) {
+        let live = |c: &&Call| c.info.state == CallState::Connected;
+        let playout = self.calls.values().any(|c| live(&c));
+        let capture = self.calls.values().filter(live).any(|c| !c.info.muted);
+        if (capture, playout) != self.media {
+            if capture != self.media.0 {
+                self.outputs.push_back(Output::Media(MediaControl::Capture(capture)));
+            }
+            if playout != self.media.1 {
+                self.outputs.push_back(Output::Media(MediaControl::Playout(playout)));
+            }
+            self.media = (capture, playout);
+        }
+    }
+
+    fn call(&self, call_id: &str) -> Result<&Call, CommandError> {
+        self.calls.get(call_id).ok_or_else(|| CommandError::UnknownCall(call_id.to_string()))
+    }
+
+    fn expect_state(&self, call_id: &str, action: &'static str, allowed: &[CallState]) -> Result<(), CommandError> {
+        let call = self.call(call_id)?;
+        if allowed.contains(&call.info.state) {
+            Ok(())
+        } else {
+            Err(CommandError::InvalidState { call_id: call_id.to_string(), action, state: call.info.state })
+        }
+    }
+
+    fn send(&mut self, msg: ClientMessage) {
+        self.outputs.push_back(Output::Send(msg));
+    }
+
+    fn event(&mut self, e: Event) {
+        self.outputs.push_back(Output::Event(e));
+    }
+}

@@ -1,0 +1,408 @@
+//! The engine: drives the pure `CallAgentCore` with real I/O. One select! loop receives one
+//! closed `Event` enum, hands it to the core with `now`, then drains the core's outputs to the
+//! adapters (signaling WebSocket, WebRTC media link, audio engine).
+//!
+//! Audio is the exception that proves the rule: encoded frames and received packets go straight
+//! between the audio engine and the media link without passing the core, which only switches
+//! capture and playout on and off.
+
+mod signaling;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event as CoreEvent, Input, MediaControl, Output};
+use crate::devices::{list_devices, DeviceList, DeviceSpec};
+use crate::media::audio::{AudioEngine, AudioEvent, EncodedFrame};
+use crate::media::peer::{AudioSender, MediaConfig, MediaEvent, MediaLink};
+use crate::server::runtime::now;
+use signaling::{SigEvent, Signaling};
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// ws://host:port of the switchboard.
+    pub server: String,
+    pub user: Option<String>,
+    pub token: Option<String>,
+    pub device_name: String,
+    pub mic: DeviceSpec,
+    pub speaker: DeviceSpec,
+    pub camera: Option<String>,
+    pub auto_answer: bool,
+    pub media: MediaConfig,
+}
+
+/// What front ends receive.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    Core(CoreEvent),
+    Audio(AudioEvent),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("{0}")]
+    Device(String),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+impl EngineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Command(e) => e.code(),
+            EngineError::Device(_) => "deviceError",
+            EngineError::Stopped => "stopped",
+        }
+    }
+}
+
+enum Request {
+    Command(Command, oneshot::Sender<Result<CommandOk, CommandError>>),
+    Calls(oneshot::Sender<Vec<CallInfo>>),
+    SetMicrophone(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
+    SetSpeaker(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
+    SetCamera(String, oneshot::Sender<Result<(), EngineError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap handle for front ends; every call is a message to the engine loop.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl EngineHandle {
+    pub async fn command(&self, cmd: Command) -> Result<CommandOk, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Command(cmd, tx)).map_err(|_| EngineError::Stopped)?;
+        Ok(rx.await.map_err(|_| EngineError::Stopped)??)
+    }
+
+    pub async fn calls(&self) -> Result<Vec<CallInfo>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Calls(tx)).map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    pub async fn set_microphone(&self, spec: DeviceSpec) -> Result<(), EngineError> {
+        self.device_request(|tx| Request::SetMicrophone(spec, tx)).await
+    }
+
+    pub async fn set_speaker(&self, spec: DeviceSpec) -> Result<(), EngineError> {
+        self.device_request(|tx| Request::SetSpeaker(spec, tx)).await
+    }
+
+    pub async fn set_camera(&self, spec: String) -> Result<(), EngineError> {
+        self.device_request(|tx| Request::SetCamera(spec, tx)).await
+    }
+
+    async fn device_request(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), EngineError>>) -> Request,
+    ) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Lists devices off the engine loop: cpal enumeration can take tens of milliseconds.
+    pub async fn devices(&self) -> anyhow::Result<DeviceList> {
+        tokio::task::spawn_blocking(list_devices).await.context("device listing panicked")
+    }
+
+    /// Ends calls, finalises recordings and closes connections.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Request::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// One closed enum for everything the loop can wake up for.
+enum Event {
+    Request(Request),
+    Signaling(SigEvent),
+    MediaOffered(anyhow::Result<(MediaLink, String)>),
+    Media(MediaEvent),
+    Audio(AudioEvent),
+    Frame(EncodedFrame),
+    SpeakingPoll,
+}
+
+pub fn start(opts: EngineOptions) -> anyhow::Result<(EngineHandle, mpsc::UnboundedReceiver<EngineEvent>)> {
+    let (audio_tx, audio_rx) = mpsc::unbounded_channel();
+    let (audio, frames) =
+        AudioEngine::start(&opts.mic, &opts.speaker, audio_tx).context("starting audio devices")?;
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let mut core = CallAgentCore::new(
+        opts.user.clone(),
+        opts.token.clone(),
+        opts.device_name.clone(),
+        Box::new(|| uuid::Uuid::new_v4().to_string()),
+    );
+    core.set_auto_answer(opts.auto_answer);
+    let (sig_tx, sig_rx) = mpsc::unbounded_channel();
+    let signaling = Signaling::start(opts.server.clone(), sig_tx);
+    let driver = Driver {
+        core,
+        audio: Some(audio),
+        signaling,
+        link: None,
+        sender: None,
+        out: ev_tx,
+        opts,
+        pacer: RtpPacer::default(),
+        speaking: false,
+    };
+    tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames));
+    Ok((EngineHandle { tx: req_tx }, ev_rx))
+}
+
+struct Driver {
+    core: CallAgentCore,
+    audio: Option<AudioEngine>,
+    signaling: Signaling,
+    link: Option<MediaLink>,
+    sender: Option<AudioSender>,
+    out: mpsc::UnboundedSender<EngineEvent>,
+    opts: EngineOptions,
+    pacer: RtpPacer,
+    speaking: bool,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut req_rx: mpsc::UnboundedReceiver<Request>,
+        mut sig_rx: mpsc::UnboundedReceiver<SigEvent>,
+        mut audio_rx: mpsc::UnboundedReceiver<AudioEvent>,
+        mut frames: mpsc::Receiver<EncodedFrame>,
+    ) {
+        let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Event>();
+        let (media_tx, mut media_rx) = mpsc::unbounded_channel::<MediaEvent>();
+        let mut speaking_poll = tokio::time::interval(Duration::from_millis(100));
+        speaking_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let ev = tokio::select! {
+                Some(r) = req_rx.recv() => Event::Request(r),
+                Some(s) = sig_rx.recv() => Event::Signaling(s),
+                Some(m) = media_rx.recv() => Event::Media(m),
+                Some(a) = audio_rx.recv() => Event::Audio(a),
+                Some(f) = frames.recv() => Event::Frame(f),
+                Some(i) = internal_rx.recv() => i,
+                _ = speaking_poll.tick() => Event::SpeakingPoll,
+                else => return,
+            };
+            match ev {
+                Event::Request(Request::Shutdown(done)) => {
+                    self.shutdown().await;
+                    let _ = done.send(());
+                    return;
+                }
+                Event::Request(r) => self.request(r),
+                Event::Signaling(SigEvent::Up) => self.core.handle_input(Input::TransportUp, now()),
+                Event::Signaling(SigEvent::Down) => {
+                    self.drop_media().await;
+                    self.core.handle_input(Input::TransportDown, now());
+                }
+                Event::Signaling(SigEvent::Message(m)) => self.core.handle_input(Input::Server(m), now()),
+                Event::Signaling(SigEvent::BadFrame(why)) => tracing::warn!("switchboard sent a bad frame: {why}"),
+                Event::MediaOffered(Ok((link, sdp))) => {
+                    self.sender = Some(link.sender());
+                    self.link = Some(link);
+                    self.core.handle_input(Input::MediaOfferReady { sdp }, now());
+                }
+                Event::MediaOffered(Err(e)) => tracing::error!("could not create the media connection: {e:#}"),
+                Event::Media(MediaEvent::Audio(rtp)) => {
+                    if let Some(a) = &self.audio {
+                        // One stream from the switchboard per endpoint for now: source 0.
+                        a.push_rtp(0, rtp.seq, rtp.timestamp, rtp.payload);
+                    }
+                    continue;
+                }
+                Event::Media(MediaEvent::Connected) => self.core.handle_input(Input::MediaConnected(true), now()),
+                Event::Media(MediaEvent::Disconnected) => self.core.handle_input(Input::MediaConnected(false), now()),
+                Event::Audio(a) => {
+                    let _ = self.out.send(EngineEvent::Audio(a));
+                }
+                Event::Frame(f) => {
+                    if let Some(sender) = &self.sender {
+                        let (seq, ts, marker) = self.pacer.next(Instant::now());
+                        if let Err(e) = sender.send(seq, ts, marker, f.payload).await {
+                            tracing::debug!("sending audio failed: {e:#}");
+                        }
+                    }
+                    continue;
+                }
+                Event::SpeakingPoll => {
+                    let speaking = self.audio.as_ref().is_some_and(|a| a.speaking());
+                    if speaking == self.speaking {
+                        continue;
+                    }
+                    self.speaking = speaking;
+                    self.core.handle_input(Input::LocalSpeaking(speaking), now());
+                }
+            }
+            self.drain(&internal_tx, &media_tx).await;
+        }
+    }
+
+    fn request(&mut self, r: Request) {
+        match r {
+            Request::Command(cmd, reply) => {
+                let _ = reply.send(self.core.handle_command(cmd, now()));
+            }
+            Request::Calls(reply) => {
+                let _ = reply.send(self.core.calls());
+            }
+            Request::SetMicrophone(spec, reply) => {
+                let r = match &self.audio {
+                    Some(a) => a.set_microphone(&spec).map_err(|e| EngineError::Device(e.to_string())),
+                    None => Err(EngineError::Stopped),
+                };
+                let _ = reply.send(r);
+            }
+            Request::SetSpeaker(spec, reply) => {
+                let r = match &self.audio {
+                    Some(a) => a.set_speaker(&spec).map_err(|e| EngineError::Device(e.to_string())),
+                    None => Err(EngineError::Stopped),
+                };
+                let _ = reply.send(r);
+            }
+            Request::SetCamera(spec, reply) => {
+                // Video is not carried yet; the choice is remembered for when it is.
+                self.opts.camera = Some(spec);
+                let _ = reply.send(Ok(()));
+            }
+            Request::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    async fn drain(&mut self, internal_tx: &mpsc::UnboundedSender<Event>, media_tx: &mpsc::UnboundedSender<MediaEvent>) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Send(msg) => self.signaling.send(&msg),
+                Output::Event(e) => {
+                    let _ = self.out.send(EngineEvent::Core(e));
+                }
+                Output::CreateMediaOffer => {
+                    let cfg = self.opts.media.clone();
+                    let tx = internal_tx.clone();
+                    let media_tx = media_tx.clone();
+                    tokio::spawn(async move {
+                        let r = MediaLink::offer(&cfg, media_tx).await;
+                        let _ = tx.send(Event::MediaOffered(r));
+                    });
+                }
+                Output::ApplyMediaAnswer { sdp } => {
+                    if let Some(link) = &self.link {
+                        if let Err(e) = link.apply_answer(&sdp).await {
+                            tracing::error!("media answer refused: {e:#}");
+                        }
+                    }
+                }
+                Output::Media(MediaControl::Capture(on)) => {
+                    if let Some(a) = &self.audio {
+                        a.set_capture(on);
+                    }
+                }
+                Output::Media(MediaControl::Playout(on)) => {
+                    if let Some(a) = &self.audio {
+                        a.set_playout(on);
+                    }
+                }
+                Output::Media(MediaControl::FinalizeRecording) => {
+                    if let Some(a) = &self.audio {
+                        a.finalize_recording();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn drop_media(&mut self) {
+        self.sender = None;
+        if let Some(link) = self.link.take() {
+            link.close().await;
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        for call in self.core.calls() {
+            let _ = self.core.handle_command(Command::HangUp { call_id: call.call_id, for_everyone: false }, now());
+        }
+        while let Some(out) = self.core.poll_output() {
+            if let Output::Send(msg) = out {
+                self.signaling.send(&msg);
+            }
+        }
+        self.signaling.close().await;
+        self.drop_media().await;
+        if let Some(a) = self.audio.take() {
+            a.shutdown();
+        }
+    }
+}
+
+/// Sequence numbers and timestamps for the outbound stream. Timestamps follow the wall clock
+/// across pauses (mute, hold, no call), so the far end's jitter buffer sees the gap as a gap.
+#[derive(Default)]
+struct RtpPacer {
+    seq: u16,
+    ts: u32,
+    last: Option<Instant>,
+}
+
+impl RtpPacer {
+    const FRAME: u32 = 960;
+
+    fn next(&mut self, now: Instant) -> (u16, u32, bool) {
+        let marker = match self.last {
+            None => {
+                self.seq = rand::random();
+                self.ts = rand::random();
+                true
+            }
+            Some(last) => {
+                let gap = now.saturating_duration_since(last);
+                self.seq = self.seq.wrapping_add(1);
+                if gap > Duration::from_millis(60) {
+                    let frames = (gap.as_micros() / 20_000).max(1) as u32;
+                    self.ts = self.ts.wrapping_add(Self::FRAME.wrapping_mul(frames));
+                    true
+                } else {
+                    self.ts = self.ts.wrapping_add(Self::FRAME);
+                    false
+                }
+            }
+        };
+        self.last = Some(now);
+        (self.seq, self.ts, marker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacer_follows_the_clock_across_pauses() {
+        let mut p = RtpPacer::default();
+        let t0 = Instant::now();
+        let (s0, ts0, m0) = p.next(t0);
+        assert!(m0);
+        let (s1, ts1, m1) = p.next(t0 + Duration::from_millis(20));
+        assert_eq!((s1, ts1, m1), (s0.wrapping_add(1), ts0.wrapping_add(960), false));
+        let (s2, ts2, m2) = p.next(t0 + Duration::from_millis(1020));
+        assert_eq!(s2, s0.wrapping_add(2));
+        assert_eq!(ts2, ts1.wrapping_add(960 * 50));
+        assert!(m2);
+    }
+}

@@ -1,0 +1,130 @@
+//! Media forwarding. Each endpoint's audio arrives on its own peer connection; the relay sends it
+//! on to the connections the routing table names, rewriting sequence numbers and timestamps so
+//! that each outbound stream stays continuous when its source changes (a new call, a transfer,
+//! a take-over): the receiver's jitter buffer then sees one steady stream, not a jump it would
+//! mistake for loss.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use super::switchboard::ConnId;
+use crate::media::peer::{AudioSender, RtpAudio};
+
+/// 20 ms of Opus at 48 kHz: the step assumed across a source switch.
+const FRAME_TICKS: u32 = 960;
+
+/// Keeps one outbound stream continuous across source switches.
+#[derive(Debug, Default, Clone)]
+pub struct Rewriter {
+    source: Option<ConnId>,
+    seq_off: u16,
+    ts_off: u32,
+    last: Option<(u16, u32)>,
+}
+
+impl Rewriter {
+    /// Maps an inbound packet's (seq, timestamp, marker) to the outbound stream's.
+    pub fn map(&mut self, from: ConnId, seq: u16, ts: u32, marker: bool) -> (u16, u32, bool) {
+        let mut marker = marker;
+        if self.source != Some(from) {
+            let (next_seq, next_ts) = match self.last {
+                Some((s, t)) => (s.wrapping_add(1), t.wrapping_add(FRAME_TICKS)),
+                None => (seq, ts),
+            };
+            self.seq_off = next_seq.wrapping_sub(seq);
+            self.ts_off = next_ts.wrapping_sub(ts);
+            self.source = Some(from);
+            // A new talker starts here: tell the receiver so it can resync playout.
+            marker = true;
+        }
+        let out = (seq.wrapping_add(self.seq_off), ts.wrapping_add(self.ts_off));
+        // Only move forward: a late, reordered packet must not rewind the anchor.
+        match self.last {
+            Some((s, _)) if (out.0.wrapping_sub(s) as i16) <= 0 => {}
+            _ => self.last = Some(out),
+        }
+        (out.0, out.1, marker)
+    }
+}
+
+pub enum RelayMsg {
+    Add { conn: ConnId, sender: AudioSender },
+    Remove { conn: ConnId },
+    Routes(BTreeMap<ConnId, Vec<ConnId>>),
+    Packet { from: ConnId, rtp: RtpAudio },
+}
+
+/// Counters the benchmark and the status line read.
+#[derive(Default)]
+pub struct RelayStats {
+    pub received: AtomicU64,
+    pub forwarded: AtomicU64,
+}
+
+/// Runs until the channel closes. One task owns all forwarding state, so the hot path takes no
+/// locks.
+pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStats>) {
+    let mut senders: HashMap<ConnId, (AudioSender, Rewriter)> = HashMap::new();
+    let mut routes: BTreeMap<ConnId, Vec<ConnId>> = BTreeMap::new();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            RelayMsg::Add { conn, sender } => {
+                senders.insert(conn, (sender, Rewriter::default()));
+            }
+            RelayMsg::Remove { conn } => {
+                senders.remove(&conn);
+            }
+            RelayMsg::Routes(r) => routes = r,
+            RelayMsg::Packet { from, rtp } => {
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                let Some(targets) = routes.get(&from) else { continue };
+                for to in targets {
+                    let Some((sender, rw)) = senders.get_mut(to) else { continue };
+                    let (seq, ts, marker) = rw.map(from, rtp.seq, rtp.timestamp, rtp.marker);
+                    match sender.send(seq, ts, marker, rtp.payload.clone()).await {
+                        Ok(()) => {
+                            stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::debug!(to, "forwarding failed: {e:#}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_first_source_through() {
+        let mut rw = Rewriter::default();
+        assert_eq!(rw.map(1, 100, 5000, false), (100, 5000, true));
+        assert_eq!(rw.map(1, 101, 5960, false), (101, 5960, false));
+        // A timestamp jump (the sender was muted) is preserved.
+        assert_eq!(rw.map(1, 102, 50_000, false), (102, 50_000, false));
+    }
+
+    #[test]
+    fn switch_of_source_continues_the_stream() {
+        let mut rw = Rewriter::default();
+        rw.map(1, 65_535, 4_294_966_000, false);
+        let (s, t, m) = rw.map(2, 7, 123, false);
+        assert_eq!((s, t, m), (0, 4_294_966_000u32.wrapping_add(960), true));
+        assert_eq!(rw.map(2, 8, 123 + 960, false), (1, 4_294_966_000u32.wrapping_add(1920), false));
+    }
+
+    #[test]
+    fn reordered_packet_does_not_rewind() {
+        let mut rw = Rewriter::default();
+        rw.map(1, 10, 0, false);
+        rw.map(1, 12, 1920, false);
+        assert_eq!(rw.map(1, 11, 960, false), (11, 960, false));
+        let (s, _, _) = rw.map(2, 500, 0, false);
+        assert_eq!(s, 13);
+    }
+}

@@ -1,0 +1,312 @@
+//! The switchboard's runtime: WebSocket connections, WebRTC media legs, the SQLite writer and the
+//! timer, all feeding one loop that owns the pure core. Adapters here translate; the core decides.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::relay::{self, RelayMsg, RelayStats};
+use super::store::{load_or_create_key, Store};
+use super::switchboard::{ConnId, Input, Output, StoreOp, Switchboard, SwitchboardConfig};
+use crate::core::Now;
+use crate::media::peer::{MediaConfig, MediaEvent, MediaLink};
+use crate::protocol::{encode, ErrorCode, ServerMessage, MAX_FRAME_BYTES};
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub dev: bool,
+    pub data_dir: PathBuf,
+    pub ring_timeout: Duration,
+    /// Address the media legs bind to; loopback by default, like the signaling.
+    pub media_ip: IpAddr,
+}
+
+/// A running switchboard (used by `serve`, the embedded default and tests).
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub stats: Arc<RelayStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Runs until the switchboard stops (it only stops on a fatal error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("switchboard task failed")
+    }
+
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// What reaches the switchboard loop: one closed enum.
+enum Event {
+    Core(Input),
+    NewConn { conn: ConnId, tx: mpsc::UnboundedSender<Outgoing>, loopback: bool },
+    MediaReady { conn: ConnId, link: Arc<MediaLink>, sdp: String },
+}
+
+enum Outgoing {
+    Text(String),
+    Close(String),
+}
+
+pub fn now() -> Now {
+    Now {
+        mono: Instant::now(),
+        unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+    }
+}
+
+/// Binds, then serves in a background task. Returns once the socket accepts connections.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
+    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
+    let key = load_or_create_key(&opts.data_dir)?;
+    let db_path = Store::path_in(&opts.data_dir);
+    let store = Store::open(&db_path)?;
+    let resource = store.resource()?;
+    let known = store.identities()?;
+    let revoked: BTreeSet<String> = store.revoked()?;
+    let core = Switchboard::new(
+        SwitchboardConfig { dev: opts.dev, resource, ring_timeout: opts.ring_timeout, max_bad_frames: 20 },
+        key,
+        known,
+        revoked,
+    );
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    if opts.dev && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "dev mode: token-less sign-in is refused for peers that are not on loopback");
+    }
+
+    let (store_tx, store_rx) = std::sync::mpsc::channel::<StoreOp>();
+    std::thread::Builder::new().name("store".into()).spawn(move || {
+        for op in store_rx {
+            if let Err(e) = store.apply(&op, now().unix_ms) {
+                tracing::error!("store write failed for {op:?}: {e:#}");
+            }
+        }
+    })?;
+
+    let stats = Arc::new(RelayStats::default());
+    let (relay_tx, relay_rx) = mpsc::unbounded_channel();
+    tokio::spawn(relay::run(relay_rx, stats.clone()));
+
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
+    tokio::spawn(accept_loop(listener, ev_tx.clone()));
+    let media_cfg = MediaConfig { bind_ip: opts.media_ip };
+    let task = tokio::spawn(main_loop(core, ev_rx, ev_tx, relay_tx, store_tx, media_cfg));
+    Ok(ServerHandle { addr, stats, task })
+}
+
+async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>) {
+    let mut next: ConnId = 1;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let conn = next;
+                next += 1;
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(conn, stream, peer, ev_tx.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(conn: ConnId, stream: TcpStream, peer: SocketAddr, ev_tx: mpsc::UnboundedSender<Event>) {
+    // Frames up to 1 MiB reach the core, which refuses anything over MAX_FRAME_BYTES with an
+    // error and keeps the connection; larger ones end it at the WebSocket layer.
+    let cfg = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
+    let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(cfg)).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!(%peer, "WebSocket handshake failed: {e}");
+            return;
+        }
+    };
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    let _ = ev_tx.send(Event::NewConn { conn, tx: tx.clone(), loopback: peer.ip().is_loopback() });
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            match out {
+                Outgoing::Text(t) => {
+                    if sink.send(Message::text(t)).await.is_err() {
+                        break;
+                    }
+                }
+                Outgoing::Close(reason) => {
+                    let frame = CloseFrame { code: CloseCode::Policy, reason: truncate(&reason, 120).into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            }
+        }
+    });
+    while let Some(msg) = source.next().await {
+        match msg {
+            Ok(Message::Text(t)) => {
+                let _ = ev_tx.send(Event::Core(Input::Frame { conn, text: t.to_string() }));
+            }
+            Ok(Message::Binary(b)) => {
+                // Not part of the protocol; the core answers it as a frame that is not JSON.
+                let text = String::from_utf8_lossy(&b[..b.len().min(MAX_FRAME_BYTES + 1)]).into_owned();
+                let _ = ev_tx.send(Event::Core(Input::Frame { conn, text }));
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let text = encode(&ServerMessage::Error {
+                    code: ErrorCode::FrameTooLarge,
+                    message: format!("connection closed: {e}"),
+                    call_id: None,
+                });
+                let _ = tx.send(Outgoing::Text(text));
+                let _ = tx.send(Outgoing::Close(e.to_string()));
+                break;
+            }
+        }
+    }
+    let _ = ev_tx.send(Event::Core(Input::Closed { conn }));
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+async fn main_loop(
+    mut core: Switchboard,
+    mut ev_rx: mpsc::UnboundedReceiver<Event>,
+    ev_tx: mpsc::UnboundedSender<Event>,
+    relay_tx: mpsc::UnboundedSender<RelayMsg>,
+    store_tx: std::sync::mpsc::Sender<StoreOp>,
+    media_cfg: MediaConfig,
+) {
+    let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
+    let mut links: HashMap<ConnId, Arc<MediaLink>> = HashMap::new();
+    loop {
+        let deadline = core.poll_timeout();
+        let event = tokio::select! {
+            ev = ev_rx.recv() => match ev { Some(ev) => ev, None => return },
+            _ = sleep_until(deadline) => Event::Core(Input::Tick),
+        };
+        let input = match event {
+            Event::Core(input) => input,
+            Event::NewConn { conn, tx, loopback } => {
+                conns.insert(conn, tx);
+                Input::Opened { conn, loopback }
+            }
+            Event::MediaReady { conn, link, sdp } => {
+                if conns.contains_key(&conn) {
+                    let _ = relay_tx.send(RelayMsg::Add { conn, sender: link.sender() });
+                    if let Some(old) = links.insert(conn, link) {
+                        tokio::spawn(async move { old.close().await });
+                    }
+                    Input::MediaAnswered { conn, sdp }
+                } else {
+                    tokio::spawn(async move { link.close().await });
+                    continue;
+                }
+            }
+        };
+        let closed = if let Input::Closed { conn } = &input { Some(*conn) } else { None };
+        core.handle(input, now());
+        while let Some(out) = core.poll_output() {
+            match out {
+                Output::Send { conn, msg } => {
+                    if let Some(tx) = conns.get(&conn) {
+                        let _ = tx.send(Outgoing::Text(encode(&msg)));
+                    }
+                }
+                Output::Close { conn, reason } => {
+                    if let Some(tx) = conns.get(&conn) {
+                        let _ = tx.send(Outgoing::Close(reason));
+                    }
+                }
+                Output::CreateMedia { conn, offer_sdp } => {
+                    let ev_tx = ev_tx.clone();
+                    let relay_tx = relay_tx.clone();
+                    let cfg = media_cfg.clone();
+                    tokio::spawn(async move { answer_media(conn, offer_sdp, cfg, ev_tx, relay_tx).await });
+                }
+                Output::DropMedia { conn } => {
+                    let _ = relay_tx.send(RelayMsg::Remove { conn });
+                    if let Some(link) = links.remove(&conn) {
+                        tokio::spawn(async move { link.close().await });
+                    }
+                }
+                Output::Routes(table) => {
+                    let _ = relay_tx.send(RelayMsg::Routes(table));
+                }
+                Output::Store(op) => {
+                    let _ = store_tx.send(op);
+                }
+            }
+        }
+        if let Some(conn) = closed {
+            conns.remove(&conn);
+        }
+    }
+}
+
+async fn answer_media(
+    conn: ConnId,
+    offer: String,
+    cfg: MediaConfig,
+    ev_tx: mpsc::UnboundedSender<Event>,
+    relay_tx: mpsc::UnboundedSender<RelayMsg>,
+) {
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    match MediaLink::answer(&cfg, &offer, media_tx).await {
+        Ok((link, sdp)) => {
+            let _ = ev_tx.send(Event::MediaReady { conn, link: Arc::new(link), sdp });
+        }
+        Err(e) => {
+            let _ = ev_tx.send(Event::Core(Input::MediaFailed { conn, error: format!("{e:#}") }));
+            return;
+        }
+    }
+    // Media events: state changes go to the core, packets straight to the relay (hot path).
+    while let Some(ev) = media_rx.recv().await {
+        match ev {
+            MediaEvent::Audio(rtp) => {
+                if relay_tx.send(RelayMsg::Packet { from: conn, rtp }).is_err() {
+                    return;
+                }
+            }
+            MediaEvent::Connected => {
+                let _ = ev_tx.send(Event::Core(Input::MediaConnected { conn, up: true }));
+            }
+            MediaEvent::Disconnected => {
+                let _ = ev_tx.send(Event::Core(Input::MediaConnected { conn, up: false }));
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,479 @@
+//! Whole call flows through the pure cores: one `Switchboard` and several `CallAgentCore`s wired
+//! together in memory, with simulated time. No sockets, no threads: a 30-second ring timeout
+//! takes microseconds. The real-process tests (tests/calls.rs) cover the same flows with media.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use dialtone::core::{
+    CallAgentCore, CallEndReason, CallState, Command, CommandError, CommandOk, ConnectionState, DisconnectReason,
+    Event, Input, MediaControl, Now, Output, RejectReason,
+};
+use dialtone::protocol::{encode, ErrorCode, ServerMessage};
+use dialtone::server::switchboard::{self as sb, ConnId, Switchboard, SwitchboardConfig};
+use dialtone::server::token::{Claims, TokenKey};
+
+struct Peer {
+    core: CallAgentCore,
+    conn: ConnId,
+    events: Vec<Event>,
+    media: Vec<MediaControl>,
+    open: bool,
+}
+
+struct Net {
+    sb: Switchboard,
+    peers: Vec<Peer>,
+    now: Now,
+    routes: BTreeMap<ConnId, Vec<ConnId>>,
+    next_conn: ConnId,
+    key: TokenKey,
+}
+
+const RING: Duration = Duration::from_secs(30);
+
+impl Net {
+    fn new() -> Net {
+        let key = TokenKey::from_bytes([3; 32]);
+        let cfg = SwitchboardConfig { dev: true, resource: "res".into(), ring_timeout: RING, max_bad_frames: 5 };
+        Net {
+            sb: Switchboard::new(cfg, key.clone(), HashMap::new(), BTreeSet::new()),
+            peers: Vec::new(),
+            now: Now { mono: Instant::now(), unix_ms: 1_700_000_000_000 },
+            routes: BTreeMap::new(),
+            next_conn: 1,
+            key,
+        }
+    }
+
+    fn join_with(&mut self, user: Option<&str>, token: Option<String>, device: &str) -> usize {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let mut n = 0u32;
+        let prefix = format!("{}-{device}", user.unwrap_or("t"));
+        let core = CallAgentCore::new(
+            user.map(str::to_string),
+            token,
+            device.into(),
+            Box::new(move || {
+                n += 1;
+                format!("{prefix}-call{n}")
+            }),
+        );
+        self.peers.push(Peer { core, conn, events: vec![], media: vec![], open: true });
+        let i = self.peers.len() - 1;
+        self.sb.handle(sb::Input::Opened { conn, loopback: true }, self.now);
+        self.peers[i].core.handle_input(Input::TransportUp, self.now);
+        self.pump();
+        i
+    }
+
+    fn join(&mut self, user: &str, device: &str) -> usize {
+        self.join_with(Some(user), None, device)
+    }
+
+    fn cmd(&mut self, i: usize, c: Command) -> Result<CommandOk, CommandError> {
+        let r = self.peers[i].core.handle_command(c, self.now);
+        self.pump();
+        r
+    }
+
+    fn call(&mut self, i: usize, to: &str) -> String {
+        match self.cmd(i, Command::Call { to: vec![to.into()] }).unwrap() {
+            CommandOk::CallId(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn frame(&mut self, i: usize, text: &str) {
+        let conn = self.peers[i].conn;
+        self.sb.handle(sb::Input::Frame { conn, text: text.into() }, self.now);
+        self.pump();
+    }
+
+    fn vanish(&mut self, i: usize) {
+        let conn = self.peers[i].conn;
+        self.peers[i].open = false;
+        self.sb.handle(sb::Input::Closed { conn }, self.now);
+        self.peers[i].core.handle_input(Input::TransportDown, self.now);
+        self.pump();
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now.plus(d);
+        if self.sb.poll_timeout().is_some_and(|t| t <= self.now.mono) {
+            self.sb.handle(sb::Input::Tick, self.now);
+        }
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            for i in 0..self.peers.len() {
+                while let Some(out) = self.peers[i].core.poll_output() {
+                    progressed = true;
+                    let conn = self.peers[i].conn;
+                    match out {
+                        Output::Send(msg) => {
+                            if self.peers[i].open {
+                                self.sb.handle(sb::Input::Frame { conn, text: encode(&msg) }, self.now);
+                            }
+                        }
+                        Output::Event(e) => self.peers[i].events.push(e),
+                        Output::CreateMediaOffer => {
+                            self.peers[i].core.handle_input(Input::MediaOfferReady { sdp: "v=0 offer".into() }, self.now)
+                        }
+                        Output::ApplyMediaAnswer { .. } => {
+                            self.peers[i].core.handle_input(Input::MediaConnected(true), self.now)
+                        }
+                        Output::Media(m) => self.peers[i].media.push(m),
+                    }
+                }
+            }
+            while let Some(out) = self.sb.poll_output() {
+                progressed = true;
+                match out {
+                    sb::Output::Send { conn, msg } => {
+                        let now = self.now;
+                        if let Some(p) = self.peers.iter_mut().find(|p| p.conn == conn && p.open) {
+                            p.core.handle_input(Input::Server(msg), now);
+                        }
+                    }
+                    sb::Output::Close { conn, .. } => {
+                        let now = self.now;
+                        self.sb.handle(sb::Input::Closed { conn }, now);
+                        if let Some(p) = self.peers.iter_mut().find(|p| p.conn == conn && p.open) {
+                            p.open = false;
+                            p.core.handle_input(Input::TransportDown, now);
+                        }
+                    }
+                    sb::Output::CreateMedia { conn, .. } => {
+                        self.sb.handle(sb::Input::MediaAnswered { conn, sdp: "v=0 answer".into() }, self.now);
+                        self.sb.handle(sb::Input::MediaConnected { conn, up: true }, self.now);
+                    }
+                    sb::Output::DropMedia { .. } | sb::Output::Store(_) => {}
+                    sb::Output::Routes(r) => self.routes = r,
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn state(&self, i: usize, call: &str) -> Option<CallState> {
+        self.peers[i].core.calls().into_iter().find(|c| c.call_id == call).map(|c| c.state)
+    }
+
+    fn ended(&self, i: usize, call: &str) -> Option<CallEndReason> {
+        self.peers[i].events.iter().find_map(|e| match e {
+            Event::CallEnded { call_id, reason } if call_id == call => Some(*reason),
+            _ => None,
+        })
+    }
+
+    fn incoming(&self, i: usize) -> Option<String> {
+        self.peers[i].events.iter().rev().find_map(|e| match e {
+            Event::IncomingCall { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+    }
+
+    fn states(&self, i: usize, call: &str) -> Vec<CallState> {
+        self.peers[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CallStateChanged { call_id, state } if call_id == call => Some(*state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn connect(&mut self) -> (usize, usize, String) {
+        let a = self.join("alice", "desk");
+        let b = self.join("bob", "laptop");
+        let id = self.call(a, "bob");
+        let inc = self.incoming(b).expect("bob rings");
+        assert_eq!(inc, id);
+        self.cmd(b, Command::Accept { call_id: id.clone() }).unwrap();
+        (a, b, id)
+    }
+}
+
+#[test]
+fn basic_call_connects_and_hangs_up() {
+    let mut n = Net::new();
+    let (a, b, id) = n.connect();
+    assert_eq!(n.states(a, &id), vec![CallState::Connecting, CallState::Ringing, CallState::Connected]);
+    assert_eq!(n.states(b, &id), vec![CallState::Incoming, CallState::Connecting, CallState::Connected]);
+    let (ca, cb) = (n.peers[a].conn, n.peers[b].conn);
+    assert_eq!(n.routes, BTreeMap::from([(ca, vec![cb]), (cb, vec![ca])]));
+    assert_eq!(n.peers[a].media, vec![MediaControl::Capture(true), MediaControl::Playout(true)]);
+    let remote = &n.peers[a].core.calls()[0].remote;
+    assert_eq!(remote[0].identity.display_name, "bob");
+    assert_eq!(remote[0].identity.raw_id, "8:acs:res_bob");
+    n.cmd(a, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::NORMAL));
+    assert_eq!(n.ended(b, &id), Some(CallEndReason::NORMAL));
+    assert!(n.routes.is_empty());
+    assert!(n.peers[b].media.contains(&MediaControl::FinalizeRecording));
+    assert_eq!(n.sb.live_calls(), 0);
+}
+
+#[test]
+fn reject_reasons_map_to_codes() {
+    for (reason, code) in [(RejectReason::None, 603), (RejectReason::Busy, 486), (RejectReason::Forbidden, 403)] {
+        let mut n = Net::new();
+        let a = n.join("alice", "desk");
+        let b = n.join("bob", "laptop");
+        let id = n.call(a, "bob");
+        n.cmd(b, Command::Reject { call_id: id.clone(), reason }).unwrap();
+        assert_eq!(n.ended(a, &id).unwrap().code, code);
+        assert_eq!(n.ended(b, &id).unwrap().code, code);
+    }
+}
+
+#[test]
+fn offline_unknown_and_cancelled() {
+    let mut n = Net::new();
+    let a = n.join("alice", "desk");
+    let b = n.join("bob", "laptop");
+    n.vanish(b);
+    let id = n.call(a, "bob");
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::OFFLINE));
+    let id = n.call(a, "nobody");
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::UNKNOWN_USER));
+    let c = n.join("carol", "phone");
+    let id = n.call(a, "carol");
+    assert_eq!(n.state(c, &id), Some(CallState::Incoming));
+    n.cmd(a, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::CANCELLED));
+    assert_eq!(n.ended(c, &id), Some(CallEndReason::CANCELLED));
+}
+
+#[test]
+fn ring_timeout_ends_with_408_on_both_sides() {
+    let mut n = Net::new();
+    let a = n.join("alice", "desk");
+    let b = n.join("bob", "laptop");
+    let id = n.call(a, "bob");
+    n.advance(RING - Duration::from_millis(1));
+    assert_eq!(n.state(a, &id), Some(CallState::Ringing));
+    n.advance(Duration::from_millis(1));
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::NO_ANSWER));
+    assert_eq!(n.ended(b, &id), Some(CallEndReason::NO_ANSWER));
+}
+
+#[test]
+fn hold_stops_media_both_ways_and_shows_on_both_sides() {
+    let mut n = Net::new();
+    let (a, b, id) = n.connect();
+    n.cmd(a, Command::Hold { call_id: id.clone() }).unwrap();
+    assert_eq!(n.state(a, &id), Some(CallState::LocalHold));
+    assert_eq!(n.state(b, &id), Some(CallState::RemoteHold));
+    assert!(n.routes.is_empty(), "no audio is forwarded while held: {:?}", n.routes);
+    assert_eq!(n.peers[b].media.last(), Some(&MediaControl::Playout(false)));
+    // The held side cannot resume what it did not hold.
+    let e = n.cmd(b, Command::Resume { call_id: id.clone() }).unwrap_err();
+    assert!(matches!(e, CommandError::InvalidState { state: CallState::RemoteHold, .. }));
+    n.cmd(a, Command::Resume { call_id: id.clone() }).unwrap();
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    assert_eq!(n.state(b, &id), Some(CallState::Connected));
+    assert_eq!(n.routes.len(), 2);
+}
+
+#[test]
+fn mute_is_seen_by_the_far_side_and_stops_capture() {
+    let mut n = Net::new();
+    let (a, b, id) = n.connect();
+    n.cmd(a, Command::Mute { call_id: id.clone() }).unwrap();
+    assert_eq!(n.peers[a].media.last(), Some(&MediaControl::Capture(false)));
+    let muted = n.peers[b].events.iter().any(|e| {
+        matches!(e, Event::ParticipantStateChanged { participant, .. } if participant.is_muted && participant.identity.display_name == "alice")
+    });
+    assert!(muted);
+    assert!(n.peers[b].core.calls()[0].remote[0].is_muted);
+    n.cmd(a, Command::Unmute { call_id: id.clone() }).unwrap();
+    assert!(!n.peers[b].core.calls()[0].remote[0].is_muted);
+    assert_eq!(n.peers[a].media.last(), Some(&MediaControl::Capture(true)));
+    // Speaking reaches the far side, and not while muted.
+    n.peers[a].core.handle_input(Input::LocalSpeaking(true), n.now);
+    n.pump();
+    assert!(n.peers[b].core.calls()[0].remote[0].is_speaking);
+}
+
+#[test]
+fn second_device_sees_answered_elsewhere_or_declined_elsewhere() {
+    let mut n = Net::new();
+    let a = n.join("alice", "desk");
+    let b1 = n.join("bob", "laptop");
+    let b2 = n.join("bob", "phone");
+    let id = n.call(a, "bob");
+    assert_eq!(n.incoming(b1), Some(id.clone()));
+    assert_eq!(n.incoming(b2), Some(id.clone()));
+    n.cmd(b2, Command::Accept { call_id: id.clone() }).unwrap();
+    assert_eq!(n.ended(b1, &id), Some(CallEndReason::ANSWERED_ELSEWHERE));
+    assert_eq!(n.state(b2, &id), Some(CallState::Connected));
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    // The loser cannot accept afterwards.
+    assert!(matches!(n.cmd(b1, Command::Accept { call_id: id.clone() }), Err(CommandError::UnknownCall(_))));
+    n.cmd(a, Command::HangUp { call_id: id, for_everyone: false }).unwrap();
+
+    let id = n.call(a, "bob");
+    n.cmd(b1, Command::Reject { call_id: id.clone(), reason: RejectReason::None }).unwrap();
+    assert_eq!(n.ended(b2, &id), Some(CallEndReason::DECLINED_ELSEWHERE));
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::DECLINED));
+}
+
+#[test]
+fn a_ringing_device_that_vanishes_does_not_end_the_call_while_another_rings() {
+    let mut n = Net::new();
+    let a = n.join("alice", "desk");
+    let b1 = n.join("bob", "laptop");
+    let b2 = n.join("bob", "phone");
+    let id = n.call(a, "bob");
+    n.vanish(b1);
+    assert_eq!(n.state(a, &id), Some(CallState::Ringing));
+    n.vanish(b2);
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::OFFLINE));
+}
+
+#[test]
+fn peer_that_vanishes_ends_the_call_with_410_and_leaves_other_calls_alone() {
+    let mut n = Net::new();
+    let (a, b, id) = n.connect();
+    let c = n.join("carol", "x");
+    let d = n.join("dave", "y");
+    let id2 = n.call(c, "dave");
+    n.cmd(d, Command::Accept { call_id: id2.clone() }).unwrap();
+    n.vanish(b);
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::PEER_LOST));
+    assert_eq!(n.ended(b, &id), Some(CallEndReason::CONNECTION_LOST));
+    assert_eq!(n.state(c, &id2), Some(CallState::Connected));
+    assert_eq!(n.state(d, &id2), Some(CallState::Connected));
+    assert!(n.peers[b].events.iter().any(|e| matches!(e,
+        Event::ConnectionStateChanged { new: ConnectionState::Disconnected, reason: Some(DisconnectReason::ConnectionIssue), .. })));
+}
+
+#[test]
+fn echo_routes_a_device_to_itself() {
+    let mut n = Net::new();
+    let a = n.join("alice", "desk");
+    let id = n.call(a, "echo");
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    let conn = n.peers[a].conn;
+    assert_eq!(n.routes, BTreeMap::from([(conn, vec![conn])]));
+}
+
+#[test]
+fn tokens_are_required_without_dev_and_checked() {
+    let mut n = Net::new();
+    let now_s = n.now.unix_ms / 1000;
+    let good = n.key.issue(&Claims { sub: "bob".into(), iat: now_s, exp: now_s + 60, jti: "j1".into() });
+    let expired = n.key.issue(&Claims { sub: "bob".into(), iat: 0, exp: now_s - 1, jti: "j2".into() });
+    let b = n.join_with(None, Some(good), "laptop");
+    assert_eq!(n.peers[b].core.connection(), ConnectionState::Connected);
+    assert_eq!(n.peers[b].core.identity().unwrap().display_name, "bob");
+    let x = n.join_with(None, Some(expired), "laptop");
+    assert_eq!(n.peers[x].core.connection(), ConnectionState::Disconnected);
+    let refused = n.peers[x].events.iter().any(|e| matches!(e,
+        Event::ConnectionStateChanged { new: ConnectionState::Disconnected, reason: Some(DisconnectReason::InvalidToken), .. }));
+    assert!(refused, "{:?}", n.peers[x].events);
+    let msg = n.peers[x].events.iter().find_map(|e| match e {
+        Event::Error { code: ErrorCode::InvalidToken, message, .. } => Some(message.clone()),
+        _ => None,
+    });
+    assert!(msg.unwrap().contains("expired"));
+    let y = n.join_with(None, Some("dt1.bogus.sig".into()), "z");
+    assert_eq!(n.peers[y].core.connection(), ConnectionState::Disconnected);
+    n.sb.revoke("j1".into());
+    let now_s = n.now.unix_ms / 1000;
+    let revoked = n.key.issue(&Claims { sub: "bob".into(), iat: now_s, exp: now_s + 60, jti: "j1".into() });
+    let z = n.join_with(None, Some(revoked), "w");
+    assert_eq!(n.peers[z].core.connection(), ConnectionState::Disconnected);
+}
+
+#[test]
+fn garbage_and_out_of_order_frames_get_errors_and_disturb_nothing() {
+    let mut n = Net::new();
+    let (a, b, id) = n.connect();
+    let m = n.join("mallory", "x");
+    for bad in [
+        "garbage",
+        "{}",
+        r#"{"type":"launch"}"#,
+        r#"{"type":"accept"}"#,
+        &format!(r#"{{"type":"accept","callId":"{id}"}}"#),
+        &format!(r#"{{"type":"hangUp","callId":"{id}"}}"#),
+        &format!(r#"{{"type":"hold","callId":"{id}"}}"#),
+        r#"{"type":"hello","protocol":1,"user":"mallory","deviceName":"x"}"#,
+    ] {
+        n.frame(m, bad);
+    }
+    let errors: Vec<ErrorCode> = n.peers[m]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            ErrorCode::BadMessage,
+            ErrorCode::BadMessage,
+            ErrorCode::UnknownMessage,
+            ErrorCode::BadMessage,
+            ErrorCode::UnknownCall,
+            ErrorCode::UnknownCall,
+            ErrorCode::UnknownCall,
+            ErrorCode::AlreadySignedIn,
+        ]
+    );
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    assert_eq!(n.state(b, &id), Some(CallState::Connected));
+    assert_eq!(n.routes.len(), 2);
+
+    // Before hello, only hello and ping are allowed.
+    let conn = 999;
+    n.sb.handle(sb::Input::Opened { conn, loopback: true }, n.now);
+    n.sb.handle(sb::Input::Frame { conn, text: format!(r#"{{"type":"accept","callId":"{id}"}}"#) }, n.now);
+    let mut saw = false;
+    while let Some(o) = n.sb.poll_output() {
+        if let sb::Output::Send { conn: 999, msg: ServerMessage::Error { code: ErrorCode::NotSignedIn, .. } } = o {
+            saw = true;
+        }
+    }
+    assert!(saw);
+}
+
+#[test]
+fn a_stream_of_bad_frames_closes_only_that_connection() {
+    let mut n = Net::new();
+    let (a, _b, id) = n.connect();
+    let m = n.join("mallory", "x");
+    for _ in 0..5 {
+        n.frame(m, "\u{0}\u{1}not json");
+    }
+    assert!(!n.peers[m].open, "closed after max_bad_frames");
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+}
+
+#[test]
+fn bad_commands_are_refused_locally() {
+    let mut n = Net::new();
+    let (a, b, id) = n.connect();
+    assert!(matches!(n.cmd(a, Command::Accept { call_id: id.clone() }), Err(CommandError::InvalidState { .. })));
+    assert!(matches!(n.cmd(a, Command::Mute { call_id: "nope".into() }), Err(CommandError::UnknownCall(_))));
+    assert!(matches!(n.cmd(a, Command::Call { to: vec![] }), Err(CommandError::InvalidArgument(_))));
+    assert!(matches!(n.cmd(b, Command::Resume { call_id: id.clone() }), Err(CommandError::InvalidState { .. })));
+    // Calling yourself or a malformed callee ends that call with 400, nothing else changes.
+    let me = n.call(a, "alice");
+    assert_eq!(n.ended(a, &me).map(|r| r.code), Some(400));
+    let bad = n.call(a, "bob smith");
+    assert_eq!(n.ended(a, &bad).map(|r| r.code), Some(400));
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+}
