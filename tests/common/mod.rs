@@ -1,0 +1,349 @@
+//! Helpers for tests that run real processes: a switchboard and agents over loopback, speech
+//! files made with espeak-ng, and the audio measurements the assertions use.
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dialtone");
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        let data_dir = dir.join("switchboard");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .args(extra)
+            .env("DIALTONE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("dialtone serve starts");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Server { child, url: format!("ws://{addr}"), data_dir }
+    }
+
+    pub fn dev(dir: &Path) -> Server {
+        Server::start(dir, &["--dev"])
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Agent {
+    pub name: String,
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+    /// Every event seen so far, in order.
+    pub events: Vec<Value>,
+    next_id: u64,
+}
+
+impl Agent {
+    pub fn start(server: &Server, user: &str, args: &[&str]) -> Agent {
+        Agent::start_url(&server.url, Some(user), args)
+    }
+
+    pub fn start_url(url: &str, user: Option<&str>, args: &[&str]) -> Agent {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["agent", "--server", url]);
+        if let Some(u) = user {
+            cmd.args(["--user", u]);
+        }
+        let mut child = cmd
+            .args(args)
+            .env("DIALTONE_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("dialtone agent starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let label = user.unwrap_or("agent").to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("{label}: stdout line is not JSON ({e}): {line:?}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Agent { name: user.unwrap_or("agent").into(), child, stdin, rx, events: Vec::new(), next_id: 1 }
+    }
+
+    /// Waits until signed in.
+    pub fn connected(mut self) -> Agent {
+        self.wait_event("connectionStateChanged", |e| e["newState"] == "Connected", 10);
+        self
+    }
+
+    pub fn send_raw(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Sends a command and returns its reply (events seen meanwhile are kept).
+    pub fn cmd(&mut self, mut v: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        v["id"] = json!(id);
+        self.send_raw(&v.to_string());
+        self.wait_reply(&json!(id))
+    }
+
+    pub fn wait_reply(&mut self, id: &Value) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.next(deadline).unwrap_or_else(|| panic!("{}: no reply to id {id}", self.name));
+            if v.get("event").is_some() {
+                self.events.push(v);
+            } else if &v["id"] == id {
+                return v;
+            } else {
+                panic!("{}: unexpected line {v}", self.name);
+            }
+        }
+    }
+
+    /// Returns the reply to a line sent with `send_raw` that gets `id: null`.
+    pub fn wait_null_reply(&mut self) -> Value {
+        self.wait_reply(&Value::Null)
+    }
+
+    pub fn ok(&mut self, v: Value) -> Value {
+        let r = self.cmd(v.clone());
+        assert_eq!(r["ok"], true, "{}: {v} failed: {r}", self.name);
+        r
+    }
+
+    pub fn call(&mut self, to: &str) -> String {
+        self.ok(json!({"cmd": "call", "to": [to]}))["callId"].as_str().unwrap().to_string()
+    }
+
+    fn next(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(v) => Some(v),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Waits for an event with this name matching `pred` (looking at events already seen first).
+    pub fn wait_event(&mut self, name: &str, pred: impl Fn(&Value) -> bool, secs: u64) -> Value {
+        if let Some(e) = self.events.iter().find(|e| e["event"] == name && pred(e)) {
+            return e.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let Some(v) = self.next(deadline) else {
+                panic!("{}: no {name} event within {secs}s; saw {:#?}", self.name, self.events)
+            };
+            if v.get("event").is_some() {
+                self.events.push(v.clone());
+                if v["event"] == name && pred(&v) {
+                    return v;
+                }
+            }
+        }
+    }
+
+    pub fn wait_state(&mut self, call: &str, state: &str) {
+        self.wait_event("callStateChanged", |e| e["callId"] == call && e["state"] == state, 10);
+    }
+
+    pub fn wait_incoming(&mut self) -> String {
+        self.wait_event("incomingCall", |_| true, 10)["callId"].as_str().unwrap().to_string()
+    }
+
+    pub fn wait_ended(&mut self, call: &str) -> (u64, u64) {
+        let e = self.wait_event("callEnded", |e| e["callId"] == call, 15);
+        (e["callEndReason"]["code"].as_u64().unwrap(), e["callEndReason"]["subCode"].as_u64().unwrap())
+    }
+
+    /// Collects whatever arrives for a while.
+    pub fn drain(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Some(v) = self.next(deadline) {
+            if v.get("event").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+
+    /// The unix time (µs) at which this agent's device of `kind` started.
+    pub fn device_started(&mut self, kind: &str) -> u64 {
+        self.wait_event("deviceStarted", |e| e["kind"] == kind, 10)["unixMicros"].as_u64().unwrap()
+    }
+
+    pub fn states(&self, call: &str) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "callStateChanged" && e["callId"] == call)
+            .map(|e| e["state"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends quit and waits for the process to exit 0 (recordings are final after this).
+    pub fn quit(mut self) {
+        let r = self.cmd(json!({"cmd": "quit"}));
+        assert_eq!(r["ok"], true);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{} exited with {status}", self.name);
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit after quit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn unix_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+/// Speech at 48 kHz mono 16-bit, made with espeak-ng and sox (scripts/setup.sh installs them).
+pub fn speech_wav(dir: &Path, name: &str, text: &str, voice: &str) -> PathBuf {
+    let raw = dir.join(format!("{name}-raw.wav"));
+    let out = dir.join(format!("{name}.wav"));
+    let st = Command::new("espeak-ng")
+        .args(["-v", voice, "-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("espeak-ng is installed (scripts/setup.sh installs it)");
+    assert!(st.success());
+    let st = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "48000", "-c", "1", "-b", "16"])
+        .arg(&out)
+        .status()
+        .expect("sox is installed (scripts/setup.sh installs it)");
+    assert!(st.success());
+    out
+}
+
+pub fn read_wav(path: &Path) -> Vec<f32> {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let spec = r.spec();
+    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (48000, 1, 16), "{}", path.display());
+    r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect()
+}
+
+fn block_rms(x: &[f32], block: usize) -> Vec<f32> {
+    x.chunks(block).map(|c| (c.iter().map(|v| v * v).sum::<f32>() / c.len() as f32).sqrt()).collect()
+}
+
+/// Where `needle` (the source) best aligns inside `hay` (the recording), and the normalised
+/// cross-correlation there. Coarse search on 5 ms energy envelopes, then a sample-exact search
+/// nearby: a full-rate brute force over seconds of lag would take minutes.
+pub fn best_alignment(needle: &[f32], hay: &[f32]) -> (f64, usize) {
+    const B: usize = 240;
+    let en = block_rms(needle, B);
+    let eh = block_rms(hay, B);
+    assert!(eh.len() >= en.len(), "recording ({} blocks) shorter than source ({} blocks)", eh.len(), en.len());
+    let mut best = (f64::MIN, 0usize);
+    for lag in 0..=(eh.len() - en.len()) {
+        let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
+        for (i, a) in en.iter().enumerate() {
+            let b = eh[lag + i];
+            xy += (*a as f64) * (b as f64);
+            xx += (*a as f64).powi(2);
+            yy += (b as f64).powi(2);
+        }
+        let c = xy / (xx * yy).sqrt().max(1e-12);
+        if c > best.0 {
+            best = (c, lag);
+        }
+    }
+    let centre = best.1 * B;
+    let lo = centre.saturating_sub(2 * B);
+    let hi = (centre + 2 * B).min(hay.len().saturating_sub(needle.len()));
+    let mut fine = (f64::MIN, lo);
+    for lag in lo..=hi.max(lo) {
+        let c = ncc_at(needle, hay, lag);
+        if c > fine.0 {
+            fine = (c, lag);
+        }
+    }
+    fine
+}
+
+pub fn ncc_at(needle: &[f32], hay: &[f32], lag: usize) -> f64 {
+    let n = needle.len().min(hay.len().saturating_sub(lag));
+    let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
+    for i in 0..n {
+        let (a, b) = (needle[i] as f64, hay[lag + i] as f64);
+        xy += a * b;
+        xx += a * a;
+        yy += b * b;
+    }
+    xy / (xx * yy).sqrt().max(1e-12)
+}
+
+/// RMS of the recording between two unix times, given the unix time of its first sample.
+pub fn rms_between(rec: &[f32], rec_start_us: u64, from_us: u64, to_us: u64) -> f32 {
+    let idx = |t: u64| (((t.saturating_sub(rec_start_us)) as f64) * 48_000.0 / 1e6) as usize;
+    let (a, b) = (idx(from_us).min(rec.len()), idx(to_us).min(rec.len()));
+    if b <= a {
+        return 0.0;
+    }
+    let s = &rec[a..b];
+    (s.iter().map(|v| v * v).sum::<f32>() / s.len() as f32).sqrt()
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("dialtone-test-").tempdir().unwrap()
+}
