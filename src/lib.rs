@@ -2,9 +2,11 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 
+pub mod agent;
+pub mod config;
 pub mod core;
 pub mod devices;
+pub mod engine;
 pub mod media;
 pub mod protocol;
 pub mod server;
-// WIP-GATE: agent, config, engine wait for the media and audio APIs.

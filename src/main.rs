@@ -1,1 +1,223 @@
-fn main() {}
+//! Wiring only: parse the command line, load config, set up tracing, start the right thing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use dialtone::config::{self, Config};
+use dialtone::devices::DeviceSpec;
+use dialtone::engine::{self, EngineOptions};
+use dialtone::media::peer::MediaConfig;
+use dialtone::server::{self, ServeOptions};
+
+#[derive(Parser)]
+#[command(name = "dialtone", version, about = "A softphone in the terminal, and the switchboard it talks to")]
+struct Cli {
+    /// Config file (default: config.toml in the XDG config dir).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the switchboard: signaling, identities, routing, media relay, echo service.
+    Serve(ServeArgs),
+    /// The call engine with no screen, driven by JSON lines on stdin (docs/agent.md).
+    Agent(AgentArgs),
+    /// List microphones, speakers and cameras.
+    Devices {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue or revoke sign-in tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Admit any user name without a token, from loopback only.
+    #[arg(long)]
+    dev: bool,
+    /// Address to listen on; port 0 picks a free one (printed).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Where the SQLite database and the token key live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Seconds a call rings before it ends with 408.
+    #[arg(long)]
+    ring_timeout: Option<u64>,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// Switchboard URL, e.g. ws://127.0.0.1:7450.
+    #[arg(long)]
+    server: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long, env = "DIALTONE_TOKEN")]
+    token: Option<String>,
+    #[arg(long)]
+    device_name: Option<String>,
+    /// default | NAME | file:PATH.wav | tone:HZ | silence
+    #[arg(long)]
+    mic: Option<String>,
+    /// default | NAME | record:PATH.wav | silence
+    #[arg(long)]
+    speaker: Option<String>,
+    #[arg(long)]
+    camera: Option<String>,
+    /// Accept every incoming call at once.
+    #[arg(long)]
+    auto_answer: bool,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a new token for a user.
+    Issue {
+        #[arg(long)]
+        user: String,
+        /// Lifetime, e.g. 24h, 30m, 7days.
+        #[arg(long, default_value = "24h")]
+        ttl: humantime::Duration,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Revoke a token (it stops working at the next sign-in).
+    Revoke {
+        token: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match cli.command {
+        Some(Cmd::Serve(a)) => {
+            init_stderr_logging(&cfg, "info");
+            rt.block_on(serve(cfg, a))
+        }
+        Some(Cmd::Agent(a)) => {
+            init_stderr_logging(&cfg, "warn");
+            rt.block_on(agent(cfg, a))
+        }
+        Some(Cmd::Devices { json }) => devices(json),
+        Some(Cmd::Token(t)) => token(&cfg, t),
+        None => anyhow::bail!(
+            "the terminal softphone is not built yet; use `dialtone serve` and `dialtone agent` (see README)"
+        ),
+    }
+}
+
+/// Logs go to stderr for the headless commands (stdout is the agent's protocol channel) and to
+/// a file for the TUI. `DIALTONE_LOG` overrides the configured filter.
+fn init_stderr_logging(cfg: &Config, default: &str) {
+    let filter = std::env::var("DIALTONE_LOG").ok().unwrap_or_else(|| {
+        if cfg.log.level == config::LogConfig::default().level { default.to_string() } else { cfg.log.level.clone() }
+    });
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn data_dir(cfg: &Config, flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| cfg.switchboard.data_dir.clone()).unwrap_or_else(config::default_data_dir)
+}
+
+async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
+    let listen = match a.listen {
+        Some(l) => l,
+        None => cfg.switchboard.listen.parse().context("switchboard.listen")?,
+    };
+    let opts = ServeOptions {
+        listen,
+        dev: a.dev,
+        data_dir: data_dir(&cfg, a.data_dir),
+        ring_timeout: Duration::from_secs(a.ring_timeout.unwrap_or(cfg.switchboard.ring_timeout_secs).max(1)),
+        media_ip: if listen.ip().is_unspecified() { "127.0.0.1".parse()? } else { listen.ip() },
+    };
+    let handle = server::serve(opts.clone()).await?;
+    // The contract: one line naming the address, once connections are accepted.
+    println!("dialtone switchboard listening on {} (data in {}{})", handle.addr, opts.data_dir.display(), if opts.dev { ", dev mode" } else { "" });
+    tokio::select! {
+        r = handle.wait() => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+async fn agent(cfg: Config, a: AgentArgs) -> anyhow::Result<()> {
+    let server = a
+        .server
+        .or(cfg.server.clone())
+        .unwrap_or_else(|| format!("ws://127.0.0.1:{}", config::DEFAULT_PORT));
+    let mic: DeviceSpec = a.mic.unwrap_or(cfg.devices.microphone.clone()).parse().context("--mic")?;
+    let speaker: DeviceSpec = a.speaker.unwrap_or(cfg.devices.speaker.clone()).parse().context("--speaker")?;
+    let user = a.user.or(cfg.user.clone()).or_else(os_user);
+    let opts = EngineOptions {
+        server,
+        user,
+        token: a.token.or(cfg.token.clone()),
+        device_name: a.device_name.or(cfg.device_name.clone()).unwrap_or_else(host_name),
+        mic,
+        speaker,
+        camera: a.camera.or(cfg.devices.camera.clone()),
+        auto_answer: a.auto_answer,
+        media: MediaConfig::default(),
+    };
+    let (handle, events) = engine::start(opts)?;
+    dialtone::agent::run(handle, events).await
+}
+
+fn devices(json: bool) -> anyhow::Result<()> {
+    let list = dialtone::devices::list_devices();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        print!("{}", list.to_table());
+    }
+    Ok(())
+}
+
+fn token(cfg: &Config, t: TokenCmd) -> anyhow::Result<()> {
+    use dialtone::server::store::{load_or_create_key, Store};
+    use dialtone::server::token::Claims;
+    let now = server::runtime::now().unix_ms / 1000;
+    match t {
+        TokenCmd::Issue { user, ttl, data_dir: dd } => {
+            dialtone::core::validate_user_name(&user).map_err(anyhow::Error::msg)?;
+            let dir = data_dir(cfg, dd);
+            let key = load_or_create_key(&dir)?;
+            let claims = Claims { sub: user, iat: now, exp: now + ttl.as_secs(), jti: uuid::Uuid::new_v4().to_string() };
+            println!("{}", key.issue(&claims));
+            Ok(())
+        }
+        TokenCmd::Revoke { token, data_dir: dd } => {
+            let dir = data_dir(cfg, dd);
+            let key = load_or_create_key(&dir)?;
+            // An expired token can still be revoked: only its signature matters here.
+            let claims = key.verify(&token, 0).context("cannot revoke that token")?;
+            Store::open(&Store::path_in(&dir))?.revoke(&claims.jti, now * 1000)?;
+            println!("revoked token {} of {}", claims.jti, claims.sub);
+            Ok(())
+        }
+    }
+}
+
+fn os_user() -> Option<String> {
+    std::env::var("USER").ok().map(|u| u.to_ascii_lowercase()).filter(|u| dialtone::core::validate_user_name(u).is_ok())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "device".into())
+}
