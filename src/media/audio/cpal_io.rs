@@ -1,0 +1,189 @@
+//! Real devices through cpal. The callbacks only move samples between the device buffer and a
+//! lock-free ring (rtrb): no locks, no allocation, silence on underrun. Everything else
+//! (resampling, mixing, coding) happens on the pipeline's own threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::Thread;
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::{BufferSize, FromSample, SampleFormat, SizedSample, StreamConfig};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::devices::host::{OpenConfig, choose_config, device_name, find_device, preferred_host};
+use crate::devices::{DeviceKind, DeviceSpec};
+
+use super::AudioEvent;
+use super::error::AudioError;
+
+/// How long to wait for a sound server to set a stream up before giving up on the device.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A running capture stream; mono samples at `rate` arrive in `consumer`.
+pub struct CpalInput {
+    _stream: cpal::Stream,
+    pub consumer: rtrb::Consumer<f32>,
+    pub rate: u32,
+    pub name: String,
+    /// Samples dropped because the pipeline fell behind the device.
+    pub overruns: Arc<AtomicU64>,
+}
+
+/// A running playback stream; mono samples at `rate` pushed into `producer` are played on
+/// every channel.
+pub struct CpalOutput {
+    _stream: cpal::Stream,
+    pub producer: rtrb::Producer<f32>,
+    pub rate: u32,
+    /// Frames the device takes per callback.
+    pub period: usize,
+    pub name: String,
+    /// Callbacks that found the ring short and played silence.
+    pub underruns: Arc<AtomicU64>,
+}
+
+fn error_reporter(kind: DeviceKind, events: UnboundedSender<AudioEvent>) -> impl FnMut(cpal::Error) + Send + 'static {
+    move |e: cpal::Error| {
+        if e.kind() == cpal::ErrorKind::Xrun {
+            tracing::debug!("{kind} xrun: {e}");
+            return;
+        }
+        let _ = events.send(AudioEvent::DeviceError { kind, message: e.to_string() });
+    }
+}
+
+/// Opens a microphone; `waker` is unparked after each callback so the capture thread picks the
+/// samples up at once.
+pub fn open_input(spec: &DeviceSpec, waker: Thread, events: UnboundedSender<AudioEvent>) -> Result<CpalInput, AudioError> {
+    let kind = DeviceKind::Microphone;
+    let host = preferred_host();
+    let device = find_device(&host, kind, spec)?;
+    let name = device_name(&device);
+    let open = choose_config(&device, kind)?;
+    let overruns = Arc::new(AtomicU64::new(0));
+    let fail = |e: cpal::Error| AudioError::Open { kind, name: name.clone(), message: e.to_string() };
+    let (stream, consumer) = with_fallback(open, |config| {
+        // Half a second of slack: the capture thread drains it every few milliseconds.
+        let (producer, consumer) = rtrb::RingBuffer::new(config.sample_rate as usize / 2);
+        let (waker, overruns) = (waker.clone(), overruns.clone());
+        let on_error = error_reporter(kind, events.clone());
+        let stream = match open.format {
+            SampleFormat::F32 => input_stream::<f32>(&device, config, producer, waker, overruns, on_error),
+            SampleFormat::I16 => input_stream::<i16>(&device, config, producer, waker, overruns, on_error),
+            SampleFormat::I32 => input_stream::<i32>(&device, config, producer, waker, overruns, on_error),
+            SampleFormat::U16 => input_stream::<u16>(&device, config, producer, waker, overruns, on_error),
+            _ => input_stream::<u8>(&device, config, producer, waker, overruns, on_error),
+        }?;
+        Ok((stream, consumer))
+    })
+    .map_err(fail)?;
+    stream.play().map_err(fail)?;
+    Ok(CpalInput { _stream: stream, consumer, rate: open.config.sample_rate, name, overruns })
+}
+
+/// Opens a speaker; `waker` is unparked after each callback so the playout thread tops the
+/// ring up at once.
+pub fn open_output(spec: &DeviceSpec, waker: Thread, events: UnboundedSender<AudioEvent>) -> Result<CpalOutput, AudioError> {
+    let kind = DeviceKind::Speaker;
+    let host = preferred_host();
+    let device = find_device(&host, kind, spec)?;
+    let name = device_name(&device);
+    let open = choose_config(&device, kind)?;
+    let underruns = Arc::new(AtomicU64::new(0));
+    let fail = |e: cpal::Error| AudioError::Open { kind, name: name.clone(), message: e.to_string() };
+    let (stream, producer) = with_fallback(open, |config| {
+        // The playout thread keeps only a couple of periods queued; the rest is headroom.
+        let (producer, consumer) = rtrb::RingBuffer::new(config.sample_rate as usize / 5);
+        let (waker, underruns) = (waker.clone(), underruns.clone());
+        let on_error = error_reporter(kind, events.clone());
+        let stream = match open.format {
+            SampleFormat::F32 => output_stream::<f32>(&device, config, consumer, waker, underruns, on_error),
+            SampleFormat::I16 => output_stream::<i16>(&device, config, consumer, waker, underruns, on_error),
+            SampleFormat::I32 => output_stream::<i32>(&device, config, consumer, waker, underruns, on_error),
+            SampleFormat::U16 => output_stream::<u16>(&device, config, consumer, waker, underruns, on_error),
+            _ => output_stream::<u8>(&device, config, consumer, waker, underruns, on_error),
+        }?;
+        Ok((stream, producer))
+    })
+    .map_err(fail)?;
+    let fixed = match open.config.buffer_size {
+        BufferSize::Fixed(n) => n,
+        BufferSize::Default => open.config.sample_rate / 100,
+    };
+    let period = stream.buffer_size().unwrap_or(fixed).max(1) as usize;
+    stream.play().map_err(fail)?;
+    Ok(CpalOutput { _stream: stream, producer, rate: open.config.sample_rate, period, name, underruns })
+}
+
+/// Builds with the small fixed period first; a backend that refuses it gets its default.
+fn with_fallback<R>(open: OpenConfig, mut build: impl FnMut(StreamConfig) -> Result<R, cpal::Error>) -> Result<R, cpal::Error> {
+    match build(open.config) {
+        Ok(r) => Ok(r),
+        Err(first) if open.config.buffer_size != BufferSize::Default => {
+            tracing::debug!("fixed buffer refused ({first}), trying the device default");
+            build(StreamConfig { buffer_size: BufferSize::Default, ..open.config }).map_err(|_| first)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn input_stream<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut producer: rtrb::Producer<f32>,
+    waker: Thread,
+    overruns: Arc<AtomicU64>,
+    on_error: impl FnMut(cpal::Error) + Send + 'static,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample,
+    f32: FromSample<T>,
+{
+    let channels = config.channels.max(1) as usize;
+    let scale = 1.0 / channels as f32;
+    let callback = move |data: &[T], _: &cpal::InputCallbackInfo| {
+        let frames = data.len() / channels;
+        let room = frames.min(producer.slots());
+        if let Ok(chunk) = producer.write_chunk_uninit(room) {
+            let mono = data
+                .chunks_exact(channels)
+                .map(|f| f.iter().map(|s| <f32 as FromSample<T>>::from_sample_(*s)).sum::<f32>() * scale);
+            chunk.fill_from_iter(mono);
+        }
+        if room < frames {
+            overruns.fetch_add((frames - room) as u64, Ordering::Relaxed);
+        }
+        waker.unpark();
+    };
+    device.build_input_stream(config, callback, on_error, Some(OPEN_TIMEOUT))
+}
+
+fn output_stream<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut consumer: rtrb::Consumer<f32>,
+    waker: Thread,
+    underruns: Arc<AtomicU64>,
+    on_error: impl FnMut(cpal::Error) + Send + 'static,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + FromSample<f32>,
+{
+    let channels = config.channels.max(1) as usize;
+    let callback = move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+        let mut short = false;
+        for frame in data.chunks_exact_mut(channels) {
+            let v = consumer.pop().unwrap_or_else(|_| {
+                short = true;
+                0.0
+            });
+            frame.fill(T::from_sample_(v));
+        }
+        if short {
+            underruns.fetch_add(1, Ordering::Relaxed);
+        }
+        waker.unpark();
+    };
+    device.build_output_stream(config, callback, on_error, Some(OPEN_TIMEOUT))
+}
