@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Who you are. Default: the OS user name.
@@ -48,20 +48,6 @@ pub struct LogConfig {
 }
 
 pub const DEFAULT_PORT: u16 = 7450;
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            user: None,
-            token: None,
-            device_name: None,
-            server: None,
-            devices: DevicesConfig::default(),
-            switchboard: SwitchboardConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
 
 impl Default for DevicesConfig {
     fn default() -> Self {
@@ -126,10 +112,10 @@ impl Config {
         if self.switchboard.ring_timeout_secs == 0 {
             return Err("key switchboard.ring_timeout_secs = 0: must be at least 1".into());
         }
-        if let Some(s) = &self.server {
-            if !(s.starts_with("ws://") || s.starts_with("wss://")) {
-                return Err(format!("key server = {s:?}: must start with ws:// or wss://"));
-            }
+        if let Some(s) = &self.server
+            && !(s.starts_with("ws://") || s.starts_with("wss://"))
+        {
+            return Err(format!("key server = {s:?}: must start with ws:// or wss://"));
         }
         Ok(())
     }

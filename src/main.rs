@@ -103,7 +103,12 @@ enum TokenCmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = Config::load(cli.config.as_deref())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // The agent is one device: a single-threaded runtime keeps each packet's hand-offs on one
+    // thread (measured: fewer context switches, less CPU per call). The switchboard serves many.
+    let rt = match cli.command {
+        Some(Cmd::Agent(_)) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?,
+    };
     match cli.command {
         Some(Cmd::Serve(a)) => {
             init_stderr_logging(&cfg, "info");
@@ -127,6 +132,9 @@ fn init_stderr_logging(cfg: &Config, default: &str) {
     let filter = std::env::var("DIALTONE_LOG").ok().unwrap_or_else(|| {
         if cfg.log.level == config::LogConfig::default().level { default.to_string() } else { cfg.log.level.clone() }
     });
+    // webrtc-rs warns about benign things on every connection (no server_name for DTLS, ICE
+    // checks before candidates arrive); keep them out unless asked for.
+    let filter = if std::env::var("DIALTONE_LOG").is_ok() { filter } else { format!("{filter},rtc=error,rtc_ice=error,rtc_dtls=error") };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -229,6 +229,21 @@ fn tokens_sign_in_and_bad_tokens_are_refused() {
     let r = bad.cmd(json!({"cmd": "call", "to": ["carol"]}));
     assert_eq!(r["error"]["code"], "notConnected");
     bad.quit();
+
+    // Revoked while the switchboard runs: the next sign-in with it is refused.
+    let out = std::process::Command::new(BIN)
+        .args(["token", "revoke", &token, "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut again = Agent::start_url(&server.url, None, &["--token", &token, "--speaker", "silence", "--mic", "silence"]);
+    let e = again.wait_event("connectionStateChanged", |e| e["newState"] == "Disconnected", 10);
+    assert_eq!(e["reason"], "invalidToken");
+    let msg = again.wait_event("error", |_| true, 5);
+    assert!(msg["message"].as_str().unwrap().contains("revoked"), "{msg}");
+    carol.quit();
 }
 
 #[test]

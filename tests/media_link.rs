@@ -1,4 +1,4 @@
-//! MediaLink over real UDP sockets on 127.0.0.1: client offers, server answers, audio both ways.
+//! `MediaLink` over real UDP sockets on 127.0.0.1: client offers, server answers, audio both ways.
 
 use std::time::{Duration, Instant};
 
@@ -29,11 +29,12 @@ async fn connected_pair() -> (Pair, Duration) {
     let (server, answer) = MediaLink::answer(&cfg, &offer, server_tx)
         .await
         .expect("answer");
-    if std::env::var("DUMP_SDP").is_ok() { eprintln!("OFFER:\n{offer}\nANSWER:\n{answer}"); }
     client.apply_answer(&answer).await.expect("apply_answer");
     let (c, s) = tokio::join!(
-        wait_for(&mut client_rx, CONNECT_LIMIT, |e| *e == MediaEvent::Connected),
-        wait_for(&mut server_rx, CONNECT_LIMIT, |e| *e == MediaEvent::Connected),
+        wait_for(&mut client_rx, CONNECT_LIMIT, |e| *e
+            == MediaEvent::Connected),
+        wait_for(&mut server_rx, CONNECT_LIMIT, |e| *e
+            == MediaEvent::Connected),
     );
     c.expect("client never reported Connected");
     s.expect("server never reported Connected");
@@ -77,8 +78,9 @@ async fn next_audio(rx: &mut UnboundedReceiver<MediaEvent>, limit: Duration) -> 
 
 /// Distinct per direction and per packet, so a mix-up between the two streams would show.
 fn payload(tag: u8, i: u16) -> Bytes {
-    let mut p = vec![tag, (i >> 8) as u8, i as u8];
-    p.extend(std::iter::repeat_n(tag ^ (i as u8), 40 + usize::from(i % 7)));
+    let [hi, lo] = i.to_be_bytes();
+    let mut p = vec![tag, hi, lo];
+    p.extend(std::iter::repeat_n(tag ^ lo, 40 + usize::from(i % 7)));
     Bytes::from(p)
 }
 
@@ -189,7 +191,10 @@ async fn bad_sdp_is_an_error_not_a_panic() {
             .expect_err("answer accepted bad SDP");
         let msg = err.to_string();
         eprintln!("answer({bad:?}) → {msg}");
-        assert!(msg.contains(&format!("{bad:?}")), "error quotes the SDP: {msg}");
+        assert!(
+            msg.contains(&format!("{bad:?}")),
+            "error quotes the SDP: {msg}"
+        );
         assert!(!msg.ends_with('.'));
     }
 
@@ -210,7 +215,10 @@ async fn bad_sdp_is_an_error_not_a_panic() {
             .expect_err("apply_answer accepted bad SDP");
         let msg = err.to_string();
         eprintln!("apply_answer({bad:?}) → {msg}");
-        assert!(msg.contains(&format!("{bad:?}")), "error quotes the SDP: {msg}");
+        assert!(
+            msg.contains(&format!("{bad:?}")),
+            "error quotes the SDP: {msg}"
+        );
     }
     // Well-formed SDP, but our own offer echoed back by a confused signaling path.
     let err = client
@@ -276,7 +284,10 @@ async fn close_is_seen_by_both_sides() {
         *e == MediaEvent::Disconnected
     })
     .await;
-    eprintln!("server saw Disconnected {:?} after client close", closed_at.elapsed());
+    eprintln!(
+        "server saw Disconnected {:?} after client close",
+        closed_at.elapsed()
+    );
     assert_eq!(seen, Some(MediaEvent::Disconnected));
 
     p.server.close().await;

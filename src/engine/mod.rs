@@ -302,10 +302,10 @@ impl Driver {
                     });
                 }
                 Output::ApplyMediaAnswer { sdp } => {
-                    if let Some(link) = &self.link {
-                        if let Err(e) = link.apply_answer(&sdp).await {
-                            tracing::error!("media answer refused: {e:#}");
-                        }
+                    if let Some(link) = &self.link
+                        && let Err(e) = link.apply_answer(&sdp).await
+                    {
+                        tracing::error!("media answer refused: {e:#}");
                     }
                 }
                 Output::Media(MediaControl::Capture(on)) => {

@@ -38,9 +38,9 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, Registry,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
-    register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -142,7 +142,7 @@ impl fmt::Debug for AudioSender {
             .field("ssrc", &self.ssrc)
             .field("payload_type", &self.payload_type.get())
             .field("state", &*self.state.borrow())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -156,8 +156,13 @@ impl AudioSender {
     /// While the link is not connected (before the first `Connected`, after `Disconnected`, or
     /// after `close`) the packet is dropped and `Ok(())` is returned: audio that cannot be
     /// delivered now is worthless later, and the callers are real-time loops that must not
-    /// stall or error out during call setup. An error means the connection's driver refused
-    /// the packet while connected (for example it stopped underneath us).
+    /// stall or error out during call setup.
+    ///
+    /// # Errors
+    ///
+    /// Only while connected, when the connection's driver cannot take the packet (it stopped
+    /// underneath us). Awaiting may briefly wait for room in the driver's queue, which is
+    /// webrtc-rs's outbound back-pressure.
     pub async fn send(
         &self,
         seq: u16,
@@ -195,16 +200,19 @@ impl AudioSender {
     }
 
     /// The outbound track's SSRC, fixed for the life of the link.
+    #[must_use]
     pub fn ssrc(&self) -> u32 {
         self.ssrc
     }
 
     /// The negotiated Opus payload type, once negotiation has completed.
+    #[must_use]
     pub fn payload_type(&self) -> Option<u8> {
         self.payload_type.get().copied()
     }
 
     /// Whether packets sent now would be delivered rather than dropped.
+    #[must_use]
     pub fn is_connected(&self) -> bool {
         *self.state.borrow() == LinkState::Up
     }
@@ -238,6 +246,11 @@ impl MediaLink {
     /// Client side: builds the connection with one sendrecv Opus transceiver (48 kHz, 2 channels
     /// as Opus's SDP requires, `minptime=10;useinbandfec=1`) and returns the complete offer SDP,
     /// candidates included.
+    ///
+    /// # Errors
+    ///
+    /// If the socket cannot be bound on `cfg.bind_ip`, or webrtc-rs fails to build the offer or
+    /// to gather candidates.
     pub async fn offer(
         cfg: &MediaConfig,
         events: mpsc::UnboundedSender<MediaEvent>,
@@ -258,9 +271,19 @@ impl MediaLink {
 
     /// Client side: applies the server's answer. Connection setup starts here; watch the event
     /// channel for `Connected`.
+    ///
+    /// # Errors
+    ///
+    /// If the answer does not parse, is our own offer echoed back, is rejected by webrtc-rs
+    /// (wrong type for the current state, missing ICE credentials, ...), or negotiates no Opus.
+    /// The error quotes the start of the SDP.
     pub async fn apply_answer(&self, sdp: &str) -> anyhow::Result<()> {
         let desc = RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| {
-            anyhow!("answer SDP does not parse ({}): {}", reason(&e), quote_sdp(sdp))
+            anyhow!(
+                "answer SDP does not parse ({}): {}",
+                reason(&e),
+                quote_sdp(sdp)
+            )
         })?;
         // webrtc-rs accepts our own offer as the answer (it is well-formed SDP) and then tries
         // to connect to itself; an echoing signaling bug deserves a clear error instead.
@@ -273,15 +296,22 @@ impl MediaLink {
             ));
         }
         self.pc.set_remote_description(desc).await.map_err(|e| {
-            anyhow!("answer SDP was rejected ({}): {}", reason(&e), quote_sdp(sdp))
+            anyhow!(
+                "answer SDP was rejected ({}): {}",
+                reason(&e),
+                quote_sdp(sdp)
+            )
         })?;
         self.learn_payload_type(sdp).await
     }
 
     /// Server side: answers a client's offer and returns the complete answer SDP.
     ///
-    /// Fails if the offer does not parse, is not acceptable to webrtc-rs, or negotiates no Opus
-    /// audio we can send on.
+    /// # Errors
+    ///
+    /// If the offer does not parse, is not acceptable to webrtc-rs, or negotiates no Opus audio
+    /// we can send on (the error quotes the start of the SDP); or if the socket cannot be bound.
+    /// Nothing is left running on error.
     pub async fn answer(
         cfg: &MediaConfig,
         offer_sdp: &str,
@@ -289,7 +319,11 @@ impl MediaLink {
     ) -> anyhow::Result<(MediaLink, String)> {
         // Parse before building anything, so garbage costs no sockets or driver task.
         let offer = RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(|e| {
-            anyhow!("offer SDP does not parse ({}): {}", reason(&e), quote_sdp(offer_sdp))
+            anyhow!(
+                "offer SDP does not parse ({}): {}",
+                reason(&e),
+                quote_sdp(offer_sdp)
+            )
         })?;
         let (link, mut gathered) = Self::build(cfg, events).await?;
         let result = link.answer_offer(offer, offer_sdp, &mut gathered).await;
@@ -304,6 +338,7 @@ impl MediaLink {
     }
 
     /// A handle for writing outbound audio; see [`AudioSender::send`].
+    #[must_use]
     pub fn sender(&self) -> AudioSender {
         self.audio.clone()
     }
@@ -338,8 +373,9 @@ impl MediaLink {
                 RtpCodecKind::Audio,
             )
             .map_err(|e| anyhow!("registering Opus with the media engine failed: {e}"))?;
-        // Default interceptors give us RTCP sender/receiver reports (and NACK plumbing, unused
-        // for audio), which keeps stats meaningful and peers like browsers happy.
+        // The default interceptors add RTCP sender/receiver reports (stats and lip-sync data a
+        // browser peer expects) and transport-cc feedback for audio; their NACK half only
+        // negotiates for video, so Opus is never retransmitted, which is right for live audio.
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .map_err(|e| anyhow!("registering default interceptors failed: {e}"))?;
 
@@ -359,19 +395,24 @@ impl MediaLink {
         });
 
         let bind = SocketAddr::new(cfg.bind_ip, 0);
-        let pc = PeerConnectionBuilder::new()
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(setting_engine)
-            .with_handler(handler)
-            .with_udp_addrs(vec![bind])
-            .build()
-            .await
-            .map_err(|e| anyhow!("creating a peer connection bound to {bind} failed: {e}"))?;
+        // Boxed: the builder's future is ~20 KB, and it would otherwise inflate every future
+        // that awaits offer()/answer().
+        let pc = Box::pin(
+            PeerConnectionBuilder::new()
+                .with_media_engine(media_engine)
+                .with_interceptor_registry(registry)
+                .with_setting_engine(setting_engine)
+                .with_handler(handler)
+                .with_udp_addrs(vec![bind])
+                .build(),
+        )
+        .await
+        .map_err(|e| anyhow!("creating a peer connection bound to {bind} failed: {e}"))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        // Random so two links (or a link and its replacement) never collide in a peer's SRTP
-        // state; zero avoided because some stacks treat it as "unset".
+        // Fixed for the link's life so the far end sees one continuous stream even when the
+        // server switches sources behind it; random (RFC 3550) so a replacement link is never
+        // taken for the old stream. Zero is avoided because some stacks treat it as "unset".
         let ssrc = rand::random::<u32>().max(1);
         let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
             format!("dialtone-{ssrc:08x}"),
@@ -387,9 +428,12 @@ impl MediaLink {
                 ..Default::default()
             }],
         )));
-        // add_track makes a sendrecv transceiver on the offerer, and on the answerer binds to
-        // the offered audio section, so one call serves both sides.
-        let rtp_sender = match pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await {
+        // add_track makes a sendrecv transceiver; on the answerer, set_remote_description then
+        // pairs it with the offered audio section, so one construction path serves both sides.
+        let rtp_sender = match pc
+            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+            .await
+        {
             Ok(sender) => sender,
             Err(e) => {
                 let _ = pc.close().await;
@@ -422,7 +466,11 @@ impl MediaLink {
         gathered: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<String> {
         self.pc.set_remote_description(offer).await.map_err(|e| {
-            anyhow!("offer SDP was rejected ({}): {}", reason(&e), quote_sdp(offer_sdp))
+            anyhow!(
+                "offer SDP was rejected ({}): {}",
+                reason(&e),
+                quote_sdp(offer_sdp)
+            )
         })?;
         let answer = self.pc.create_answer(None).await.map_err(|e| {
             anyhow!(
@@ -448,11 +496,10 @@ impl MediaLink {
             .await
             .map_err(|_| anyhow!("ICE gathering did not complete within {GATHER_TIMEOUT:?}"))?
             .context("peer connection stopped while gathering ICE candidates")?;
-        let desc = self
-            .pc
-            .local_description()
-            .await
-            .ok_or_else(|| anyhow!("peer connection has no local description after gathering"))?;
+        let desc =
+            self.pc.local_description().await.ok_or_else(|| {
+                anyhow!("peer connection has no local description after gathering")
+            })?;
         Ok(desc.sdp)
     }
 
@@ -520,7 +567,10 @@ fn quote_sdp(sdp: &str) -> String {
 /// A library error as one line: the SDP parser's messages embed the offending line with its
 /// line break, which would split our error message.
 fn reason(e: &dyn fmt::Display) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Receives webrtc-rs callbacks. Every method runs on the connection's driver task, so each one

@@ -52,6 +52,8 @@ impl ServerHandle {
 /// What reaches the switchboard loop: one closed enum.
 enum Event {
     Core(Input),
+    /// Token ids revoked since start-up (`dialtone token revoke` writes them from another process).
+    Revoked(BTreeSet<String>),
     NewConn { conn: ConnId, tx: mpsc::UnboundedSender<Outgoing>, loopback: bool },
     MediaReady { conn: ConnId, link: Arc<MediaLink>, sdp: String },
 }
@@ -104,6 +106,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     tokio::spawn(accept_loop(listener, ev_tx.clone()));
+    tokio::spawn(watch_revocations(db_path, ev_tx.clone()));
     let media_cfg = MediaConfig { bind_ip: opts.media_ip };
     let task = tokio::spawn(main_loop(core, ev_rx, ev_tx, relay_tx, store_tx, media_cfg));
     Ok(ServerHandle { addr, stats, task })
@@ -212,6 +215,12 @@ async fn main_loop(
         };
         let input = match event {
             Event::Core(input) => input,
+            Event::Revoked(jtis) => {
+                for jti in jtis {
+                    core.revoke(jti);
+                }
+                continue;
+            }
             Event::NewConn { conn, tx, loopback } => {
                 conns.insert(conn, tx);
                 Input::Opened { conn, loopback }
@@ -300,6 +309,30 @@ async fn answer_media(
             MediaEvent::Disconnected => {
                 let _ = ev_tx.send(Event::Core(Input::MediaConnected { conn, up: false }));
             }
+        }
+    }
+}
+
+/// Re-reads the revocation table every two seconds, so a revoked token stops working at its next
+/// sign-in without restarting the switchboard.
+async fn watch_revocations(db_path: PathBuf, ev_tx: mpsc::UnboundedSender<Event>) {
+    let mut seen = BTreeSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let path = db_path.clone();
+        let read = tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| s.revoked())).await;
+        match read {
+            Ok(Ok(all)) => {
+                let new: BTreeSet<String> = all.difference(&seen).cloned().collect();
+                if !new.is_empty() {
+                    seen.extend(new.iter().cloned());
+                    if ev_tx.send(Event::Revoked(new)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("cannot read revocations: {e:#}"),
+            Err(_) => return,
         }
     }
 }

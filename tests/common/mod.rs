@@ -25,7 +25,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(extra)
-            .env("DIALTONE_LOG", "warn")
+            .env("DIALTONE_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -85,7 +85,7 @@ impl Agent {
         }
         let mut child = cmd
             .args(args)
-            .env("DIALTONE_LOG", "warn")
+            .env("DIALTONE_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
