@@ -134,7 +134,7 @@ fn init_stderr_logging(cfg: &Config, default: &str) {
     });
     // webrtc-rs warns about benign things on every connection (no server_name for DTLS, ICE
     // checks before candidates arrive); keep them out unless asked for.
-    let filter = if std::env::var("DIALTONE_LOG").is_ok() { filter } else { format!("{filter},rtc=error,rtc_ice=error,rtc_dtls=error") };
+    let filter = if std::env::var("DIALTONE_LOG").is_ok() { filter } else { format!("{filter},rtc=error,rtc_ice=error,rtc_dtls=error,pulseaudio::client::reactor=off") };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -9,7 +9,9 @@ pub fn list_cameras() -> Vec<(String, String)> {
 }
 
 fn list_in(dev: &Path, sys: &Path) -> Vec<(String, String)> {
-    let Ok(entries) = std::fs::read_dir(dev) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dev) else {
+        return Vec::new();
+    };
     let mut nodes: Vec<(u32, String)> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -31,7 +33,9 @@ fn list_in(dev: &Path, sys: &Path) -> Vec<(String, String)> {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 #[cfg(test)]
@@ -42,7 +46,11 @@ mod tests {
     fn names_capture_nodes_from_sysfs_and_skips_metadata_nodes() {
         let root = tempfile::tempdir().unwrap();
         let (dev, sys) = (root.path().join("dev"), root.path().join("sys"));
-        for (node, name, index) in [("video0", "Cam A", "0"), ("video1", "Cam A", "1"), ("video10", "Cam B", "0")] {
+        for (node, name, index) in [
+            ("video0", "Cam A", "0"),
+            ("video1", "Cam A", "1"),
+            ("video10", "Cam B", "0"),
+        ] {
             std::fs::create_dir_all(sys.join(node)).unwrap();
             std::fs::write(sys.join(node).join("name"), format!("{name}\n")).unwrap();
             std::fs::write(sys.join(node).join("index"), index).unwrap();
@@ -52,10 +60,17 @@ mod tests {
         std::fs::write(dev.join("video2"), "").unwrap();
         std::fs::write(dev.join("videox"), "").unwrap();
         let found = list_in(&dev, &sys);
-        let names: Vec<_> = found.iter().map(|(n, name)| (n.rsplit('/').next().unwrap().to_string(), name.clone())).collect();
+        let names: Vec<_> = found
+            .iter()
+            .map(|(n, name)| (n.rsplit('/').next().unwrap().to_string(), name.clone()))
+            .collect();
         assert_eq!(
             names,
-            [("video0".into(), "Cam A".into()), ("video2".into(), "video2".into()), ("video10".into(), "Cam B".into())]
+            [
+                ("video0".into(), "Cam A".into()),
+                ("video2".into(), "video2".into()),
+                ("video10".into(), "Cam B".into())
+            ]
         );
         assert!(list_in(&root.path().join("none"), &sys).is_empty());
     }

@@ -2,7 +2,9 @@
 //! stream configuration to open it with.
 
 use cpal::traits::{DeviceTrait, HostTrait};
-use cpal::{BufferSize, SampleFormat, StreamConfig, SupportedBufferSize, SupportedStreamConfigRange};
+use cpal::{
+    BufferSize, SampleFormat, StreamConfig, SupportedBufferSize, SupportedStreamConfigRange,
+};
 
 use super::{DeviceKind, DeviceSpec, silence_alsa};
 
@@ -14,20 +16,37 @@ pub const PREFERRED_RATE: u32 = 48_000;
 pub const PERIOD_MS: u32 = 5;
 
 /// Sample formats the pipeline converts from and to, best first.
-const FORMATS: [SampleFormat; 5] =
-    [SampleFormat::F32, SampleFormat::I16, SampleFormat::I32, SampleFormat::U16, SampleFormat::U8];
+const FORMATS: [SampleFormat; 5] = [
+    SampleFormat::F32,
+    SampleFormat::I16,
+    SampleFormat::I32,
+    SampleFormat::U16,
+    SampleFormat::U8,
+];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
     #[error("no {kind} named `{name}` on host {host} (see `dialtone devices`)")]
-    NotFound { kind: DeviceKind, name: String, host: String },
+    NotFound {
+        kind: DeviceKind,
+        name: String,
+        host: String,
+    },
     #[error("host {host} has no default {kind}")]
     NoDefault { kind: DeviceKind, host: String },
     #[error("cannot list {kind}s on host {host}: {message}")]
-    Enumerate { kind: DeviceKind, host: String, message: String },
+    Enumerate {
+        kind: DeviceKind,
+        host: String,
+        message: String,
+    },
     #[error("{kind} `{name}` offers no usable stream format: {message}")]
-    NoConfig { kind: DeviceKind, name: String, message: String },
+    NoConfig {
+        kind: DeviceKind,
+        name: String,
+        message: String,
+    },
     #[error("`{spec}` is a virtual device, not a cpal one")]
     NotCpal { spec: String },
 }
@@ -47,13 +66,19 @@ pub fn preferred_host() -> cpal::Host {
 
 /// Human name of a device; cpal 0.18 has no `name()`, the description carries it.
 pub fn device_name(device: &cpal::Device) -> String {
-    device.description().map(|d| d.name().to_string()).unwrap_or_else(|_| device_id(device))
+    device
+        .description()
+        .map(|d| d.name().to_string())
+        .unwrap_or_else(|_| device_id(device))
 }
 
 /// The host-specific id (a PulseAudio sink/source name, an ALSA PCM name). Stable across runs,
 /// so it is what listings offer as the spec to type.
 pub fn device_id(device: &cpal::Device) -> String {
-    device.id().map(|id| id.id().to_string()).unwrap_or_default()
+    device
+        .id()
+        .map(|id| id.id().to_string())
+        .unwrap_or_default()
 }
 
 fn devices_of(host: &cpal::Host, kind: DeviceKind) -> Result<Vec<cpal::Device>, HostError> {
@@ -61,11 +86,18 @@ fn devices_of(host: &cpal::Host, kind: DeviceKind) -> Result<Vec<cpal::Device>, 
         DeviceKind::Microphone => host.input_devices().map(|d| d.collect()),
         DeviceKind::Speaker => host.output_devices().map(|d| d.collect()),
     };
-    listed.map_err(|e| HostError::Enumerate { kind, host: host.id().name().to_string(), message: e.to_string() })
+    listed.map_err(|e| HostError::Enumerate {
+        kind,
+        host: host.id().name().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Every device of that kind on the host, with its name and id.
-pub fn list(host: &cpal::Host, kind: DeviceKind) -> Result<Vec<(cpal::Device, String, String)>, HostError> {
+pub fn list(
+    host: &cpal::Host,
+    kind: DeviceKind,
+) -> Result<Vec<(cpal::Device, String, String)>, HostError> {
     Ok(devices_of(host, kind)?
         .into_iter()
         .map(|d| {
@@ -85,33 +117,57 @@ pub fn default_device(host: &cpal::Host, kind: DeviceKind) -> Option<cpal::Devic
 
 /// The device a spec means: the host default, or a device whose id or name matches exactly,
 /// then case-insensitively, then as a case-insensitive substring.
-pub fn find_device(host: &cpal::Host, kind: DeviceKind, spec: &DeviceSpec) -> Result<cpal::Device, HostError> {
+pub fn find_device(
+    host: &cpal::Host,
+    kind: DeviceKind,
+    spec: &DeviceSpec,
+) -> Result<cpal::Device, HostError> {
     let host_name = host.id().name().to_string();
     match spec {
-        DeviceSpec::Default => {
-            default_device(host, kind).ok_or(HostError::NoDefault { kind, host: host_name })
-        }
+        DeviceSpec::Default => default_device(host, kind).ok_or(HostError::NoDefault {
+            kind,
+            host: host_name,
+        }),
         DeviceSpec::Named(wanted) => {
             let candidates = list(host, kind)?;
-            let names = candidates.iter().map(|(_, name, id)| (name.as_str(), id.as_str()));
+            let names = candidates
+                .iter()
+                .map(|(_, name, id)| (name.as_str(), id.as_str()));
             match pick(names, wanted) {
-                Some(i) => Ok(candidates.into_iter().nth(i).map(|(d, _, _)| d).expect("index from pick")),
-                None => Err(HostError::NotFound { kind, name: wanted.clone(), host: host_name }),
+                Some(i) => Ok(candidates
+                    .into_iter()
+                    .nth(i)
+                    .map(|(d, _, _)| d)
+                    .expect("index from pick")),
+                None => Err(HostError::NotFound {
+                    kind,
+                    name: wanted.clone(),
+                    host: host_name,
+                }),
             }
         }
-        other => Err(HostError::NotCpal { spec: other.to_string() }),
+        other => Err(HostError::NotCpal {
+            spec: other.to_string(),
+        }),
     }
 }
 
 /// Index of the best match for `wanted` among (name, id) pairs.
-fn pick<'a>(candidates: impl Iterator<Item = (&'a str, &'a str)> + Clone, wanted: &str) -> Option<usize> {
+fn pick<'a>(
+    candidates: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    wanted: &str,
+) -> Option<usize> {
     let wanted = wanted.trim();
     let lower = wanted.to_lowercase();
     let exact = |n: &str, id: &str| n == wanted || id == wanted;
     let folded = |n: &str, id: &str| n.to_lowercase() == lower || id.to_lowercase() == lower;
-    let partial = |n: &str, id: &str| n.to_lowercase().contains(&lower) || id.to_lowercase().contains(&lower);
-    let find = |test: &dyn Fn(&str, &str) -> bool| candidates.clone().position(|(n, id)| test(n, id));
-    find(&exact).or_else(|| find(&folded)).or_else(|| find(&partial))
+    let partial =
+        |n: &str, id: &str| n.to_lowercase().contains(&lower) || id.to_lowercase().contains(&lower);
+    let find =
+        |test: &dyn Fn(&str, &str) -> bool| candidates.clone().position(|(n, id)| test(n, id));
+    find(&exact)
+        .or_else(|| find(&folded))
+        .or_else(|| find(&partial))
 }
 
 /// A stream configuration and sample format to open a device with.
@@ -125,21 +181,30 @@ pub struct OpenConfig {
 /// pipeline converts, and a fixed period of `PERIOD_MS`.
 pub fn choose_config(device: &cpal::Device, kind: DeviceKind) -> Result<OpenConfig, HostError> {
     let name = device_name(device);
-    let no_config = |message: String| HostError::NoConfig { kind, name: name.clone(), message };
+    let no_config = |message: String| HostError::NoConfig {
+        kind,
+        name: name.clone(),
+        message,
+    };
     let ranges: Vec<SupportedStreamConfigRange> = match kind {
         DeviceKind::Microphone => device.supported_input_configs().map(|c| c.collect()),
         DeviceKind::Speaker => device.supported_output_configs().map(|c| c.collect()),
     }
     .map_err(|e| no_config(e.to_string()))?;
-    let usable: Vec<&SupportedStreamConfigRange> =
-        ranges.iter().filter(|r| FORMATS.contains(&r.sample_format()) && r.channels() > 0).collect();
+    let usable: Vec<&SupportedStreamConfigRange> = ranges
+        .iter()
+        .filter(|r| FORMATS.contains(&r.sample_format()) && r.channels() > 0)
+        .collect();
     let default_rate = match kind {
         DeviceKind::Microphone => device.default_input_config().ok(),
         DeviceKind::Speaker => device.default_output_config().ok(),
     }
     .map(|c| c.sample_rate());
     let score = |r: &SupportedStreamConfigRange| {
-        let format_rank = FORMATS.iter().position(|f| *f == r.sample_format()).unwrap_or(FORMATS.len());
+        let format_rank = FORMATS
+            .iter()
+            .position(|f| *f == r.sample_format())
+            .unwrap_or(FORMATS.len());
         let channel_rank = match r.channels() {
             1 => 0,
             2 => 1,
@@ -147,16 +212,22 @@ pub fn choose_config(device: &cpal::Device, kind: DeviceKind) -> Result<OpenConf
         };
         (!r.contains_rate(PREFERRED_RATE), channel_rank, format_rank)
     };
-    let best = usable
-        .iter()
-        .min_by_key(|r| score(r))
-        .ok_or_else(|| no_config(format!("{} configurations, none in a supported format", ranges.len())))?;
+    let best = usable.iter().min_by_key(|r| score(r)).ok_or_else(|| {
+        no_config(format!(
+            "{} configurations, none in a supported format",
+            ranges.len()
+        ))
+    })?;
     let rate = if best.contains_rate(PREFERRED_RATE) {
         PREFERRED_RATE
     } else {
         default_rate
             .filter(|r| best.contains_rate(*r))
-            .unwrap_or_else(|| best.max_sample_rate().min(PREFERRED_RATE).max(best.min_sample_rate()))
+            .unwrap_or_else(|| {
+                best.max_sample_rate()
+                    .min(PREFERRED_RATE)
+                    .max(best.min_sample_rate())
+            })
     };
     let period = rate * PERIOD_MS / 1000;
     let frames = match best.buffer_size() {
@@ -164,7 +235,11 @@ pub fn choose_config(device: &cpal::Device, kind: DeviceKind) -> Result<OpenConf
         SupportedBufferSize::Unknown => period,
     };
     Ok(OpenConfig {
-        config: StreamConfig { channels: best.channels(), sample_rate: rate, buffer_size: BufferSize::Fixed(frames) },
+        config: StreamConfig {
+            channels: best.channels(),
+            sample_rate: rate,
+            buffer_size: BufferSize::Fixed(frames),
+        },
         format: best.sample_format(),
     })
 }
@@ -175,7 +250,11 @@ mod tests {
 
     #[test]
     fn picks_exact_then_folded_then_substring() {
-        let devices = [("Null Output", "test"), ("Monitor of Null Output", "test.monitor"), ("USB Mic", "alsa_input.usb")];
+        let devices = [
+            ("Null Output", "test"),
+            ("Monitor of Null Output", "test.monitor"),
+            ("USB Mic", "alsa_input.usb"),
+        ];
         let it = || devices.iter().map(|(n, id)| (*n, *id));
         assert_eq!(pick(it(), "test"), Some(0));
         assert_eq!(pick(it(), "test.monitor"), Some(1));

@@ -80,7 +80,13 @@ pub fn list_devices() -> DeviceList {
     list.cameras = list_cameras()
         .into_iter()
         .enumerate()
-        .map(|(i, (node, name))| DeviceInfo { name, spec: node, is_default: i == 0, kind: DeviceBackend::V4l2, host: None })
+        .map(|(i, (node, name))| DeviceInfo {
+            name,
+            spec: node,
+            is_default: i == 0,
+            kind: DeviceBackend::V4l2,
+            host: None,
+        })
         .collect();
     list
 }
@@ -95,12 +101,18 @@ fn virtual_devices(kind: DeviceKind) -> Vec<DeviceInfo> {
     };
     match kind {
         DeviceKind::Microphone => vec![
-            entry("file:PATH.wav", "Plays a WAV file once, in real time, then silence"),
+            entry(
+                "file:PATH.wav",
+                "Plays a WAV file once, in real time, then silence",
+            ),
             entry("tone:440", "A steady sine tone (any frequency in Hz)"),
             entry("silence", "Captures nothing"),
         ],
         DeviceKind::Speaker => vec![
-            entry("record:PATH.wav", "Writes what would be played to a 48 kHz mono WAV file"),
+            entry(
+                "record:PATH.wav",
+                "Writes what would be played to a 48 kHz mono WAV file",
+            ),
             entry("silence", "Plays nothing"),
         ],
     }
@@ -110,12 +122,20 @@ impl DeviceList {
     /// A plain-text table for `dialtone devices`.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
-        for (title, items) in [("Microphones", &self.microphones), ("Speakers", &self.speakers), ("Cameras", &self.cameras)] {
+        for (title, items) in [
+            ("Microphones", &self.microphones),
+            ("Speakers", &self.speakers),
+            ("Cameras", &self.cameras),
+        ] {
             let _ = writeln!(out, "{title}:");
             if items.is_empty() {
                 let _ = writeln!(out, "  (none)");
             }
-            let width = items.iter().map(|d| d.spec.chars().count()).max().unwrap_or(0);
+            let width = items
+                .iter()
+                .map(|d| d.spec.chars().count())
+                .max()
+                .unwrap_or(0);
             for d in items {
                 let mark = if d.is_default { '*' } else { ' ' };
                 let origin = match (&d.kind, &d.host) {

@@ -35,7 +35,9 @@ pub enum DeviceSpec {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecError {
-    #[error("device spec is empty: use `default`, a device name, `file:PATH.wav`, `record:PATH.wav`, `tone:HZ` or `silence`")]
+    #[error(
+        "device spec is empty: use `default`, a device name, `file:PATH.wav`, `record:PATH.wav`, `tone:HZ` or `silence`"
+    )]
     Empty,
     #[error("`{spec}` has no path: write `{prefix}:PATH.wav`")]
     MissingPath { spec: String, prefix: &'static str },
@@ -81,7 +83,9 @@ impl FromStr for DeviceSpec {
             return path_of(s, "record", path).map(DeviceSpec::Record);
         }
         if let Some(hz) = s.strip_prefix("tone:") {
-            let bad = || SpecError::BadFrequency { value: hz.to_string() };
+            let bad = || SpecError::BadFrequency {
+                value: hz.to_string(),
+            };
             let value: f32 = hz.trim().parse().map_err(|_| bad())?;
             if !value.is_finite() || !(1.0..=MAX_TONE_HZ).contains(&value) {
                 return Err(bad());
@@ -94,7 +98,10 @@ impl FromStr for DeviceSpec {
 
 fn path_of(spec: &str, prefix: &'static str, path: &str) -> Result<PathBuf, SpecError> {
     if path.trim().is_empty() {
-        return Err(SpecError::MissingPath { spec: spec.to_string(), prefix });
+        return Err(SpecError::MissingPath {
+            spec: spec.to_string(),
+            prefix,
+        });
     }
     Ok(PathBuf::from(path))
 }
@@ -138,8 +145,14 @@ mod tests {
         assert_eq!(parse("default").unwrap(), DeviceSpec::Default);
         assert_eq!(parse(" DEFAULT ").unwrap(), DeviceSpec::Default);
         assert_eq!(parse("silence").unwrap(), DeviceSpec::Silence);
-        assert_eq!(parse("file:/tmp/a b.wav").unwrap(), DeviceSpec::File("/tmp/a b.wav".into()));
-        assert_eq!(parse("record:out.wav").unwrap(), DeviceSpec::Record("out.wav".into()));
+        assert_eq!(
+            parse("file:/tmp/a b.wav").unwrap(),
+            DeviceSpec::File("/tmp/a b.wav".into())
+        );
+        assert_eq!(
+            parse("record:out.wav").unwrap(),
+            DeviceSpec::Record("out.wav".into())
+        );
         assert_eq!(parse("tone:440").unwrap(), DeviceSpec::Tone(440.0));
         assert_eq!(parse("tone:997.5").unwrap(), DeviceSpec::Tone(997.5));
         assert_eq!(
@@ -151,7 +164,15 @@ mod tests {
 
     #[test]
     fn round_trips_through_display() {
-        for text in ["default", "silence", "file:x.wav", "record:/a/b.wav", "tone:440", "tone:12.25", "test"] {
+        for text in [
+            "default",
+            "silence",
+            "file:x.wav",
+            "record:/a/b.wav",
+            "tone:440",
+            "tone:12.25",
+            "test",
+        ] {
             let spec = parse(text).unwrap();
             assert_eq!(spec.to_string(), text);
             assert_eq!(parse(&spec.to_string()).unwrap(), spec);
@@ -165,7 +186,15 @@ mod tests {
         assert!(e.contains("`file:`") && !e.ends_with('.'), "{e}");
         let e = parse("record: ").unwrap_err().to_string();
         assert!(e.contains("record:PATH.wav"), "{e}");
-        for bad in ["tone:abc", "tone:0", "tone:-3", "tone:30000", "tone:NaN", "tone:inf", "tone:"] {
+        for bad in [
+            "tone:abc",
+            "tone:0",
+            "tone:-3",
+            "tone:30000",
+            "tone:NaN",
+            "tone:inf",
+            "tone:",
+        ] {
             let e = parse(bad).unwrap_err().to_string();
             let value = bad.strip_prefix("tone:").unwrap();
             assert!(e.contains(&format!("`{value}`")), "{e}");
@@ -179,7 +208,9 @@ mod tests {
         assert_eq!(json, "\"tone:440\"");
         let back: DeviceSpec = serde_json::from_str("\"record:r.wav\"").unwrap();
         assert_eq!(back, DeviceSpec::Record("r.wav".into()));
-        let err = serde_json::from_str::<DeviceSpec>("\"tone:x\"").unwrap_err().to_string();
+        let err = serde_json::from_str::<DeviceSpec>("\"tone:x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`x`"), "{err}");
     }
 
@@ -191,7 +222,9 @@ mod tests {
         assert!(DeviceSpec::Record("a".into()).usable_as(Speaker));
         assert!(!DeviceSpec::Record("a".into()).usable_as(Microphone));
         assert!(!DeviceSpec::Tone(1.0).usable_as(Speaker));
-        assert!(DeviceSpec::Silence.usable_as(Speaker) && DeviceSpec::Silence.usable_as(Microphone));
+        assert!(
+            DeviceSpec::Silence.usable_as(Speaker) && DeviceSpec::Silence.usable_as(Microphone)
+        );
         assert!(!DeviceSpec::Default.is_virtual() && DeviceSpec::Silence.is_virtual());
     }
 }

@@ -28,6 +28,8 @@ const TONE_AMPLITUDE: f32 = 0.3;
 const MAX_CATCH_UP_FRAMES: u64 = 50;
 /// Longest sleep while a cpal callback is expected to wake the thread anyway.
 const CPAL_POLL: Duration = Duration::from_millis(20);
+/// Sleep while capture is off: the level meter still updates ten times a second.
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 pub(crate) enum CaptureCommand {
     Open(DeviceSpec, Sender<Result<(), AudioError>>),
@@ -35,18 +37,36 @@ pub(crate) enum CaptureCommand {
 }
 
 enum Source {
-    Cpal { input: CpalInput, resampler: StreamResampler, raw: Vec<f32> },
+    // Boxed: the stream and the resampler are large, the virtual sources tiny.
+    Cpal {
+        input: Box<CpalInput>,
+        resampler: Box<StreamResampler>,
+        raw: Vec<f32>,
+    },
     /// `playing` turns on the first time capture is enabled; the file then plays once.
-    File { samples: Vec<f32>, pos: usize, playing: bool, clock: SampleClock },
-    Tone { hz: f32, phase: f32, clock: SampleClock },
-    Silence { clock: SampleClock },
+    File {
+        samples: Vec<f32>,
+        pos: usize,
+        playing: bool,
+        clock: SampleClock,
+    },
+    Tone {
+        hz: f32,
+        phase: f32,
+        clock: SampleClock,
+    },
+    Silence {
+        clock: SampleClock,
+    },
 }
 
 impl Source {
     fn clock_mut(&mut self) -> Option<&mut SampleClock> {
         match self {
             Source::Cpal { .. } => None,
-            Source::File { clock, .. } | Source::Tone { clock, .. } | Source::Silence { clock } => Some(clock),
+            Source::File { clock, .. } | Source::Tone { clock, .. } | Source::Silence { clock } => {
+                Some(clock)
+            }
         }
     }
 }
@@ -79,7 +99,9 @@ impl CaptureWorker {
             frames,
             events,
             commands,
-            source: Source::Silence { clock: SampleClock::start(SAMPLE_RATE) },
+            source: Source::Silence {
+                clock: SampleClock::start(SAMPLE_RATE),
+            },
             spec: DeviceSpec::Silence.to_string(),
             encoder: OpusEncoder::new()?,
             detector: SpeakingDetector::default(),
@@ -107,8 +129,10 @@ impl CaptureWorker {
                 self.was_enabled = enabled;
                 if enabled {
                     // Start the new talk spurt from a clean slate rather than from whatever
-                    // preceded the mute.
+                    // preceded the mute, and drop audio captured while off (up to an idle
+                    // poll's worth), which would otherwise go out as a late burst.
                     self.encoder.reset();
+                    self.discard_backlog(Instant::now());
                     self.start_file_if_waiting();
                 } else {
                     self.shared.speaking.store(false, Ordering::Release);
@@ -121,19 +145,40 @@ impl CaptureWorker {
 
     fn open(&mut self, spec: &DeviceSpec) -> Result<(), AudioError> {
         if !spec.usable_as(DeviceKind::Microphone) {
-            return Err(AudioError::WrongEnd { spec: spec.to_string(), kind: DeviceKind::Microphone });
+            return Err(AudioError::WrongEnd {
+                spec: spec.to_string(),
+                kind: DeviceKind::Microphone,
+            });
         }
         let source = match spec {
             DeviceSpec::Default | DeviceSpec::Named(_) => {
-                let input = open_input(spec, std::thread::current(), self.events.clone())?;
+                let input = open_input(
+                    spec,
+                    std::thread::current(),
+                    self.shared.capture.clone(),
+                    self.events.clone(),
+                )?;
                 let resampler = StreamResampler::new(input.rate, SAMPLE_RATE)?;
-                Source::Cpal { raw: Vec::with_capacity(input.rate as usize / 10), input, resampler }
+                Source::Cpal {
+                    raw: Vec::with_capacity(input.rate as usize / 10),
+                    input: Box::new(input),
+                    resampler: Box::new(resampler),
+                }
             }
-            DeviceSpec::File(path) => {
-                Source::File { samples: load_mono_48k(path)?, pos: 0, playing: false, clock: SampleClock::start(SAMPLE_RATE) }
-            }
-            DeviceSpec::Tone(hz) => Source::Tone { hz: *hz, phase: 0.0, clock: SampleClock::start(SAMPLE_RATE) },
-            DeviceSpec::Silence | DeviceSpec::Record(_) => Source::Silence { clock: SampleClock::start(SAMPLE_RATE) },
+            DeviceSpec::File(path) => Source::File {
+                samples: load_mono_48k(path)?,
+                pos: 0,
+                playing: false,
+                clock: SampleClock::start(SAMPLE_RATE),
+            },
+            DeviceSpec::Tone(hz) => Source::Tone {
+                hz: *hz,
+                phase: 0.0,
+                clock: SampleClock::start(SAMPLE_RATE),
+            },
+            DeviceSpec::Silence | DeviceSpec::Record(_) => Source::Silence {
+                clock: SampleClock::start(SAMPLE_RATE),
+            },
         };
         let started = match &source {
             Source::Cpal { .. } => Some(unix_micros_now()),
@@ -166,7 +211,12 @@ impl CaptureWorker {
     /// A `file:` microphone's first sample is the moment it starts playing, so its clock is
     /// re-anchored here and that moment is announced.
     fn start_file_if_waiting(&mut self) {
-        if let Source::File { playing: playing @ false, clock, .. } = &mut self.source {
+        if let Source::File {
+            playing: playing @ false,
+            clock,
+            ..
+        } = &mut self.source
+        {
             *playing = true;
             *clock = SampleClock::start(SAMPLE_RATE);
             let at = clock.unix_micros();
@@ -174,9 +224,43 @@ impl CaptureWorker {
         }
     }
 
-    /// Handles whatever audio is due now; returns how long to sleep.
+    fn discard_backlog(&mut self, now: Instant) {
+        self.pending.clear();
+        match &mut self.source {
+            Source::Cpal { input, .. } => {
+                let stale = input.consumer.slots();
+                if let Ok(chunk) = input.consumer.read_chunk(stale) {
+                    chunk.commit_all();
+                }
+            }
+            other => {
+                if let Some(clock) = other.clock_mut() {
+                    let block = FRAME_SAMPLES as u64;
+                    let due = clock.blocks_due(now, block);
+                    clock.advance(due * block);
+                }
+            }
+        }
+    }
+
+    /// Handles whatever audio is due now; returns how long to sleep. While capture is off
+    /// nothing is latency-sensitive (only the level meter runs), so the thread wakes rarely.
     fn step(&mut self, now: Instant) -> Duration {
-        if let Source::Cpal { input, resampler, raw } = &mut self.source {
+        let wait = self.process(now);
+        if self.was_enabled { wait } else { IDLE_POLL }
+    }
+
+    fn process(&mut self, now: Instant) -> Duration {
+        if let Source::Cpal {
+            input,
+            resampler,
+            raw,
+        } = &mut self.source
+        {
+            input.set_running(self.was_enabled || self.shared.meter_wanted(now));
+            self.shared
+                .mic_paused
+                .store(!input.is_running(), Ordering::Relaxed);
             raw.clear();
             let available = input.consumer.slots();
             if let Ok(chunk) = input.consumer.read_chunk(available) {
@@ -190,18 +274,24 @@ impl CaptureWorker {
             }
             let mut offset = 0;
             while self.pending.len() - offset >= FRAME_SAMPLES {
-                self.frame.copy_from_slice(&self.pending[offset..offset + FRAME_SAMPLES]);
+                self.frame
+                    .copy_from_slice(&self.pending[offset..offset + FRAME_SAMPLES]);
                 offset += FRAME_SAMPLES;
                 self.emit_frame();
             }
             self.pending.drain(..offset);
             if let Source::Cpal { input, .. } = &self.source {
-                self.shared.mic_overruns.store(input.overruns.load(Ordering::Relaxed), Ordering::Relaxed);
+                self.shared
+                    .mic_overruns
+                    .store(input.overruns.load(Ordering::Relaxed), Ordering::Relaxed);
             }
             return CPAL_POLL;
         }
         let block = FRAME_SAMPLES as u64;
-        let clock = self.source.clock_mut().expect("virtual sources have a clock");
+        let clock = self
+            .source
+            .clock_mut()
+            .expect("virtual sources have a clock");
         let mut due = clock.blocks_due(now, block);
         if due > MAX_CATCH_UP_FRAMES {
             clock.advance((due - 1) * block);
@@ -214,13 +304,21 @@ impl CaptureWorker {
                 clock.advance(block);
             }
         }
-        let next = self.source.clock_mut().map_or(now, |c| c.next_deadline(block));
+        let next = self
+            .source
+            .clock_mut()
+            .map_or(now, |c| c.next_deadline(block));
         next.saturating_duration_since(Instant::now())
     }
 
     fn generate_frame(&mut self) {
         match &mut self.source {
-            Source::File { samples, pos, playing: true, .. } => {
+            Source::File {
+                samples,
+                pos,
+                playing: true,
+                ..
+            } => {
                 let n = (samples.len() - *pos).min(FRAME_SAMPLES);
                 self.frame[..n].copy_from_slice(&samples[*pos..*pos + n]);
                 self.frame[n..].fill(0.0);
@@ -240,9 +338,15 @@ impl CaptureWorker {
     fn emit_frame(&mut self) {
         let level = rms(&self.frame);
         let voice = self.detector.update(level, FRAME_SAMPLES as u32);
-        self.shared.mic_level.store(level.to_bits(), Ordering::Relaxed);
-        let enabled = self.shared.capture.load(Ordering::Acquire);
-        self.shared.speaking.store(enabled && voice, Ordering::Release);
+        self.shared
+            .mic_level
+            .store(level.to_bits(), Ordering::Relaxed);
+        // The flag as last acted upon, not the live one: frames from before the switch-on
+        // have been discarded under the same value.
+        let enabled = self.was_enabled;
+        self.shared
+            .speaking
+            .store(enabled && voice, Ordering::Release);
         if !enabled {
             return;
         }
@@ -253,13 +357,21 @@ impl CaptureWorker {
                 return;
             }
         };
-        let frame = EncodedFrame { payload, samples: FRAME_SAMPLES as u32, level_dbov: dbov(level), voice };
+        let frame = EncodedFrame {
+            payload,
+            samples: FRAME_SAMPLES as u32,
+            level_dbov: dbov(level),
+            voice,
+        };
         match self.frames.try_send(frame) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
             Err(TrySendError::Full(_)) => {
                 self.dropped_frames += 1;
                 if self.dropped_frames.is_power_of_two() {
-                    tracing::warn!("{} encoded frames dropped: nobody is reading them", self.dropped_frames);
+                    tracing::warn!(
+                        "{} encoded frames dropped: nobody is reading them",
+                        self.dropped_frames
+                    );
                 }
             }
         }

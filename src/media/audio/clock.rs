@@ -16,7 +16,12 @@ impl SampleClock {
     /// A clock whose sample 0 is now.
     pub fn start(rate: u32) -> Self {
         let anchor = Instant::now();
-        SampleClock { anchor, unix_micros: unix_micros_now(), rate: rate.max(1), done: 0 }
+        SampleClock {
+            anchor,
+            unix_micros: unix_micros_now(),
+            rate: rate.max(1),
+            done: 0,
+        }
     }
 
     /// Unix time, in microseconds, of sample 0.
@@ -53,7 +58,9 @@ impl SampleClock {
 }
 
 pub fn unix_micros_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ pub struct CodecError {
 
 impl CodecError {
     fn new(what: &'static str, e: opus::Error) -> Self {
-        CodecError { what, message: e.to_string() }
+        CodecError {
+            what,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -36,16 +39,28 @@ pub struct OpusEncoder {
 impl OpusEncoder {
     pub fn new() -> Result<Self, CodecError> {
         let err = |e| CodecError::new("encoder setup", e);
-        let mut inner = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip).map_err(err)?;
-        inner.set_bitrate(opus::Bitrate::Bits(BITRATE)).map_err(err)?;
+        let mut inner =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
+                .map_err(err)?;
+        inner
+            .set_bitrate(opus::Bitrate::Bits(BITRATE))
+            .map_err(err)?;
         inner.set_inband_fec(true).map_err(err)?;
-        inner.set_packet_loss_perc(EXPECTED_LOSS_PERCENT).map_err(err)?;
-        Ok(OpusEncoder { inner, out: vec![0; MAX_PACKET] })
+        inner
+            .set_packet_loss_perc(EXPECTED_LOSS_PERCENT)
+            .map_err(err)?;
+        Ok(OpusEncoder {
+            inner,
+            out: vec![0; MAX_PACKET],
+        })
     }
 
     /// Encodes one 20 ms frame (`FRAME_SAMPLES` samples in -1.0..=1.0).
     pub fn encode(&mut self, pcm: &[f32]) -> Result<Bytes, CodecError> {
-        let n = self.inner.encode_float(pcm, &mut self.out).map_err(|e| CodecError::new("encode", e))?;
+        let n = self
+            .inner
+            .encode_float(pcm, &mut self.out)
+            .map_err(|e| CodecError::new("encode", e))?;
         Ok(Bytes::copy_from_slice(&self.out[..n]))
     }
 
@@ -66,7 +81,8 @@ pub struct OpusDecoder {
 
 impl OpusDecoder {
     pub fn new() -> Result<Self, CodecError> {
-        let inner = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(|e| CodecError::new("decoder setup", e))?;
+        let inner = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)
+            .map_err(|e| CodecError::new("decoder setup", e))?;
         Ok(OpusDecoder { inner })
     }
 
@@ -74,22 +90,31 @@ impl OpusDecoder {
     /// `MAX_DECODED_SAMPLES`, so `out` should be that long).
     pub fn decode(&mut self, packet: &[u8], out: &mut [f32]) -> Result<usize, CodecError> {
         if packet.is_empty() {
-            return Err(CodecError { what: "decode", message: "empty packet".into() });
+            return Err(CodecError {
+                what: "decode",
+                message: "empty packet".into(),
+            });
         }
-        self.inner.decode_float(packet, out, false).map_err(|e| CodecError::new("decode", e))
+        self.inner
+            .decode_float(packet, out, false)
+            .map_err(|e| CodecError::new("decode", e))
     }
 
     /// Recovers the frame *before* `next_packet` from the redundancy (in-band FEC) that packet
     /// carries. Falls back to concealment inside libopus when it carries none.
     pub fn decode_fec(&mut self, next_packet: &[u8], out: &mut [f32]) -> Result<usize, CodecError> {
         let n = out.len().min(FRAME_SAMPLES);
-        self.inner.decode_float(next_packet, &mut out[..n], true).map_err(|e| CodecError::new("FEC decode", e))
+        self.inner
+            .decode_float(next_packet, &mut out[..n], true)
+            .map_err(|e| CodecError::new("FEC decode", e))
     }
 
     /// Packet loss concealment: extrapolates one frame from the decoder's history.
     pub fn conceal(&mut self, out: &mut [f32]) -> Result<usize, CodecError> {
         let n = out.len().min(FRAME_SAMPLES);
-        self.inner.decode_float(&[], &mut out[..n], false).map_err(|e| CodecError::new("concealment", e))
+        self.inner
+            .decode_float(&[], &mut out[..n], false)
+            .map_err(|e| CodecError::new("concealment", e))
     }
 }
 
@@ -130,16 +155,27 @@ mod tests {
         let mut enc = OpusEncoder::new().unwrap();
         let mut dec = OpusDecoder::new().unwrap();
         let mut out = vec![0.0; MAX_DECODED_SAMPLES];
-        let packets: Vec<_> = (0..20).map(|f| enc.encode(&tone(300.0, f * FRAME_SAMPLES)).unwrap()).collect();
+        let packets: Vec<_> = (0..20)
+            .map(|f| enc.encode(&tone(300.0, f * FRAME_SAMPLES)).unwrap())
+            .collect();
         for p in &packets[..10] {
             dec.decode(p, &mut out).unwrap();
         }
         // Packet 10 is lost: rebuild it from packet 11's FEC, then decode 11 itself.
-        assert_eq!(dec.decode_fec(&packets[11], &mut out).unwrap(), FRAME_SAMPLES);
-        assert!(rms(&out[..FRAME_SAMPLES]) > 0.1, "FEC output is near silent");
+        assert_eq!(
+            dec.decode_fec(&packets[11], &mut out).unwrap(),
+            FRAME_SAMPLES
+        );
+        assert!(
+            rms(&out[..FRAME_SAMPLES]) > 0.1,
+            "FEC output is near silent"
+        );
         dec.decode(&packets[11], &mut out).unwrap();
         assert_eq!(dec.conceal(&mut out).unwrap(), FRAME_SAMPLES);
-        assert!(rms(&out[..FRAME_SAMPLES]) > 0.05, "PLC output is near silent");
+        assert!(
+            rms(&out[..FRAME_SAMPLES]) > 0.05,
+            "PLC output is near silent"
+        );
         assert!(dec.decode(&[], &mut out).is_err());
         assert!(dec.decode(&[0xff, 0xff, 0xff], &mut out).is_err());
     }

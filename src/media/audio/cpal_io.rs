@@ -3,7 +3,7 @@
 //! (resampling, mixing, coding) happens on the pipeline's own threads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A running capture stream; mono samples at `rate` arrive in `consumer`.
 pub struct CpalInput {
-    _stream: cpal::Stream,
+    stream: Pausable,
     pub consumer: rtrb::Consumer<f32>,
     pub rate: u32,
     pub name: String,
@@ -33,7 +33,7 @@ pub struct CpalInput {
 /// A running playback stream; mono samples at `rate` pushed into `producer` are played on
 /// every channel.
 pub struct CpalOutput {
-    _stream: cpal::Stream,
+    stream: Pausable,
     pub producer: rtrb::Producer<f32>,
     pub rate: u32,
     /// Frames the device takes per callback.
@@ -43,66 +43,234 @@ pub struct CpalOutput {
     pub underruns: Arc<AtomicU64>,
 }
 
-fn error_reporter(kind: DeviceKind, events: UnboundedSender<AudioEvent>) -> impl FnMut(cpal::Error) + Send + 'static {
-    move |e: cpal::Error| {
-        if e.kind() == cpal::ErrorKind::Xrun {
-            tracing::debug!("{kind} xrun: {e}");
-            return;
-        }
-        let _ = events.send(AudioEvent::DeviceError { kind, message: e.to_string() });
+/// A playing stream that can be paused while idle: the PulseAudio backend costs a server round
+/// trip per callback, a few per cent of a core for nothing when no call is up.
+struct Pausable {
+    stream: cpal::Stream,
+    running: bool,
+    can_pause: bool,
+    /// Set just before the stream is dropped: errors from its teardown are not news.
+    closing: Arc<AtomicBool>,
+}
+
+impl Drop for Pausable {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 }
 
-/// Opens a microphone; `waker` is unparked after each callback so the capture thread picks the
-/// samples up at once.
-pub fn open_input(spec: &DeviceSpec, waker: Thread, events: UnboundedSender<AudioEvent>) -> Result<CpalInput, AudioError> {
+impl Pausable {
+    fn new(stream: cpal::Stream, closing: Arc<AtomicBool>) -> Self {
+        Pausable {
+            stream,
+            running: true,
+            can_pause: true,
+            closing,
+        }
+    }
+
+    fn set_running(&mut self, on: bool) {
+        if self.running == on || (!on && !self.can_pause) {
+            return;
+        }
+        let result = if on {
+            self.stream.play()
+        } else {
+            self.stream.pause()
+        };
+        match result {
+            Ok(()) => self.running = on,
+            // A backend that cannot pause just keeps running.
+            Err(e) if !on => {
+                tracing::debug!("cannot pause an idle stream, leaving it running: {e}");
+                self.can_pause = false;
+            }
+            Err(e) => tracing::warn!("cannot resume a stream: {e}"),
+        }
+    }
+}
+
+impl CpalInput {
+    /// Pauses the stream while nobody needs microphone audio, resumes it when they do.
+    pub fn set_running(&mut self, on: bool) {
+        self.stream.set_running(on);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.stream.running
+    }
+}
+
+impl CpalOutput {
+    /// Pauses the stream while nothing plays, resumes it when something does.
+    pub fn set_running(&mut self, on: bool) {
+        self.stream.set_running(on);
+    }
+}
+
+fn error_reporter(
+    kind: DeviceKind,
+    events: UnboundedSender<AudioEvent>,
+    closing: Arc<AtomicBool>,
+) -> impl FnMut(cpal::Error) + Send + 'static {
+    move |e: cpal::Error| {
+        if e.kind() == cpal::ErrorKind::Xrun || closing.load(Ordering::Relaxed) {
+            tracing::debug!("{kind}: {e}");
+            return;
+        }
+        let _ = events.send(AudioEvent::DeviceError {
+            kind,
+            message: e.to_string(),
+        });
+    }
+}
+
+/// Opens a microphone; while `eager` is set, `waker` is unparked after each callback so the
+/// capture thread picks the samples up at once.
+pub fn open_input(
+    spec: &DeviceSpec,
+    waker: Thread,
+    eager: Arc<AtomicBool>,
+    events: UnboundedSender<AudioEvent>,
+) -> Result<CpalInput, AudioError> {
     let kind = DeviceKind::Microphone;
     let host = preferred_host();
     let device = find_device(&host, kind, spec)?;
     let name = device_name(&device);
     let open = choose_config(&device, kind)?;
     let overruns = Arc::new(AtomicU64::new(0));
-    let fail = |e: cpal::Error| AudioError::Open { kind, name: name.clone(), message: e.to_string() };
+    let closing = Arc::new(AtomicBool::new(false));
+    let fail = |e: cpal::Error| AudioError::Open {
+        kind,
+        name: name.clone(),
+        message: e.to_string(),
+    };
     let (stream, consumer) = with_fallback(open, |config| {
         // Half a second of slack: the capture thread drains it every few milliseconds.
         let (producer, consumer) = rtrb::RingBuffer::new(config.sample_rate as usize / 2);
-        let (waker, overruns) = (waker.clone(), overruns.clone());
-        let on_error = error_reporter(kind, events.clone());
+        let (waker, eager, overruns) = (waker.clone(), eager.clone(), overruns.clone());
+        let on_error = error_reporter(kind, events.clone(), closing.clone());
         let stream = match open.format {
-            SampleFormat::F32 => input_stream::<f32>(&device, config, producer, waker, overruns, on_error),
-            SampleFormat::I16 => input_stream::<i16>(&device, config, producer, waker, overruns, on_error),
-            SampleFormat::I32 => input_stream::<i32>(&device, config, producer, waker, overruns, on_error),
-            SampleFormat::U16 => input_stream::<u16>(&device, config, producer, waker, overruns, on_error),
-            _ => input_stream::<u8>(&device, config, producer, waker, overruns, on_error),
+            SampleFormat::F32 => input_stream::<f32>(
+                &device,
+                config,
+                producer,
+                (waker, eager),
+                overruns,
+                on_error,
+            ),
+            SampleFormat::I16 => input_stream::<i16>(
+                &device,
+                config,
+                producer,
+                (waker, eager),
+                overruns,
+                on_error,
+            ),
+            SampleFormat::I32 => input_stream::<i32>(
+                &device,
+                config,
+                producer,
+                (waker, eager),
+                overruns,
+                on_error,
+            ),
+            SampleFormat::U16 => input_stream::<u16>(
+                &device,
+                config,
+                producer,
+                (waker, eager),
+                overruns,
+                on_error,
+            ),
+            _ => input_stream::<u8>(
+                &device,
+                config,
+                producer,
+                (waker, eager),
+                overruns,
+                on_error,
+            ),
         }?;
         Ok((stream, consumer))
     })
     .map_err(fail)?;
     stream.play().map_err(fail)?;
-    Ok(CpalInput { _stream: stream, consumer, rate: open.config.sample_rate, name, overruns })
+    Ok(CpalInput {
+        stream: Pausable::new(stream, closing),
+        consumer,
+        rate: open.config.sample_rate,
+        name,
+        overruns,
+    })
 }
 
-/// Opens a speaker; `waker` is unparked after each callback so the playout thread tops the
-/// ring up at once.
-pub fn open_output(spec: &DeviceSpec, waker: Thread, events: UnboundedSender<AudioEvent>) -> Result<CpalOutput, AudioError> {
+/// Opens a speaker; while `eager` is set, `waker` is unparked after each callback so the
+/// playout thread tops the ring up at once (and running short counts as an underrun).
+pub fn open_output(
+    spec: &DeviceSpec,
+    waker: Thread,
+    eager: Arc<AtomicBool>,
+    events: UnboundedSender<AudioEvent>,
+) -> Result<CpalOutput, AudioError> {
     let kind = DeviceKind::Speaker;
     let host = preferred_host();
     let device = find_device(&host, kind, spec)?;
     let name = device_name(&device);
     let open = choose_config(&device, kind)?;
     let underruns = Arc::new(AtomicU64::new(0));
-    let fail = |e: cpal::Error| AudioError::Open { kind, name: name.clone(), message: e.to_string() };
+    let closing = Arc::new(AtomicBool::new(false));
+    let fail = |e: cpal::Error| AudioError::Open {
+        kind,
+        name: name.clone(),
+        message: e.to_string(),
+    };
     let (stream, producer) = with_fallback(open, |config| {
         // The playout thread keeps only a couple of periods queued; the rest is headroom.
         let (producer, consumer) = rtrb::RingBuffer::new(config.sample_rate as usize / 5);
-        let (waker, underruns) = (waker.clone(), underruns.clone());
-        let on_error = error_reporter(kind, events.clone());
+        let (waker, eager, underruns) = (waker.clone(), eager.clone(), underruns.clone());
+        let on_error = error_reporter(kind, events.clone(), closing.clone());
         let stream = match open.format {
-            SampleFormat::F32 => output_stream::<f32>(&device, config, consumer, waker, underruns, on_error),
-            SampleFormat::I16 => output_stream::<i16>(&device, config, consumer, waker, underruns, on_error),
-            SampleFormat::I32 => output_stream::<i32>(&device, config, consumer, waker, underruns, on_error),
-            SampleFormat::U16 => output_stream::<u16>(&device, config, consumer, waker, underruns, on_error),
-            _ => output_stream::<u8>(&device, config, consumer, waker, underruns, on_error),
+            SampleFormat::F32 => output_stream::<f32>(
+                &device,
+                config,
+                consumer,
+                (waker, eager),
+                underruns,
+                on_error,
+            ),
+            SampleFormat::I16 => output_stream::<i16>(
+                &device,
+                config,
+                consumer,
+                (waker, eager),
+                underruns,
+                on_error,
+            ),
+            SampleFormat::I32 => output_stream::<i32>(
+                &device,
+                config,
+                consumer,
+                (waker, eager),
+                underruns,
+                on_error,
+            ),
+            SampleFormat::U16 => output_stream::<u16>(
+                &device,
+                config,
+                consumer,
+                (waker, eager),
+                underruns,
+                on_error,
+            ),
+            _ => output_stream::<u8>(
+                &device,
+                config,
+                consumer,
+                (waker, eager),
+                underruns,
+                on_error,
+            ),
         }?;
         Ok((stream, producer))
     })
@@ -113,16 +281,30 @@ pub fn open_output(spec: &DeviceSpec, waker: Thread, events: UnboundedSender<Aud
     };
     let period = stream.buffer_size().unwrap_or(fixed).max(1) as usize;
     stream.play().map_err(fail)?;
-    Ok(CpalOutput { _stream: stream, producer, rate: open.config.sample_rate, period, name, underruns })
+    Ok(CpalOutput {
+        stream: Pausable::new(stream, closing),
+        producer,
+        rate: open.config.sample_rate,
+        period,
+        name,
+        underruns,
+    })
 }
 
 /// Builds with the small fixed period first; a backend that refuses it gets its default.
-fn with_fallback<R>(open: OpenConfig, mut build: impl FnMut(StreamConfig) -> Result<R, cpal::Error>) -> Result<R, cpal::Error> {
+fn with_fallback<R>(
+    open: OpenConfig,
+    mut build: impl FnMut(StreamConfig) -> Result<R, cpal::Error>,
+) -> Result<R, cpal::Error> {
     match build(open.config) {
         Ok(r) => Ok(r),
         Err(first) if open.config.buffer_size != BufferSize::Default => {
             tracing::debug!("fixed buffer refused ({first}), trying the device default");
-            build(StreamConfig { buffer_size: BufferSize::Default, ..open.config }).map_err(|_| first)
+            build(StreamConfig {
+                buffer_size: BufferSize::Default,
+                ..open.config
+            })
+            .map_err(|_| first)
         }
         Err(e) => Err(e),
     }
@@ -132,7 +314,7 @@ fn input_stream<T>(
     device: &cpal::Device,
     config: StreamConfig,
     mut producer: rtrb::Producer<f32>,
-    waker: Thread,
+    (waker, eager): (Thread, Arc<AtomicBool>),
     overruns: Arc<AtomicU64>,
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream, cpal::Error>
@@ -146,15 +328,20 @@ where
         let frames = data.len() / channels;
         let room = frames.min(producer.slots());
         if let Ok(chunk) = producer.write_chunk_uninit(room) {
-            let mono = data
-                .chunks_exact(channels)
-                .map(|f| f.iter().map(|s| <f32 as FromSample<T>>::from_sample_(*s)).sum::<f32>() * scale);
+            let mono = data.chunks_exact(channels).map(|f| {
+                f.iter()
+                    .map(|s| <f32 as FromSample<T>>::from_sample_(*s))
+                    .sum::<f32>()
+                    * scale
+            });
             chunk.fill_from_iter(mono);
         }
         if room < frames {
             overruns.fetch_add((frames - room) as u64, Ordering::Relaxed);
         }
-        waker.unpark();
+        if eager.load(Ordering::Relaxed) {
+            waker.unpark();
+        }
     };
     device.build_input_stream(config, callback, on_error, Some(OPEN_TIMEOUT))
 }
@@ -163,7 +350,7 @@ fn output_stream<T>(
     device: &cpal::Device,
     config: StreamConfig,
     mut consumer: rtrb::Consumer<f32>,
-    waker: Thread,
+    (waker, eager): (Thread, Arc<AtomicBool>),
     underruns: Arc<AtomicU64>,
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream, cpal::Error>
@@ -178,12 +365,14 @@ where
                 short = true;
                 0.0
             });
-            frame.fill(T::from_sample_(v));
+            frame.fill(<T as FromSample<f32>>::from_sample_(v));
         }
-        if short {
-            underruns.fetch_add(1, Ordering::Relaxed);
+        if eager.load(Ordering::Relaxed) {
+            if short {
+                underruns.fetch_add(1, Ordering::Relaxed);
+            }
+            waker.unpark();
         }
-        waker.unpark();
     };
     device.build_output_stream(config, callback, on_error, Some(OPEN_TIMEOUT))
 }

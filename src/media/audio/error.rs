@@ -13,7 +13,11 @@ pub enum AudioError {
     #[error(transparent)]
     Host(#[from] HostError),
     #[error("cannot open {kind} `{name}`: {message}")]
-    Open { kind: DeviceKind, name: String, message: String },
+    Open {
+        kind: DeviceKind,
+        name: String,
+        message: String,
+    },
     #[error("cannot read WAV file `{path}`: {message}")]
     ReadWav { path: String, message: String },
     #[error("cannot write WAV file `{path}`: {message}")]

@@ -24,10 +24,10 @@ const SHRINK_WINDOW: u32 = 25;
 const SHRINK_MARGIN_US: i64 = 4_000;
 /// Headroom on top of the measured jitter.
 const JITTER_MARGIN_US: i64 = 2_000;
-/// Loss rate above which the target keeps one extra frame for FEC.
-const LOSS_FOR_FEC: f32 = 0.02;
-/// Weight of the newest frame in the loss-rate average (about the last 30 frames).
-const LOSS_ALPHA: f32 = 1.0 / 32.0;
+/// After a loss, the target keeps one extra frame (for FEC) for this many frames (5 s): a
+/// lossy link loses again soon, and dropping the frame only to stretch again at the next loss
+/// would cost a skip and a concealment each time.
+const LOSS_MEMORY_FRAMES: u32 = 250;
 /// A sequence number this far from the expected one is a new stream, not loss or reordering.
 const RESET_SPAN: i64 = 1_000;
 /// A transit this far from the recent ones means the sender's clock jumped (a restarted
@@ -140,7 +140,8 @@ pub struct JitterBuffer {
     scratch: [i64; TRANSIT_WINDOW],
     min_transit: i64,
     target_us: i64,
-    loss: f32,
+    /// Frames played since the last lost one.
+    since_loss: u32,
     window_min_delay: i64,
     window_count: u32,
     shrink_pending: bool,
@@ -167,11 +168,14 @@ impl JitterBuffer {
             scratch: [0; TRANSIT_WINDOW],
             min_transit: 0,
             target_us,
-            loss: 0.0,
+            since_loss: LOSS_MEMORY_FRAMES,
             window_min_delay: i64::MAX,
             window_count: 0,
             shrink_pending: false,
-            stats: JitterStats { target_delay_ms: target_us as f32 / 1000.0, ..JitterStats::default() },
+            stats: JitterStats {
+                target_delay_ms: target_us as f32 / 1000.0,
+                ..JitterStats::default()
+            },
         }
     }
 
@@ -205,7 +209,7 @@ impl JitterBuffer {
         self.conceal_run = 0;
         self.transit_len = 0;
         self.transit_pos = 0;
-        self.loss = 0.0;
+        self.since_loss = LOSS_MEMORY_FRAMES;
         self.shrink_pending = false;
         self.restart_window();
         self.update_target();
@@ -256,7 +260,12 @@ impl JitterBuffer {
             self.stats.duplicate += 1;
             return;
         }
-        self.slots[index] = Some(Slot { seq: ext, ts, arrival_us, payload });
+        self.slots[index] = Some(Slot {
+            seq: ext,
+            ts,
+            arrival_us,
+            payload,
+        });
         if ext > self.highest_seq {
             self.highest_seq = ext;
             self.highest_ts = ts;
@@ -266,13 +275,19 @@ impl JitterBuffer {
     /// What to play for the frame starting at `now`. Call it again right away after a
     /// `Discard`; after a `Silence`, call it again a few milliseconds later.
     pub fn pop(&mut self, now: Instant) -> Playout {
-        let Some(epoch) = self.epoch else { return Playout::Silence };
+        let Some(epoch) = self.epoch else {
+            return Playout::Silence;
+        };
         let now_us = signed_micros(epoch, now);
         match self.state {
             State::Empty => Playout::Silence,
             State::Buffering => {
-                let Some(first) = self.earliest_waiting() else { return Playout::Silence };
-                let arrival = self.slots[self.index(first)].as_ref().map_or(now_us, |s| s.arrival_us);
+                let Some(first) = self.earliest_waiting() else {
+                    return Playout::Silence;
+                };
+                let arrival = self.slots[self.index(first)]
+                    .as_ref()
+                    .map_or(now_us, |s| s.arrival_us);
                 if now_us < arrival + self.target_us {
                     return Playout::Silence;
                 }
@@ -291,12 +306,18 @@ impl JitterBuffer {
 
     fn play_next(&mut self, now_us: i64) -> Playout {
         let index = self.index(self.next_seq);
-        let head = self.slots[index].as_ref().filter(|s| s.seq == self.next_seq).map(|s| s.ts);
+        let head = self.slots[index]
+            .as_ref()
+            .filter(|s| s.seq == self.next_seq)
+            .map(|s| s.ts);
         if let Some(ts) = head {
             let delay = now_us - (self.ts_us(ts) + self.min_transit);
             self.stats.delay_ms = delay as f32 / 1000.0;
             let frame_us = self.frame_us();
-            if delay + frame_us / 2 < self.target_us && self.conceal_run == 0 && self.started_long_enough() {
+            if delay + frame_us / 2 < self.target_us
+                && self.conceal_run == 0
+                && self.started_long_enough()
+            {
                 // Playing this now would leave too little cushion for what the jitter shows:
                 // stretch by one concealed frame and play it next time.
                 self.conceal_run += 1;
@@ -323,7 +344,10 @@ impl JitterBuffer {
             self.note_loss(true);
             self.next_seq += 1;
             self.conceal_run = 0;
-            if let Some(next) = self.slots[self.index(self.next_seq)].as_ref().filter(|s| s.seq == self.next_seq) {
+            if let Some(next) = self.slots[self.index(self.next_seq)]
+                .as_ref()
+                .filter(|s| s.seq == self.next_seq)
+            {
                 self.stats.recovered += 1;
                 return Playout::Recover(next.payload.clone());
             }
@@ -356,12 +380,17 @@ impl JitterBuffer {
     }
 
     fn earliest_waiting(&self) -> Option<i64> {
-        (self.next_seq..=self.highest_seq.min(self.next_seq + self.cfg.capacity as i64 - 1))
+        (self.next_seq
+            ..=self
+                .highest_seq
+                .min(self.next_seq + self.cfg.capacity as i64 - 1))
             .find(|seq| self.present(*seq))
     }
 
     fn present(&self, seq: i64) -> bool {
-        self.slots[self.index(seq)].as_ref().is_some_and(|s| s.seq == seq)
+        self.slots[self.index(seq)]
+            .as_ref()
+            .is_some_and(|s| s.seq == seq)
     }
 
     fn index(&self, seq: i64) -> usize {
@@ -401,7 +430,7 @@ impl JitterBuffer {
             jitter = *p95 - min;
         }
         let mut target = (jitter + JITTER_MARGIN_US).max(min_delay);
-        if self.loss > LOSS_FOR_FEC {
+        if self.since_loss < LOSS_MEMORY_FRAMES {
             target += self.frame_us();
         }
         self.target_us = target.min(max_delay);
@@ -410,9 +439,13 @@ impl JitterBuffer {
     }
 
     fn note_loss(&mut self, lost: bool) {
-        let before = self.loss > LOSS_FOR_FEC;
-        self.loss += LOSS_ALPHA * (if lost { 1.0 } else { 0.0 } - self.loss);
-        if before != (self.loss > LOSS_FOR_FEC) {
+        let before = self.since_loss < LOSS_MEMORY_FRAMES;
+        self.since_loss = if lost {
+            0
+        } else {
+            self.since_loss.saturating_add(1)
+        };
+        if before != (self.since_loss < LOSS_MEMORY_FRAMES) {
             self.update_target();
         }
     }
@@ -438,7 +471,11 @@ impl JitterBuffer {
 fn extend(reference: i64, value: i64, bits: u32) -> i64 {
     let modulus = 1i64 << bits;
     let diff = (value - reference).rem_euclid(modulus);
-    if diff >= modulus / 2 { reference + diff - modulus } else { reference + diff }
+    if diff >= modulus / 2 {
+        reference + diff - modulus
+    } else {
+        reference + diff
+    }
 }
 
 fn signed_micros(epoch: Instant, t: Instant) -> i64 {
@@ -468,14 +505,22 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (self.0 >> 11) as f64 / (1u64 << 53) as f64
         }
     }
 
     /// Packets sent every 20 ms from `start_seq`/`start_ts`; `delay(i)` is the network delay of
     /// packet `i` (None = lost).
-    fn stream(count: usize, start_seq: u16, start_ts: u32, mut delay: impl FnMut(usize) -> Option<Duration>) -> Vec<Arrival> {
+    fn stream(
+        count: usize,
+        start_seq: u16,
+        start_ts: u32,
+        mut delay: impl FnMut(usize) -> Option<Duration>,
+    ) -> Vec<Arrival> {
         let mut out: Vec<Arrival> = (0..count)
             .filter_map(|i| {
                 let d = delay(i)?;
@@ -509,7 +554,12 @@ mod tests {
         while t < until {
             while next < arrivals.len() && arrivals[next].at <= t {
                 let a = arrivals[next];
-                jb.push(a.seq, a.ts, Bytes::copy_from_slice(&a.seq.to_be_bytes()), base + a.at);
+                jb.push(
+                    a.seq,
+                    a.ts,
+                    Bytes::copy_from_slice(&a.seq.to_be_bytes()),
+                    base + a.at,
+                );
                 next += 1;
             }
             let played = loop {
@@ -521,7 +571,11 @@ mod tests {
                     Playout::Silence => break Played::Silence,
                 }
             };
-            let step = if played == Played::Silence { 5 * MS } else { 20 * MS };
+            let step = if played == Played::Silence {
+                5 * MS
+            } else {
+                20 * MS
+            };
             out.push((t.as_millis() as u64, played));
             t += step;
         }
@@ -541,7 +595,10 @@ mod tests {
     /// How often `what` was played before the stream's last packet (the tail of a finished
     /// stream is concealed and then silent, as it should be).
     fn count(played: &[(u64, Played)], what: &Played) -> usize {
-        let end = played.iter().rposition(|(_, p)| matches!(p, Played::Seq(_))).map_or(0, |i| i + 1);
+        let end = played
+            .iter()
+            .rposition(|(_, p)| matches!(p, Played::Seq(_)))
+            .map_or(0, |i| i + 1);
         played[..end].iter().filter(|(_, p)| p == what).count()
     }
 
@@ -552,8 +609,15 @@ mod tests {
         let played = run(&mut jb, &arrivals, Duration::from_millis(2100));
         assert_eq!(packets(&played), (1000..1100).collect::<Vec<u16>>());
         assert_eq!(count(&played, &Played::Plc), 0);
-        let first = played.iter().find(|(_, p)| *p == Played::Seq(1000)).unwrap().0;
-        assert!((10..=15).contains(&first), "first packet played at {first} ms");
+        let first = played
+            .iter()
+            .find(|(_, p)| *p == Played::Seq(1000))
+            .unwrap()
+            .0;
+        assert!(
+            (10..=15).contains(&first),
+            "first packet played at {first} ms"
+        );
         let s = jb.stats();
         assert_eq!((s.lost, s.late, s.discarded), (0, 0, 0));
         assert!(s.target_delay_ms <= 10.0 + 0.01, "{s:?}");
@@ -567,7 +631,10 @@ mod tests {
         let arrivals = stream(300, 0, 0, |i| Some(if i % 10 == 5 { 31 * MS } else { MS }));
         let played = run(&mut jb, &arrivals, Duration::from_millis(6200));
         let order = packets(&played);
-        assert!(order.windows(2).all(|w| w[1] == w[0] + 1), "out of order: {order:?}");
+        assert!(
+            order.windows(2).all(|w| w[1] == w[0] + 1),
+            "out of order: {order:?}"
+        );
         let s = jb.stats();
         // Only the first reorder (before the jitter was measured) may cost a packet.
         assert!(s.late + s.lost <= 2, "{s:?}");
@@ -587,11 +654,17 @@ mod tests {
         let s = jb.stats();
         let expected_lost = lost.iter().filter(|l| **l).count() as u64;
         assert_eq!(s.lost, expected_lost, "{s:?}");
-        assert!(order.windows(2).all(|w| w[1].wrapping_sub(w[0]) >= 1), "{order:?}");
+        assert!(
+            order.windows(2).all(|w| w[1].wrapping_sub(w[0]) >= 1),
+            "{order:?}"
+        );
         // Once the loss is noticed the buffer keeps one packet of lookahead, so nearly every
         // loss is rebuilt from FEC rather than concealed.
         assert!(s.recovered as f64 >= 0.8 * expected_lost as f64, "{s:?}");
-        assert!(s.target_delay_ms >= 29.0 && s.target_delay_ms <= 35.0, "{s:?}");
+        assert!(
+            s.target_delay_ms >= 29.0 && s.target_delay_ms <= 35.0,
+            "{s:?}"
+        );
         assert_eq!(s.late, 0);
     }
 
@@ -599,13 +672,21 @@ mod tests {
     fn random_jitter_sets_the_target_near_its_95th_percentile() {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         let mut rng = Lcg(42);
-        let arrivals = stream(1000, 0, 0, |_| Some(Duration::from_micros((rng.next() * 30_000.0) as u64)));
+        let arrivals = stream(1000, 0, 0, |_| {
+            Some(Duration::from_micros((rng.next() * 30_000.0) as u64))
+        });
         let played = run(&mut jb, &arrivals, Duration::from_millis(20_300));
         let s = jb.stats();
         assert!((28.0..=36.0).contains(&s.target_delay_ms), "{s:?}");
         // After the first second, under 5 % of the packets miss their turn.
-        let late_after_warmup = played.iter().filter(|(t, p)| *t > 1000 && *p == Played::Plc).count();
-        assert!(late_after_warmup < 50, "{late_after_warmup} concealed, {s:?}");
+        let late_after_warmup = played
+            .iter()
+            .filter(|(t, p)| *t > 1000 && *p == Played::Plc)
+            .count();
+        assert!(
+            late_after_warmup < 50,
+            "{late_after_warmup} concealed, {s:?}"
+        );
         let order = packets(&played);
         assert!(order.windows(2).all(|w| w[1] > w[0]), "{order:?}");
         assert!(order.len() >= 950, "only {} of 1000 played", order.len());
@@ -627,10 +708,14 @@ mod tests {
         // 50 packets, then the sender is muted for 2 s: the timestamps jump, the numbers do not.
         let mut arrivals = stream(50, 0, 0, |_| Some(MS));
         let pause = 2_000;
-        arrivals.extend(stream(50, 50, 50 * FRAME + 48 * pause, |_| Some(MS)).into_iter().map(|mut a| {
-            a.at += Duration::from_millis(1000 + pause as u64);
-            a
-        }));
+        arrivals.extend(
+            stream(50, 50, 50 * FRAME + 48 * pause, |_| Some(MS))
+                .into_iter()
+                .map(|mut a| {
+                    a.at += Duration::from_millis(1000 + pause as u64);
+                    a
+                }),
+        );
         let played = run(&mut jb, &arrivals, Duration::from_millis(4200));
         assert_eq!(packets(&played), (0..100).collect::<Vec<u16>>());
         let s = jb.stats();
@@ -638,18 +723,29 @@ mod tests {
         // A few concealed frames fade the stream out, then silence until it resumes.
         let plc = count(&played, &Played::Plc);
         assert!(plc <= 5, "{plc} concealed frames");
-        let resumed = played.iter().find(|(_, p)| *p == Played::Seq(50)).unwrap().0;
-        assert!((3001 + 10..=3001 + 15).contains(&resumed), "resumed at {resumed} ms");
+        let resumed = played
+            .iter()
+            .find(|(_, p)| *p == Played::Seq(50))
+            .unwrap()
+            .0;
+        assert!(
+            (3001 + 10..=3001 + 15).contains(&resumed),
+            "resumed at {resumed} ms"
+        );
     }
 
     #[test]
     fn a_new_stream_far_away_resets_the_buffer() {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         let mut arrivals = stream(20, 100, 0, |_| Some(MS));
-        arrivals.extend(stream(20, 40_000, 77_777, |_| Some(MS)).into_iter().map(|mut a| {
-            a.at += Duration::from_millis(400);
-            a
-        }));
+        arrivals.extend(
+            stream(20, 40_000, 77_777, |_| Some(MS))
+                .into_iter()
+                .map(|mut a| {
+                    a.at += Duration::from_millis(400);
+                    a
+                }),
+        );
         let played = run(&mut jb, &arrivals, Duration::from_millis(1000));
         let order = packets(&played);
         assert_eq!(order[..20], (100..120).collect::<Vec<u16>>()[..]);
@@ -673,7 +769,12 @@ mod tests {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         let base = Instant::now();
         for i in 0..10_000u32 {
-            jb.push(i as u16, i * FRAME, Bytes::from_static(b"x"), base + Duration::from_millis(20 * i as u64));
+            jb.push(
+                i as u16,
+                i * FRAME,
+                Bytes::from_static(b"x"),
+                base + Duration::from_millis(20 * i as u64),
+            );
         }
         assert!(jb.len() <= 64);
         assert_eq!(jb.slots.len(), 64);
@@ -684,7 +785,13 @@ mod tests {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         // One 120 ms spike early on, then a clean link for 6 s: once the spike has left the
         // measurement window the extra delay is given back a frame at a time.
-        let arrivals = stream(400, 0, 0, |i| Some(if (10..16).contains(&i) { (120 - 20 * (i as u32 - 10)) * MS } else { MS }));
+        let arrivals = stream(400, 0, 0, |i| {
+            Some(if (10..16).contains(&i) {
+                (120 - 20 * (i as u32 - 10)) * MS
+            } else {
+                MS
+            })
+        });
         let played = run(&mut jb, &arrivals, Duration::from_millis(8100));
         let s = jb.stats();
         assert!(s.discarded >= 3, "{s:?}");
@@ -703,7 +810,15 @@ mod tests {
         assert!(jb.is_empty());
         assert_eq!(jb.pop(now + Duration::from_secs(1)), Playout::Silence);
         assert_eq!(jb.stats().received, 2);
-        jb.push(3, 2880, Bytes::from_static(b"c"), now + Duration::from_secs(1));
-        assert_eq!(jb.pop(now + Duration::from_secs(2)), Playout::Packet(Bytes::from_static(b"c")));
+        jb.push(
+            3,
+            2880,
+            Bytes::from_static(b"c"),
+            now + Duration::from_secs(1),
+        );
+        assert_eq!(
+            jb.pop(now + Duration::from_secs(2)),
+            Playout::Packet(Bytes::from_static(b"c"))
+        );
     }
 }

@@ -87,17 +87,28 @@ pub struct Mixer {
 
 impl Mixer {
     pub fn new(config: JitterConfig) -> Self {
-        Mixer { config, sources: Vec::with_capacity(MAX_SOURCES) }
+        Mixer {
+            config,
+            sources: Vec::with_capacity(MAX_SOURCES),
+        }
     }
 
     /// Queues a packet from `source`, arrived at `now`. A new source gets its own jitter
     /// buffer and decoder.
-    pub fn push(&mut self, source: u32, seq: u16, timestamp: u32, payload: Bytes, now: Instant) -> Result<(), CodecError> {
+    pub fn push(
+        &mut self,
+        source: u32,
+        seq: u16,
+        timestamp: u32,
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<(), CodecError> {
         let index = match self.sources.iter().position(|s| s.id == source) {
             Some(i) => i,
             None => {
                 if self.sources.len() >= MAX_SOURCES
-                    && let Some(oldest) = (0..self.sources.len()).min_by_key(|i| self.sources[*i].last_packet)
+                    && let Some(oldest) =
+                        (0..self.sources.len()).min_by_key(|i| self.sources[*i].last_packet)
                 {
                     self.sources.swap_remove(oldest);
                 }
@@ -130,7 +141,8 @@ impl Mixer {
             let mut i = 0;
             while i < out.len() {
                 if s.pos >= s.len {
-                    let at = now + Duration::from_nanos(i as u64 * 1_000_000_000 / SAMPLE_RATE as u64);
+                    let at =
+                        now + Duration::from_nanos(i as u64 * 1_000_000_000 / SAMPLE_RATE as u64);
                     if !s.refill(at) {
                         break;
                     }
@@ -155,15 +167,24 @@ impl Mixer {
 
     /// Forgets sources that have sent nothing for `idle`, e.g. a participant who left.
     pub fn remove_idle(&mut self, now: Instant, idle: Duration) {
-        self.sources.retain(|s| now.saturating_duration_since(s.last_packet) < idle);
+        self.sources
+            .retain(|s| now.saturating_duration_since(s.last_packet) < idle);
     }
 
     pub fn levels(&self) -> impl Iterator<Item = SourceLevel> + '_ {
-        self.sources.iter().map(|s| SourceLevel { source: s.id, level: s.level, speaking: s.speaking.speaking() })
+        self.sources.iter().map(|s| SourceLevel {
+            source: s.id,
+            level: s.level,
+            speaking: s.speaking.speaking(),
+        })
     }
 
     pub fn stats(&self) -> impl Iterator<Item = SourceStats> + '_ {
-        self.sources.iter().map(|s| SourceStats { source: s.id, jitter: s.jitter.stats(), decode_errors: s.decode_errors })
+        self.sources.iter().map(|s| SourceStats {
+            source: s.id,
+            jitter: s.jitter.stats(),
+            decode_errors: s.decode_errors,
+        })
     }
 
     pub fn source_count(&self) -> usize {
@@ -177,7 +198,9 @@ mod tests {
     use crate::media::audio::codec::{FRAME_SAMPLES, OpusEncoder};
 
     fn sine(hz: f32, amp: f32, n: usize, from: usize) -> Vec<f32> {
-        (from..from + n).map(|i| amp * (2.0 * std::f32::consts::PI * hz * i as f32 / 48_000.0).sin()).collect()
+        (from..from + n)
+            .map(|i| amp * (2.0 * std::f32::consts::PI * hz * i as f32 / 48_000.0).sin())
+            .collect()
     }
 
     /// Goertzel power of `hz` in `x`, normalised so a full-scale sine gives about 0.25.
@@ -205,10 +228,18 @@ mod tests {
             let t = base + Duration::from_millis(5 * tick as u64);
             if tick % 4 == 0 {
                 let f = (tick / 4) as usize;
-                let pa = a.encode(&sine(500.0, 0.3, FRAME_SAMPLES, f * FRAME_SAMPLES)).unwrap();
-                let pb = b.encode(&sine(1500.0, 0.05, FRAME_SAMPLES, f * FRAME_SAMPLES)).unwrap();
-                mixer.push(11, f as u16, (f * FRAME_SAMPLES) as u32, pa, t).unwrap();
-                mixer.push(22, 100 + f as u16, 7 + (f * FRAME_SAMPLES) as u32, pb, t).unwrap();
+                let pa = a
+                    .encode(&sine(500.0, 0.3, FRAME_SAMPLES, f * FRAME_SAMPLES))
+                    .unwrap();
+                let pb = b
+                    .encode(&sine(1500.0, 0.05, FRAME_SAMPLES, f * FRAME_SAMPLES))
+                    .unwrap();
+                mixer
+                    .push(11, f as u16, (f * FRAME_SAMPLES) as u32, pa, t)
+                    .unwrap();
+                mixer
+                    .push(22, 100 + f as u16, 7 + (f * FRAME_SAMPLES) as u32, pb, t)
+                    .unwrap();
             }
             mixer.mix(&mut chunk, t);
             out.extend_from_slice(&chunk);
@@ -223,7 +254,11 @@ mod tests {
         assert!(la.speaking && lb.speaking);
         assert!((la.level - 0.3 / 2f32.sqrt()).abs() < 0.05, "{la:?}");
         assert!((lb.level - 0.05 / 2f32.sqrt()).abs() < 0.02, "{lb:?}");
-        assert!(mixer.stats().all(|s| s.jitter.lost == 0 && s.decode_errors == 0));
+        assert!(
+            mixer
+                .stats()
+                .all(|s| s.jitter.lost == 0 && s.decode_errors == 0)
+        );
     }
 
     #[test]
@@ -236,8 +271,12 @@ mod tests {
         for f in 0..40usize {
             let t = base + Duration::from_millis(20 * f as u64);
             for (src, enc) in encoders.iter_mut().enumerate() {
-                let p = enc.encode(&sine(200.0, 0.9, FRAME_SAMPLES, f * FRAME_SAMPLES)).unwrap();
-                mixer.push(src as u32, f as u16, (f * FRAME_SAMPLES) as u32, p, t).unwrap();
+                let p = enc
+                    .encode(&sine(200.0, 0.9, FRAME_SAMPLES, f * FRAME_SAMPLES))
+                    .unwrap();
+                mixer
+                    .push(src as u32, f as u16, (f * FRAME_SAMPLES) as u32, p, t)
+                    .unwrap();
             }
             mixer.mix(&mut chunk, t);
             peak = chunk.iter().fold(peak, |m, v| m.max(v.abs()));
@@ -252,7 +291,15 @@ mod tests {
         let mut chunk = vec![0.0; 480];
         for f in 0..20u16 {
             let t = base + Duration::from_millis(20 * f as u64);
-            mixer.push(5, f, f as u32 * 960, Bytes::from_static(&[0xff, 0xfe, 0xfd]), t).unwrap();
+            mixer
+                .push(
+                    5,
+                    f,
+                    f as u32 * 960,
+                    Bytes::from_static(&[0xff, 0xfe, 0xfd]),
+                    t,
+                )
+                .unwrap();
             mixer.mix(&mut chunk, t);
             assert!(chunk.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
         }
@@ -260,7 +307,15 @@ mod tests {
         mixer.remove_idle(base + Duration::from_secs(10), Duration::from_secs(2));
         assert_eq!(mixer.source_count(), 0);
         for i in 0..(MAX_SOURCES as u32 + 3) {
-            mixer.push(i, 0, 0, Bytes::from_static(b"\x08"), base + Duration::from_millis(i as u64)).unwrap();
+            mixer
+                .push(
+                    i,
+                    0,
+                    0,
+                    Bytes::from_static(b"\x08"),
+                    base + Duration::from_millis(i as u64),
+                )
+                .unwrap();
         }
         assert_eq!(mixer.source_count(), MAX_SOURCES);
     }

@@ -29,6 +29,9 @@ use super::shared::Shared;
 const FRAME_QUEUE: usize = 50;
 /// Inbound packets buffered for the playout thread, which drains them every 5 ms.
 const INBOUND_QUEUE: usize = 512;
+/// How long a real microphone keeps running for the level meter after `mic_level` was asked,
+/// while capture is off.
+const METER_HOLD: Duration = Duration::from_secs(3);
 /// How long `finalize_recording` waits for the playout thread.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
@@ -58,7 +61,11 @@ pub enum AudioEvent {
     /// A device began. `unix_micros` is the wall-clock time of its sample 0: for a `record:`
     /// speaker, sample n of the file was played at `unix_micros + n / 48 kHz`; for a `file:`
     /// microphone, it is when the file started playing.
-    DeviceStarted { kind: DeviceKind, spec: String, unix_micros: u64 },
+    DeviceStarted {
+        kind: DeviceKind,
+        spec: String,
+        unix_micros: u64,
+    },
     /// A device failed while running (unplugged, sound server gone, disk full).
     DeviceError { kind: DeviceKind, message: String },
 }
@@ -71,21 +78,38 @@ struct Worker<C> {
 }
 
 impl<C: Send + 'static> Worker<C> {
-    fn spawn(name: &'static str, commands: Sender<C>, body: impl FnOnce() + Send + 'static) -> Result<Self, AudioError> {
+    fn spawn(
+        name: &'static str,
+        commands: Sender<C>,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<Self, AudioError> {
         let handle = std::thread::Builder::new()
             .name(format!("dialtone-{name}"))
             .spawn(body)
             .map_err(|e| AudioError::Spawn(name, e.to_string()))?;
-        Ok(Worker { name, commands, thread: handle.thread().clone(), handle: Some(handle) })
+        Ok(Worker {
+            name,
+            commands,
+            thread: handle.thread().clone(),
+            handle: Some(handle),
+        })
     }
 
     /// Sends a command that carries a reply channel and waits for the reply.
-    fn request<R>(&self, make: impl FnOnce(Sender<R>) -> C, wait: Option<Duration>) -> Result<R, AudioError> {
+    fn request<R>(
+        &self,
+        make: impl FnOnce(Sender<R>) -> C,
+        wait: Option<Duration>,
+    ) -> Result<R, AudioError> {
         let (tx, rx) = mpsc::channel();
-        self.commands.send(make(tx)).map_err(|_| AudioError::ThreadGone(self.name))?;
+        self.commands
+            .send(make(tx))
+            .map_err(|_| AudioError::ThreadGone(self.name))?;
         self.thread.unpark();
         match wait {
-            Some(limit) => rx.recv_timeout(limit).map_err(|_| AudioError::ThreadGone(self.name)),
+            Some(limit) => rx
+                .recv_timeout(limit)
+                .map_err(|_| AudioError::ThreadGone(self.name)),
             None => rx.recv().map_err(|_| AudioError::ThreadGone(self.name)),
         }
     }
@@ -128,7 +152,12 @@ impl AudioEngine {
         let (inbound_tx, inbound_rx) = mpsc::sync_channel(INBOUND_QUEUE);
         let worker = PlayoutWorker::new(shared.clone(), events, playout_rx, inbound_rx);
         let playout = Worker::spawn("playout", playout_tx, move || worker.run())?;
-        let engine = AudioEngine { shared, capture, playout, inbound: inbound_tx };
+        let engine = AudioEngine {
+            shared,
+            capture,
+            playout,
+            inbound: inbound_tx,
+        };
         // On failure `engine` is dropped here, which stops both threads.
         engine.set_microphone(mic)?;
         engine.set_speaker(speaker)?;
@@ -148,9 +177,19 @@ impl AudioEngine {
         if !self.shared.playout.load(Ordering::Acquire) {
             return;
         }
-        let packet = Inbound { source, seq, timestamp, payload, arrival: Instant::now() };
+        let packet = Inbound {
+            source,
+            seq,
+            timestamp,
+            payload,
+            arrival: Instant::now(),
+        };
         if let Err(TrySendError::Full(_)) = self.inbound.try_send(packet) {
             tracing::debug!("inbound audio queue full, packet dropped");
+        }
+        // The playout thread sleeps long while nothing plays; the first packet must not wait.
+        if !self.shared.playing.load(Ordering::Relaxed) {
+            self.playout.thread.unpark();
         }
     }
 
@@ -163,24 +202,35 @@ impl AudioEngine {
     /// Switches the microphone while running. On error the previous one stays in use.
     pub fn set_microphone(&self, spec: &DeviceSpec) -> Result<(), AudioError> {
         if !spec.usable_as(DeviceKind::Microphone) {
-            return Err(AudioError::WrongEnd { spec: spec.to_string(), kind: DeviceKind::Microphone });
+            return Err(AudioError::WrongEnd {
+                spec: spec.to_string(),
+                kind: DeviceKind::Microphone,
+            });
         }
-        self.capture.request(|reply| CaptureCommand::Open(spec.clone(), reply), None)?
+        self.capture
+            .request(|reply| CaptureCommand::Open(spec.clone(), reply), None)?
     }
 
     /// Switches the speaker while running. On error the previous one stays in use. A
     /// `record:` file being written is finalized first.
     pub fn set_speaker(&self, spec: &DeviceSpec) -> Result<(), AudioError> {
         if !spec.usable_as(DeviceKind::Speaker) {
-            return Err(AudioError::WrongEnd { spec: spec.to_string(), kind: DeviceKind::Speaker });
+            return Err(AudioError::WrongEnd {
+                spec: spec.to_string(),
+                kind: DeviceKind::Speaker,
+            });
         }
-        self.playout.request(|reply| PlayoutCommand::Open(spec.clone(), reply), None)?
+        self.playout
+            .request(|reply| PlayoutCommand::Open(spec.clone(), reply), None)?
     }
 
     /// Makes the `record:` file valid as it stands (its header counts every sample written so
     /// far). Recording goes on afterwards. Does nothing for other speakers.
     pub fn finalize_recording(&self) {
-        match self.playout.request(PlayoutCommand::Flush, Some(FLUSH_WAIT)) {
+        match self
+            .playout
+            .request(PlayoutCommand::Flush, Some(FLUSH_WAIT))
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!("{e}"),
             Err(e) => tracing::warn!("cannot flush the recording: {e}"),
@@ -188,8 +238,13 @@ impl AudioEngine {
     }
 
     /// RMS of the last microphone frame, 0.0 (silence) to 1.0 (full scale). Meters even while
-    /// capture is off.
+    /// capture is off: a real microphone that was paused for idleness resumes for a few seconds
+    /// after each call, so the first reading after a long pause may be stale.
     pub fn mic_level(&self) -> f32 {
+        self.shared.want_meter(METER_HOLD);
+        if self.shared.mic_paused.load(Ordering::Relaxed) {
+            self.capture.thread.unpark();
+        }
         f32::from_bits(self.shared.mic_level.load(Ordering::Relaxed))
     }
 
@@ -200,12 +255,20 @@ impl AudioEngine {
 
     /// Loudness of each inbound source, refreshed every 50 ms.
     pub fn remote_levels(&self) -> Vec<SourceLevel> {
-        self.shared.remote.lock().map(|r| r.levels.clone()).unwrap_or_default()
+        self.shared
+            .remote
+            .lock()
+            .map(|r| r.levels.clone())
+            .unwrap_or_default()
     }
 
     /// Jitter buffer and decoder counters of each inbound source, refreshed every 50 ms.
     pub fn inbound_stats(&self) -> Vec<SourceStats> {
-        self.shared.remote.lock().map(|r| r.stats.clone()).unwrap_or_default()
+        self.shared
+            .remote
+            .lock()
+            .map(|r| r.stats.clone())
+            .unwrap_or_default()
     }
 
     /// Device trouble counters of the current cpal devices (zero for virtual ones).

@@ -29,6 +29,11 @@ const TICK_SAMPLES: u64 = 240;
 const FLUSH_EVERY_SAMPLES: u64 = SAMPLE_RATE as u64;
 /// Longest sleep while a cpal callback is expected to wake the thread anyway.
 const CPAL_POLL: Duration = Duration::from_millis(5);
+/// Sleep while nothing is playing.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// A real speaker with nothing to play is paused after this long (talk spurts of one call
+/// keep it running).
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
 /// How often the per-source levels and counters are published.
 const REPORT_EVERY: Duration = Duration::from_millis(50);
 /// A source silent this long has left (or the call ended): drop its decoder.
@@ -52,9 +57,20 @@ pub(crate) enum PlayoutCommand {
 }
 
 enum Sink {
-    Cpal { output: CpalOutput, resampler: StreamResampler, resampled: Vec<f32> },
-    Record { recorder: WavRecorder, clock: SampleClock, flushed_at: u64 },
-    Silence { clock: SampleClock },
+    // Boxed: the stream and the resampler are large, the virtual sinks small.
+    Cpal {
+        output: Box<CpalOutput>,
+        resampler: Box<StreamResampler>,
+        resampled: Vec<f32>,
+    },
+    Record {
+        recorder: WavRecorder,
+        clock: SampleClock,
+        flushed_at: u64,
+    },
+    Silence {
+        clock: SampleClock,
+    },
 }
 
 pub(crate) struct PlayoutWorker {
@@ -66,6 +82,8 @@ pub(crate) struct PlayoutWorker {
     sink: Sink,
     spec: String,
     was_enabled: bool,
+    /// Since when nothing has been playing.
+    idle_since: Option<Instant>,
     mix: Vec<f32>,
     last_report: Instant,
 }
@@ -83,9 +101,12 @@ impl PlayoutWorker {
             commands,
             inbound,
             mixer: Mixer::new(JitterConfig::default()),
-            sink: Sink::Silence { clock: SampleClock::start(SAMPLE_RATE) },
+            sink: Sink::Silence {
+                clock: SampleClock::start(SAMPLE_RATE),
+            },
             spec: DeviceSpec::Silence.to_string(),
             was_enabled: true,
+            idle_since: None,
             mix: vec![0.0; SAMPLE_RATE as usize / 5],
             last_report: Instant::now(),
         }
@@ -117,19 +138,40 @@ impl PlayoutWorker {
 
     fn open(&mut self, spec: &DeviceSpec) -> Result<(), AudioError> {
         if !spec.usable_as(DeviceKind::Speaker) {
-            return Err(AudioError::WrongEnd { spec: spec.to_string(), kind: DeviceKind::Speaker });
+            return Err(AudioError::WrongEnd {
+                spec: spec.to_string(),
+                kind: DeviceKind::Speaker,
+            });
         }
         let sink = match spec {
             DeviceSpec::Default | DeviceSpec::Named(_) => {
-                let output = open_output(spec, std::thread::current(), self.events.clone())?;
+                let output = open_output(
+                    spec,
+                    std::thread::current(),
+                    self.shared.playing.clone(),
+                    self.events.clone(),
+                )?;
                 let resampler = StreamResampler::new(SAMPLE_RATE, output.rate)?;
-                tracing::info!("speaker `{}` opened at {} Hz, {} frames per period", output.name, output.rate, output.period);
-                Sink::Cpal { resampled: Vec::with_capacity(output.rate as usize / 5), output, resampler }
+                tracing::info!(
+                    "speaker `{}` opened at {} Hz, {} frames per period",
+                    output.name,
+                    output.rate,
+                    output.period
+                );
+                Sink::Cpal {
+                    resampled: Vec::with_capacity(output.rate as usize / 5),
+                    output: Box::new(output),
+                    resampler: Box::new(resampler),
+                }
             }
-            DeviceSpec::Record(path) => {
-                Sink::Record { recorder: WavRecorder::create(path)?, clock: SampleClock::start(SAMPLE_RATE), flushed_at: 0 }
-            }
-            _ => Sink::Silence { clock: SampleClock::start(SAMPLE_RATE) },
+            DeviceSpec::Record(path) => Sink::Record {
+                recorder: WavRecorder::create(path)?,
+                clock: SampleClock::start(SAMPLE_RATE),
+                flushed_at: 0,
+            },
+            _ => Sink::Silence {
+                clock: SampleClock::start(SAMPLE_RATE),
+            },
         };
         let unix_micros = match &sink {
             Sink::Cpal { .. } => unix_micros_now(),
@@ -138,7 +180,11 @@ impl PlayoutWorker {
         self.close_sink();
         self.sink = sink;
         self.spec = spec.to_string();
-        let _ = self.events.send(AudioEvent::DeviceStarted { kind: DeviceKind::Speaker, spec: self.spec.clone(), unix_micros });
+        let _ = self.events.send(AudioEvent::DeviceStarted {
+            kind: DeviceKind::Speaker,
+            spec: self.spec.clone(),
+            unix_micros,
+        });
         Ok(())
     }
 
@@ -152,7 +198,10 @@ impl PlayoutWorker {
 
     fn report_error(&self, message: String) {
         tracing::warn!("speaker: {message}");
-        let _ = self.events.send(AudioEvent::DeviceError { kind: DeviceKind::Speaker, message });
+        let _ = self.events.send(AudioEvent::DeviceError {
+            kind: DeviceKind::Speaker,
+            message,
+        });
     }
 
     /// Takes in what arrived, plays whatever is due; returns how long to sleep.
@@ -165,19 +214,49 @@ impl PlayoutWorker {
             }
         }
         while let Ok(p) = self.inbound.try_recv() {
-            if enabled && let Err(e) = self.mixer.push(p.source, p.seq, p.timestamp, p.payload, p.arrival) {
+            if enabled
+                && let Err(e) = self
+                    .mixer
+                    .push(p.source, p.seq, p.timestamp, p.payload, p.arrival)
+            {
                 tracing::warn!("inbound audio: {e}");
             }
         }
-        let wait = match self.sink {
-            Sink::Cpal { .. } => self.step_cpal(now),
+        let playing = enabled && self.mixer.source_count() > 0;
+        self.shared.playing.store(playing, Ordering::Relaxed);
+        if playing {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+        let long_idle = self
+            .idle_since
+            .is_some_and(|t| now.duration_since(t) >= PAUSE_AFTER);
+        let wait = match &mut self.sink {
+            Sink::Cpal { output, .. } if playing => {
+                output.set_running(true);
+                self.step_cpal(now)
+            }
+            // Nothing to play: the device callback pads with silence by itself, and after a
+            // while the stream is paused altogether.
+            Sink::Cpal { output, .. } => {
+                if long_idle {
+                    output.set_running(false);
+                }
+                IDLE_POLL
+            }
             Sink::Record { .. } | Sink::Silence { .. } => self.step_virtual(now),
         };
+        // With nothing to play the virtual speakers catch up in batches; `push_rtp` wakes the
+        // thread the moment a packet arrives.
+        let wait = if playing { wait } else { wait.max(IDLE_POLL) };
         if now.duration_since(self.last_report) >= REPORT_EVERY {
             self.last_report = now;
             self.mixer.remove_idle(now, SOURCE_IDLE);
             if let Sink::Cpal { output, .. } = &self.sink {
-                self.shared.speaker_underruns.store(output.underruns.load(Ordering::Relaxed), Ordering::Relaxed);
+                self.shared
+                    .speaker_underruns
+                    .store(output.underruns.load(Ordering::Relaxed), Ordering::Relaxed);
             }
             if let Ok(mut report) = self.shared.remote.lock() {
                 report.levels.clear();
@@ -190,7 +269,14 @@ impl PlayoutWorker {
     }
 
     fn step_cpal(&mut self, now: Instant) -> Duration {
-        let Sink::Cpal { output, resampler, resampled } = &mut self.sink else { return CPAL_POLL };
+        let Sink::Cpal {
+            output,
+            resampler,
+            resampled,
+        } = &mut self.sink
+        else {
+            return CPAL_POLL;
+        };
         // Keep two device periods queued: one being played, one ready. Fewer means underruns,
         // more only adds delay.
         let target = (2 * output.period).max(output.rate as usize / 200);
@@ -250,7 +336,11 @@ impl PlayoutWorker {
         }
         let mut flush_error = None;
         let next = match &mut self.sink {
-            Sink::Record { recorder, clock, flushed_at } => {
+            Sink::Record {
+                recorder,
+                clock,
+                flushed_at,
+            } => {
                 clock.advance(samples);
                 if clock.done() - *flushed_at >= FLUSH_EVERY_SAMPLES {
                     *flushed_at = clock.done();

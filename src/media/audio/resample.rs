@@ -35,14 +35,29 @@ impl StreamResampler {
         let inner = if from == to {
             None
         } else {
-            let params = SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2).oversampling_factor(64);
+            let params = SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2)
+                .oversampling_factor(64);
             Some(
-                Async::<f32>::new_sinc(to as f64 / from as f64, 1.0, &params, chunk, 1, FixedAsync::Input)
-                    .map_err(|e| err(e.to_string()))?,
+                Async::<f32>::new_sinc(
+                    to as f64 / from as f64,
+                    1.0,
+                    &params,
+                    chunk,
+                    1,
+                    FixedAsync::Input,
+                )
+                .map_err(|e| err(e.to_string()))?,
             )
         };
         let out_max = inner.as_ref().map_or(0, |r| r.output_frames_max());
-        Ok(StreamResampler { from, to, inner, chunk, pending: Vec::with_capacity(chunk), out: vec![0.0; out_max] })
+        Ok(StreamResampler {
+            from,
+            to,
+            inner,
+            chunk,
+            pending: Vec::with_capacity(chunk),
+            out: vec![0.0; out_max],
+        })
     }
 
     pub fn rates(&self) -> (u32, u32) {
@@ -55,7 +70,11 @@ impl StreamResampler {
 
     /// Resamples `input` and appends the result to `output`. Keeps up to one chunk of input
     /// between calls.
-    pub fn process(&mut self, mut input: &[f32], output: &mut Vec<f32>) -> Result<(), ResampleError> {
+    pub fn process(
+        &mut self,
+        mut input: &[f32],
+        output: &mut Vec<f32>,
+    ) -> Result<(), ResampleError> {
         let Some(inner) = self.inner.as_mut() else {
             output.extend_from_slice(input);
             return Ok(());
@@ -67,13 +86,19 @@ impl StreamResampler {
             if self.pending.len() < self.chunk {
                 break;
             }
-            let err = |message: String| ResampleError { from: self.from, to: self.to, message };
-            let wave_in = InterleavedSlice::new(&self.pending[..], 1, self.chunk).map_err(|e| err(e.to_string()))?;
+            let err = |message: String| ResampleError {
+                from: self.from,
+                to: self.to,
+                message,
+            };
+            let wave_in = InterleavedSlice::new(&self.pending[..], 1, self.chunk)
+                .map_err(|e| err(e.to_string()))?;
             let frames_out = self.out.len();
-            let mut wave_out =
-                InterleavedSlice::new_mut(&mut self.out[..], 1, frames_out).map_err(|e| err(e.to_string()))?;
-            let (_, produced) =
-                inner.process_into_buffer(&wave_in, &mut wave_out, None).map_err(|e| err(e.to_string()))?;
+            let mut wave_out = InterleavedSlice::new_mut(&mut self.out[..], 1, frames_out)
+                .map_err(|e| err(e.to_string()))?;
+            let (_, produced) = inner
+                .process_into_buffer(&wave_in, &mut wave_out, None)
+                .map_err(|e| err(e.to_string()))?;
             output.extend_from_slice(&self.out[..produced]);
             self.pending.clear();
         }
@@ -83,7 +108,9 @@ impl StreamResampler {
     /// Resamples a whole clip, trimming the filter delay so the output lines up with the input.
     pub fn clip(from: u32, to: u32, input: &[f32]) -> Result<Vec<f32>, ResampleError> {
         let mut r = StreamResampler::new(from, to)?;
-        let Some(inner) = r.inner.as_mut() else { return Ok(input.to_vec()) };
+        let Some(inner) = r.inner.as_mut() else {
+            return Ok(input.to_vec());
+        };
         let delay = inner.output_delay();
         let wanted = (input.len() as u64 * to as u64 / from as u64) as usize;
         let mut out = Vec::with_capacity(wanted + delay + r.out.len());
@@ -100,10 +127,19 @@ impl StreamResampler {
 }
 
 /// Averages interleaved frames down to mono, appending to `out`.
-pub fn downmix<T: Copy>(interleaved: &[T], channels: usize, to_f32: impl Fn(T) -> f32, out: &mut Vec<f32>) {
+pub fn downmix<T: Copy>(
+    interleaved: &[T],
+    channels: usize,
+    to_f32: impl Fn(T) -> f32,
+    out: &mut Vec<f32>,
+) {
     let channels = channels.max(1);
     let scale = 1.0 / channels as f32;
-    out.extend(interleaved.chunks_exact(channels).map(|frame| frame.iter().map(|s| to_f32(*s)).sum::<f32>() * scale));
+    out.extend(
+        interleaved
+            .chunks_exact(channels)
+            .map(|frame| frame.iter().map(|s| to_f32(*s)).sum::<f32>() * scale),
+    );
 }
 
 #[cfg(test)]
@@ -111,12 +147,17 @@ mod tests {
     use super::*;
 
     fn sine(hz: f32, rate: u32, n: usize) -> Vec<f32> {
-        (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * hz * i as f32 / rate as f32).sin()).collect()
+        (0..n)
+            .map(|i| 0.5 * (2.0 * std::f32::consts::PI * hz * i as f32 / rate as f32).sin())
+            .collect()
     }
 
     /// Zero crossings per second, a rough frequency estimate that ignores amplitude.
     fn crossings_hz(x: &[f32], rate: u32) -> f32 {
-        let c = x.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+        let c = x
+            .windows(2)
+            .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+            .count();
         c as f32 / 2.0 / (x.len() as f32 / rate as f32)
     }
 
@@ -138,7 +179,11 @@ mod tests {
         for piece in input.chunks(137) {
             r.process(piece, &mut out).unwrap();
         }
-        assert!((out.len() as i64 - 48_000).abs() < 300, "{} samples", out.len());
+        assert!(
+            (out.len() as i64 - 48_000).abs() < 300,
+            "{} samples",
+            out.len()
+        );
         let hz = crossings_hz(&out[2000..], 48_000);
         assert!((hz - 1000.0).abs() < 5.0, "{hz} Hz");
     }

@@ -7,15 +7,19 @@ use std::path::{Path, PathBuf};
 
 use super::codec::SAMPLE_RATE;
 use super::error::AudioError;
-use super::resample::StreamResampler;
+use super::resample::{StreamResampler, downmix};
 
-/// Longest file the `file:` microphone accepts; it is held in memory as 48 kHz f32.
-const MAX_SECONDS: u64 = 30 * 60;
+/// Longest file the `file:` microphone accepts; it is held in memory as 48 kHz f32 (about
+/// 115 MB for this much).
+const MAX_SECONDS: u64 = 10 * 60;
 
 /// Reads a WAV file as 48 kHz mono samples in -1.0..=1.0, whatever its rate, channels and
 /// sample format.
 pub fn load_mono_48k(path: &Path) -> Result<Vec<f32>, AudioError> {
-    let fail = |message: String| AudioError::ReadWav { path: path.display().to_string(), message };
+    let fail = |message: String| AudioError::ReadWav {
+        path: path.display().to_string(),
+        message,
+    };
     let mut reader = hound::WavReader::open(path).map_err(|e| fail(e.to_string()))?;
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
@@ -24,20 +28,40 @@ pub fn load_mono_48k(path: &Path) -> Result<Vec<f32>, AudioError> {
     }
     let frames = reader.duration() as u64;
     if frames / spec.sample_rate as u64 > MAX_SECONDS {
-        return Err(fail(format!("{} s long, more than the {MAX_SECONDS} s a microphone file may be", frames / spec.sample_rate as u64)));
+        return Err(fail(format!(
+            "{} s long, more than the {MAX_SECONDS} s a microphone file may be",
+            frames / spec.sample_rate as u64
+        )));
     }
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => reader.samples::<f32>().collect::<Result<_, _>>(),
         (hound::SampleFormat::Int, bits @ 1..=32) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            reader.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<Result<_, _>>()
+            reader
+                .samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()
         }
-        (format, bits) => return Err(fail(format!("unsupported sample format {format:?} with {bits} bits"))),
+        (format, bits) => {
+            return Err(fail(format!(
+                "unsupported sample format {format:?} with {bits} bits"
+            )));
+        }
     }
     .map_err(|e| fail(e.to_string()))?;
-    let mono: Vec<f32> = interleaved.chunks_exact(channels).map(|f| f.iter().sum::<f32>() / channels as f32).collect();
+    let mut mono = Vec::with_capacity(interleaved.len() / channels);
+    downmix(&interleaved, channels, |s| s, &mut mono);
     let mono = StreamResampler::clip(spec.sample_rate, SAMPLE_RATE, &mono)?;
-    Ok(mono.into_iter().map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }).collect())
+    Ok(mono
+        .into_iter()
+        .map(|s| {
+            if s.is_finite() {
+                s.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect())
 }
 
 /// A 48 kHz mono 16-bit WAV file being written. `flush` makes the file valid up to that point
@@ -55,9 +79,14 @@ impl WavRecorder {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer = hound::WavWriter::create(path, spec)
-            .map_err(|e| AudioError::WriteWav { path: path.display().to_string(), message: e.to_string() })?;
-        Ok(WavRecorder { path: path.to_path_buf(), writer: Some(writer) })
+        let writer = hound::WavWriter::create(path, spec).map_err(|e| AudioError::WriteWav {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(WavRecorder {
+            path: path.to_path_buf(),
+            writer: Some(writer),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -65,7 +94,9 @@ impl WavRecorder {
     }
 
     pub fn write(&mut self, samples: &[f32]) -> Result<(), AudioError> {
-        let Some(w) = self.writer.as_mut() else { return Ok(()) };
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
         let mut result = Ok(());
         for s in samples {
             result = w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16);
@@ -79,7 +110,10 @@ impl WavRecorder {
     /// Rewrites the header for the samples written so far.
     pub fn flush(&mut self) -> Result<(), AudioError> {
         match self.writer.as_mut() {
-            Some(w) => w.flush().map_err(|e| AudioError::WriteWav { path: self.path.display().to_string(), message: e.to_string() }),
+            Some(w) => w.flush().map_err(|e| AudioError::WriteWav {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            }),
             None => Ok(()),
         }
     }
@@ -101,7 +135,10 @@ impl WavRecorder {
     }
 
     fn error(&self, e: hound::Error) -> AudioError {
-        AudioError::WriteWav { path: self.path.display().to_string(), message: e.to_string() }
+        AudioError::WriteWav {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -116,7 +153,12 @@ mod tests {
     use super::*;
 
     fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
-        let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         for s in samples {
             w.write_sample(*s).unwrap();
@@ -145,7 +187,10 @@ mod tests {
         std::fs::write(&junk, b"RIFF\x10\x00\x00\x00WAVEnope").unwrap();
         let e = load_mono_48k(&junk).unwrap_err().to_string();
         assert!(e.contains("junk.wav"), "{e}");
-        let e = WavRecorder::create(&dir.path().join("no/such/dir/out.wav")).err().unwrap().to_string();
+        let e = WavRecorder::create(&dir.path().join("no/such/dir/out.wav"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("out.wav"), "{e}");
     }
 
@@ -157,7 +202,10 @@ mod tests {
         rec.write(&[0.5; 480]).unwrap();
         rec.flush().unwrap();
         let r = hound::WavReader::open(&path).unwrap();
-        assert_eq!((r.spec().sample_rate, r.spec().channels, r.duration()), (48_000, 1, 480));
+        assert_eq!(
+            (r.spec().sample_rate, r.spec().channels, r.duration()),
+            (48_000, 1, 480)
+        );
         rec.write(&[-2.0; 480]).unwrap();
         drop(rec);
         let mut r = hound::WavReader::open(&path).unwrap();
