@@ -16,6 +16,8 @@ pub struct Config {
     pub device_name: Option<String>,
     /// ws://host:port of the switchboard. Default: the embedded one on the default port.
     pub server: Option<String>,
+    /// Accept transfer requests without asking.
+    pub auto_accept_transfers: bool,
     pub devices: DevicesConfig,
     pub switchboard: SwitchboardConfig,
     pub log: LogConfig,
@@ -35,6 +37,8 @@ pub struct SwitchboardConfig {
     pub listen: String,
     /// How long a call rings before it ends with 408.
     pub ring_timeout_secs: u64,
+    /// Longest voicemail message.
+    pub voicemail_max_secs: u64,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -57,7 +61,12 @@ impl Default for DevicesConfig {
 
 impl Default for SwitchboardConfig {
     fn default() -> Self {
-        SwitchboardConfig { listen: format!("127.0.0.1:{DEFAULT_PORT}"), ring_timeout_secs: 30, data_dir: None }
+        SwitchboardConfig {
+            listen: format!("127.0.0.1:{DEFAULT_PORT}"),
+            ring_timeout_secs: 30,
+            voicemail_max_secs: 120,
+            data_dir: None,
+        }
     }
 }
 

@@ -54,6 +54,9 @@ struct ServeArgs {
     /// Seconds a call rings before it ends with 408.
     #[arg(long)]
     ring_timeout: Option<u64>,
+    /// Longest voicemail message, in seconds.
+    #[arg(long)]
+    voicemail_max: Option<u64>,
 }
 
 #[derive(Args)]
@@ -78,6 +81,9 @@ struct AgentArgs {
     /// Accept every incoming call at once.
     #[arg(long)]
     auto_answer: bool,
+    /// Accept every transfer request at once.
+    #[arg(long)]
+    auto_accept_transfers: bool,
 }
 
 #[derive(Subcommand)]
@@ -154,6 +160,7 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
         data_dir: data_dir(&cfg, a.data_dir),
         ring_timeout: Duration::from_secs(a.ring_timeout.unwrap_or(cfg.switchboard.ring_timeout_secs).max(1)),
         media_ip: if listen.ip().is_unspecified() { "127.0.0.1".parse()? } else { listen.ip() },
+        voicemail_max: Duration::from_secs(a.voicemail_max.unwrap_or(cfg.switchboard.voicemail_max_secs).max(1)),
     };
     let handle = server::serve(opts.clone()).await?;
     // The contract: one line naming the address, once connections are accepted.
@@ -181,6 +188,7 @@ async fn agent(cfg: Config, a: AgentArgs) -> anyhow::Result<()> {
         speaker,
         camera: a.camera.or(cfg.devices.camera.clone()),
         auto_answer: a.auto_answer,
+        auto_accept_transfers: a.auto_accept_transfers || cfg.auto_accept_transfers,
         media: MediaConfig::default(),
     };
     let (handle, events) = engine::start(opts)?;

@@ -2,7 +2,7 @@
 //! together in memory, with simulated time. No sockets, no threads: a 30-second ring timeout
 //! takes microseconds. The real-process tests (tests/calls.rs) cover the same flows with media.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dialtone::core::{
@@ -10,7 +10,7 @@ use dialtone::core::{
     Event, Input, MediaControl, Now, Output, RejectReason,
 };
 use dialtone::protocol::{encode, ErrorCode, ServerMessage};
-use dialtone::server::switchboard::{self as sb, ConnId, Switchboard, SwitchboardConfig};
+use dialtone::server::switchboard::{self as sb, ConnId, Startup, Switchboard, SwitchboardConfig};
 use dialtone::server::token::{Claims, TokenKey};
 
 struct Peer {
@@ -28,6 +28,10 @@ struct Net {
     routes: BTreeMap<ConnId, Vec<ConnId>>,
     next_conn: ConnId,
     key: TokenKey,
+    /// Voicemail sessions the switchboard asked for that are still recording: call id -> conn.
+    recording: BTreeMap<String, ConnId>,
+    /// Every non-message output, for assertions.
+    outs: Vec<sb::Output>,
 }
 
 const RING: Duration = Duration::from_secs(30);
@@ -35,14 +39,23 @@ const RING: Duration = Duration::from_secs(30);
 impl Net {
     fn new() -> Net {
         let key = TokenKey::from_bytes([3; 32]);
-        let cfg = SwitchboardConfig { dev: true, resource: "res".into(), ring_timeout: RING, max_bad_frames: 5 };
+        let cfg = SwitchboardConfig {
+            dev: true,
+            resource: "res".into(),
+            ring_timeout: RING,
+            max_bad_frames: 5,
+            voicemail_dir: "/vm".into(),
+            voicemail_max: Duration::from_secs(60),
+        };
         Net {
-            sb: Switchboard::new(cfg, key.clone(), HashMap::new(), BTreeSet::new()),
+            sb: Switchboard::new(cfg, key.clone(), Startup::default()),
             peers: Vec::new(),
             now: Now { mono: Instant::now(), unix_ms: 1_700_000_000_000 },
             routes: BTreeMap::new(),
             next_conn: 1,
             key,
+            recording: BTreeMap::new(),
+            outs: Vec::new(),
         }
     }
 
@@ -152,8 +165,19 @@ impl Net {
                         self.sb.handle(sb::Input::MediaAnswered { conn, sdp: "v=0 answer".into() }, self.now);
                         self.sb.handle(sb::Input::MediaConnected { conn, up: true }, self.now);
                     }
-                    sb::Output::DropMedia { .. } | sb::Output::Store(_) => {}
                     sb::Output::Routes(r) => self.routes = r,
+                    sb::Output::StartVoicemail { ref call_id, conn, .. } => {
+                        self.recording.insert(call_id.clone(), conn);
+                        self.outs.push(out);
+                    }
+                    sb::Output::StopVoicemail { ref call_id } => {
+                        // The recorder stops and reports what it made: 3 s of audio.
+                        self.recording.remove(call_id);
+                        let ended = sb::Input::VoicemailEnded { call_id: call_id.clone(), duration_ms: 3000, full: false };
+                        self.outs.push(out);
+                        self.sb.handle(ended, self.now);
+                    }
+                    other => self.outs.push(other),
                 }
             }
             if !progressed {
@@ -476,4 +500,262 @@ fn bad_commands_are_refused_locally() {
     let bad = n.call(a, "bob smith");
     assert_eq!(n.ended(a, &bad).map(|r| r.code), Some(400));
     assert_eq!(n.state(a, &id), Some(CallState::Connected));
+}
+
+// ---- transfer -------------------------------------------------------------------------------
+
+use dialtone::protocol::{ForwardMode, Forwarding, TransferState, TransferTarget};
+
+fn transfer_states(n: &Net, i: usize, call: &str) -> Vec<(TransferState, Option<CallEndReason>)> {
+    n.peers[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TransferStateChanged { call_id, state, error, .. } if call_id == call => Some((*state, *error)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn transfer(n: &mut Net, i: usize, call: &str, target: TransferTarget, disable: bool) -> String {
+    match n.cmd(i, Command::Transfer { call_id: call.into(), target, disable_forwarding: disable }).unwrap() {
+        CommandOk::TransferId(t) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// alice (transferor) calls bob (transferee); carol is the target.
+fn three() -> (Net, usize, usize, usize, String) {
+    let mut n = Net::new();
+    let (a, b, id) = n.connect();
+    let c = n.join("carol", "phone");
+    (n, a, b, c, id)
+}
+
+#[test]
+fn blind_transfer_moves_the_transferee_to_the_target() {
+    let (mut n, a, b, c, id) = three();
+    transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), false);
+    let req = n.peers[b].events.iter().find_map(|e| match e {
+        Event::TransferRequested { call_id, transferor, target, .. } if *call_id == id => Some((transferor.clone(), target.clone())),
+        _ => None,
+    });
+    let (transferor, target) = req.expect("bob is asked");
+    assert_eq!((transferor.display_name.as_str(), target.identity.display_name.as_str()), ("alice", "carol"));
+    assert!(n.incoming(c).is_none(), "carol does not ring before bob accepts");
+    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+    let leg = n.incoming(c).expect("carol rings");
+    let inc = n.peers[c].events.iter().find_map(|e| match e {
+        Event::IncomingCall { caller, transferred_by, .. } => Some((caller.display_name.clone(), transferred_by.clone())),
+        _ => None,
+    });
+    assert_eq!(inc.unwrap(), ("bob".to_string(), Some(n.peers[a].core.identity().unwrap().clone())));
+    // While carol rings, alice and bob still talk.
+    assert_eq!(n.state(b, &id), Some(CallState::Connected));
+    assert_eq!(n.routes.len(), 2);
+    n.cmd(c, Command::Accept { call_id: leg.clone() }).unwrap();
+    assert_eq!(transfer_states(&n, a, &id), vec![(TransferState::Transferring, None), (TransferState::Transferred, None)]);
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::TRANSFERRED));
+    assert_eq!(n.ended(b, &id), Some(CallEndReason::TRANSFERRED));
+    assert!(n.peers[b].events.iter().any(|e| matches!(e, Event::TransferAccepted { call_id, target_call_id } if *call_id == id && *target_call_id == leg)));
+    assert_eq!(n.state(b, &leg), Some(CallState::Connected));
+    assert_eq!(n.peers[b].core.calls()[0].remote[0].identity.display_name, "carol");
+    assert_eq!(n.state(c, &leg), Some(CallState::Connected));
+    let (cb, cc) = (n.peers[b].conn, n.peers[c].conn);
+    assert_eq!(n.routes, BTreeMap::from([(cb, vec![cc]), (cc, vec![cb])]));
+    // Bob's events come in a sensible order: accepted, new call connected, old call ended.
+    let pos = |pred: &dyn Fn(&Event) -> bool| n.peers[b].events.iter().position(pred).unwrap();
+    let accepted = pos(&|e| matches!(e, Event::TransferAccepted { .. }));
+    let connected = pos(&|e| matches!(e, Event::CallStateChanged { call_id, state: CallState::Connected } if *call_id == leg));
+    let ended = pos(&|e| matches!(e, Event::CallEnded { call_id, .. } if *call_id == id));
+    assert!(accepted < connected && connected < ended, "{accepted} {connected} {ended}");
+}
+
+#[test]
+fn transfer_failures_leave_the_original_call_up() {
+    let cases: Vec<(&str, Box<dyn Fn(&mut Net, usize, String)>, CallEndReason)> = vec![
+        ("declined", Box::new(|n: &mut Net, c, leg| { n.cmd(c, Command::Reject { call_id: leg, reason: RejectReason::None }).unwrap(); }), CallEndReason::TRANSFER_TARGET_DECLINED),
+        ("busy", Box::new(|n: &mut Net, c, leg| { n.cmd(c, Command::Reject { call_id: leg, reason: RejectReason::Busy }).unwrap(); }), CallEndReason::TRANSFER_TARGET_BUSY),
+        ("no answer", Box::new(|n: &mut Net, _c, _leg| n.advance(RING)), CallEndReason::TRANSFER_NO_ANSWER),
+        ("target vanishes", Box::new(|n: &mut Net, c, _leg| n.vanish(c)), CallEndReason::TRANSFER_TARGET_OFFLINE),
+    ];
+    for (what, act, expected) in cases {
+        let (mut n, a, b, c, id) = three();
+        transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), false);
+        n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+        let leg = n.incoming(c).unwrap();
+        act(&mut n, c, leg);
+        assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(expected))), "{what}");
+        assert_eq!(n.state(a, &id), Some(CallState::Connected), "{what}");
+        assert_eq!(n.state(b, &id), Some(CallState::Connected), "{what}");
+        assert_eq!(n.peers[b].core.calls().len(), 1, "{what}: bob saw no new call");
+        assert_eq!(n.routes.len(), 2, "{what}: alice and bob still hear each other");
+    }
+}
+
+#[test]
+fn transferee_rejects_offline_target_and_transferor_hanging_up() {
+    let (mut n, a, b, c, id) = three();
+    transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), false);
+    n.cmd(b, Command::RejectTransfer { call_id: id.clone() }).unwrap();
+    assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_REJECTED))));
+    assert_eq!(n.state(b, &id), Some(CallState::Connected));
+
+    n.vanish(c);
+    transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), true);
+    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+    assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_TARGET_OFFLINE))));
+
+    let d = n.join("dave", "x");
+    transfer(&mut n, a, &id, TransferTarget::Participant("dave".into()), false);
+    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+    let leg = n.incoming(d).unwrap();
+    n.cmd(a, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
+    assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFEROR_LEFT))));
+    assert_eq!(n.ended(d, &leg), Some(CallEndReason::CANCELLED));
+    assert_eq!(n.ended(b, &id), Some(CallEndReason::NORMAL));
+}
+
+#[test]
+fn bad_transfers_get_clear_errors_and_change_nothing() {
+    let (mut n, a, b, _c, id) = three();
+    let err = |n: &mut Net, i: usize, t: TransferTarget| n.cmd(i, Command::Transfer { call_id: id.clone(), target: t, disable_forwarding: false });
+    assert!(matches!(n.cmd(a, Command::Transfer { call_id: "nope".into(), target: TransferTarget::Participant("carol".into()), disable_forwarding: false }), Err(CommandError::UnknownCall(_))));
+    // Refused by the switchboard: it answers with an error and a Failed transfer.
+    for (target, code, text) in [
+        (TransferTarget::Participant("alice".into()), ErrorCode::InvalidArgument, "yourself"),
+        (TransferTarget::Participant("nobody".into()), ErrorCode::InvalidArgument, "no user"),
+        (TransferTarget::Participant("bob".into()), ErrorCode::InvalidArgument, "already"),
+    ] {
+        let before = n.peers[a].events.len();
+        err(&mut n, a, target).unwrap();
+        let e = n.peers[a].events[before..].iter().find_map(|e| match e {
+            Event::Error { code, message, .. } => Some((*code, message.clone())),
+            _ => None,
+        });
+        let (c, m) = e.expect("an error");
+        assert_eq!(c, code);
+        assert!(m.contains(text), "{m}");
+        assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_REFUSED))));
+    }
+    assert!(matches!(err(&mut n, a, TransferTarget::CallId(id.clone())), Err(CommandError::InvalidArgument(_))));
+    // Twice at once.
+    let first = err(&mut n, a, TransferTarget::Participant("carol".into()));
+    assert!(first.is_ok());
+    assert!(matches!(err(&mut n, a, TransferTarget::Participant("carol".into())), Err(CommandError::InvalidArgument(_))));
+    let raw = format!(r#"{{"type":"transfer","callId":"{id}","transferId":"x2","target":{{"participant":"carol"}}}}"#);
+    n.frame(a, &raw);
+    let last_two = &n.peers[a].events[n.peers[a].events.len() - 2..];
+    assert!(matches!(last_two[0], Event::Error { code: ErrorCode::InvalidState, .. }), "{last_two:?}");
+    // The refused second transfer does not disturb the first one's state.
+    assert_eq!(transfer_states(&n, a, &id).iter().filter(|(s, _)| *s == TransferState::Transferring).count(), 4);
+    // Someone not in the call.
+    let m = n.join("mallory", "m");
+    n.frame(m, &raw);
+    assert!(n.peers[m].events.iter().any(|e| matches!(e, Event::Error { code: ErrorCode::UnknownCall, .. })));
+    // The transferee cannot accept a transfer that was never asked on another call.
+    assert!(n.cmd(b, Command::AcceptTransfer { call_id: "nope".into() }).is_err());
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    assert_eq!(n.state(b, &id), Some(CallState::Connected));
+}
+
+#[test]
+fn consultative_transfer_joins_transferee_and_target_without_ringing() {
+    let (mut n, a, b, c, id) = three();
+    n.cmd(a, Command::Hold { call_id: id.clone() }).unwrap();
+    let id2 = n.call(a, "carol");
+    n.cmd(c, Command::Accept { call_id: id2.clone() }).unwrap();
+    let rings_before = n.peers[c].events.iter().filter(|e| matches!(e, Event::IncomingCall { .. })).count();
+    transfer(&mut n, a, &id, TransferTarget::CallId(id2.clone()), false);
+    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+    assert_eq!(n.peers[c].events.iter().filter(|e| matches!(e, Event::IncomingCall { .. })).count(), rings_before);
+    assert_eq!(n.ended(a, &id), Some(CallEndReason::TRANSFERRED));
+    assert_eq!(n.ended(a, &id2), Some(CallEndReason::TRANSFERRED));
+    assert_eq!(n.ended(b, &id), Some(CallEndReason::TRANSFERRED));
+    assert_eq!(n.state(b, &id2), Some(CallState::Connected));
+    assert_eq!(n.state(c, &id2), Some(CallState::Connected));
+    let swapped = n.peers[c].events.iter().any(|e| matches!(e, Event::RemoteParticipantsUpdated { added, removed, .. }
+        if added.iter().any(|p| p.identity.display_name == "bob") && removed.iter().any(|p| p.identity.display_name == "alice")));
+    assert!(swapped, "carol's call now has bob instead of alice");
+    let (cb, cc) = (n.peers[b].conn, n.peers[c].conn);
+    assert_eq!(n.routes, BTreeMap::from([(cb, vec![cc]), (cc, vec![cb])]));
+}
+
+#[test]
+fn transfer_to_voicemail_records_and_signals_message_waiting() {
+    let (mut n, a, b, c, id) = three();
+    transfer(&mut n, a, &id, TransferTarget::Voicemail("carol".into()), false);
+    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+    assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Transferred, None)));
+    let (vm_call, conn) = n.recording.iter().next().map(|(k, v)| (k.clone(), *v)).expect("a recording started");
+    assert_eq!(conn, n.peers[b].conn);
+    assert_eq!(n.state(b, &vm_call), Some(CallState::Connected));
+    assert!(n.routes.is_empty(), "the mailbox is fed by its session, not by routes");
+    n.cmd(b, Command::HangUp { call_id: vm_call.clone(), for_everyone: false }).unwrap();
+    assert!(n.recording.is_empty());
+    let mwi = n.peers[c].events.iter().rev().find_map(|e| match e {
+        Event::MessageWaiting { new_count, total_count } => Some((*new_count, *total_count)),
+        _ => None,
+    });
+    assert_eq!(mwi, Some((1, 1)));
+}
+
+#[test]
+fn unanswered_transfer_follows_forwarding_unless_disabled() {
+    for disable in [false, true] {
+        let (mut n, a, b, c, id) = three();
+        let fwd = Forwarding { mode: ForwardMode::Unanswered, target: Some("voicemail".into()), unanswered_after_secs: 5 };
+        n.cmd(c, Command::SetForwarding(fwd.clone())).unwrap();
+        assert_eq!(n.peers[c].core.forwarding(), &fwd);
+        transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), disable);
+        n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+        let leg = n.incoming(c).unwrap();
+        n.advance(Duration::from_secs(5));
+        if disable {
+            assert_eq!(n.state(c, &leg), Some(CallState::Incoming), "forwarding ignored: still ringing");
+            n.advance(RING);
+            assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_NO_ANSWER))));
+            assert!(n.recording.is_empty());
+            assert_eq!(n.state(b, &id), Some(CallState::Connected));
+        } else {
+            assert_eq!(n.ended(c, &leg), Some(CallEndReason::FORWARDED));
+            assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Transferred, None)));
+            assert_eq!(n.recording.get(&leg), Some(&n.peers[b].conn));
+        }
+    }
+}
+
+#[test]
+fn forwarding_applies_to_ordinary_calls_and_is_validated() {
+    let mut n = Net::new();
+    let a = n.join("alice", "desk");
+    let b = n.join("bob", "laptop");
+    let c = n.join("carol", "phone");
+    n.cmd(b, Command::SetForwarding(Forwarding { mode: ForwardMode::Always, target: Some("carol".into()), unanswered_after_secs: 20 })).unwrap();
+    let id = n.call(a, "bob");
+    assert!(n.incoming(b).is_none(), "always-forwarding does not ring bob");
+    let fwd = n.peers[c].events.iter().find_map(|e| match e {
+        Event::IncomingCall { forwarded_from, .. } => forwarded_from.clone(),
+        _ => None,
+    });
+    assert_eq!(fwd.unwrap().display_name, "bob");
+    n.cmd(c, Command::Accept { call_id: id.clone() }).unwrap();
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    assert_eq!(n.peers[a].core.calls()[0].remote[0].identity.display_name, "carol");
+    for bad in [
+        Forwarding { mode: ForwardMode::Always, target: None, unanswered_after_secs: 20 },
+        Forwarding { mode: ForwardMode::Always, target: Some("bob".into()), unanswered_after_secs: 20 },
+        Forwarding { mode: ForwardMode::Always, target: Some("ghost".into()), unanswered_after_secs: 20 },
+        Forwarding { mode: ForwardMode::Unanswered, target: Some("voicemail".into()), unanswered_after_secs: 0 },
+    ] {
+        let before = n.peers[b].events.len();
+        n.cmd(b, Command::SetForwarding(bad)).unwrap();
+        assert!(n.peers[b].events[before..].iter().any(|e| matches!(e, Event::Error { code: ErrorCode::InvalidArgument, .. })));
+    }
+    // Offline with unanswered-to-voicemail goes straight to the mailbox.
+    n.cmd(c, Command::SetForwarding(Forwarding { mode: ForwardMode::Unanswered, target: Some("voicemail".into()), unanswered_after_secs: 10 })).unwrap();
+    n.vanish(c);
+    let id = n.call(a, "carol");
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    assert!(n.recording.contains_key(&id));
 }

@@ -13,7 +13,7 @@ use crate::core::{CallInfo, Command, CommandOk, Event, RejectReason};
 use crate::devices::DeviceSpec;
 use crate::engine::{EngineEvent, EngineHandle};
 use crate::media::audio::{AudioEvent, DeviceKind};
-use crate::protocol::Participant;
+use crate::protocol::{ForwardMode, Forwarding, Identity, Participant, TransferTarget, VoicemailInfo};
 
 /// The longest input line accepted; longer ones are answered with an error and skipped.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -26,6 +26,8 @@ pub enum AgentCommand {
     SetMicrophone(DeviceSpec),
     SetSpeaker(DeviceSpec),
     SetCamera(String),
+    Voicemails,
+    FetchVoicemail { message_id: String, path: std::path::PathBuf },
     Quit,
 }
 
@@ -38,9 +40,6 @@ pub struct LineError {
 
 /// Commands of the contract that later capabilities bring; until then they answer this.
 const LATER: &[(&str, &str)] = &[
-    ("transfer", "call transfer"),
-    ("acceptTransfer", "call transfer"),
-    ("rejectTransfer", "call transfer"),
     ("getActiveCallDetails", "calls on another device"),
     ("activeCallTransfer", "calls on another device"),
     ("join", "group calls"),
@@ -103,6 +102,67 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
         "unmute" => AgentCommand::Core(Command::Unmute { call_id: a.call_id()? }),
         "hold" => AgentCommand::Core(Command::Hold { call_id: a.call_id()? }),
         "resume" => AgentCommand::Core(Command::Resume { call_id: a.call_id()? }),
+        "transfer" => {
+            let targets: Vec<(&str, &Value)> = ["targetParticipant", "targetCallId", "targetParticipantVoicemail"]
+                .iter()
+                .filter_map(|k| obj.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+                .collect();
+            let [(key, value)] = targets[..] else {
+                return Err(err(
+                    id,
+                    "badArgument",
+                    "give exactly one of \"targetParticipant\", \"targetCallId\", \"targetParticipantVoicemail\"".into(),
+                ));
+            };
+            let Some(v) = value.as_str().filter(|v| !v.is_empty()) else {
+                return Err(err(id, "badArgument", format!("{key:?} must be a non-empty string, not {value}")));
+            };
+            let target = match key {
+                "targetParticipant" => TransferTarget::Participant(v.into()),
+                "targetCallId" => TransferTarget::CallId(v.into()),
+                _ => TransferTarget::Voicemail(v.into()),
+            };
+            AgentCommand::Core(Command::Transfer {
+                call_id: a.call_id()?,
+                target,
+                disable_forwarding: a.flag("disableForwardingAndUnanswered")?,
+            })
+        }
+        "acceptTransfer" => AgentCommand::Core(Command::AcceptTransfer { call_id: a.call_id()? }),
+        "rejectTransfer" => AgentCommand::Core(Command::RejectTransfer { call_id: a.call_id()? }),
+        "setForwarding" => {
+            let mode = match a.string("mode")?.as_str() {
+                "off" => ForwardMode::Off,
+                "always" => ForwardMode::Always,
+                "unanswered" => ForwardMode::Unanswered,
+                other => {
+                    return Err(err(id, "badArgument", format!("mode {other:?} must be off, always or unanswered")));
+                }
+            };
+            let target = match obj.get("target") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) if !t.is_empty() => Some(t.clone()),
+                Some(other) => return Err(err(id, "badArgument", format!("\"target\" must be a user name or \"voicemail\", not {other}"))),
+            };
+            let unanswered_after_secs = match obj.get("unansweredAfterSecs") {
+                None | Some(Value::Null) => Forwarding::default().unanswered_after_secs,
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| err(id.clone(), "badArgument", format!("\"unansweredAfterSecs\" must be a whole number, not {v}")))?,
+            };
+            AgentCommand::Core(Command::SetForwarding(Forwarding { mode, target, unanswered_after_secs }))
+        }
+        "voicemails" => AgentCommand::Voicemails,
+        "fetchVoicemail" => AgentCommand::FetchVoicemail { message_id: a.string("messageId")?, path: a.string("path")?.into() },
+        "deleteVoicemail" => AgentCommand::Core(Command::DeleteVoicemail { message_id: a.string("messageId")? }),
+        "markVoicemail" => AgentCommand::Core(Command::MarkVoicemail {
+            message_id: a.string("messageId")?,
+            is_new: match obj.get("isNew") {
+                Some(Value::Bool(b)) => *b,
+                other => return Err(err(id, "badArgument", format!("\"isNew\" must be a boolean, not {}", other.unwrap_or(&Value::Null)))),
+            },
+        }),
         "calls" => AgentCommand::Calls,
         "devices" => AgentCommand::Devices,
         "setMicrophone" => AgentCommand::SetMicrophone(a.device()?),
@@ -137,6 +197,18 @@ impl Args<'_> {
         }
     }
 
+    fn flag(&self, key: &str) -> Result<bool, LineError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(LineError {
+                id: self.id.clone(),
+                code: "badArgument",
+                message: format!("{key:?} must be a boolean, not {other}"),
+            }),
+        }
+    }
+
     fn call_id(&self) -> Result<String, LineError> {
         self.string("callId")
     }
@@ -159,6 +231,20 @@ pub fn ok_reply(id: &Value, extra: Value) -> Value {
 
 pub fn err_reply(id: &Value, code: &str, message: &str) -> Value {
     json!({"id": id, "ok": false, "error": {"code": code, "message": message}})
+}
+
+pub fn identity_json(i: &Identity) -> Value {
+    json!({"identifier": i.raw_id, "displayName": i.display_name})
+}
+
+pub fn voicemail_json(m: &VoicemailInfo) -> Value {
+    json!({
+        "messageId": m.message_id,
+        "caller": identity_json(&m.caller),
+        "receivedAtUnixMs": m.received_unix_ms,
+        "durationMs": m.duration_ms,
+        "isNew": m.is_new,
+    })
 }
 
 pub fn participant_json(p: &Participant) -> Value {
@@ -194,10 +280,40 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
                 }
                 v
             }
-            Event::IncomingCall { call_id, caller } => json!({
-                "event": "incomingCall", "callId": call_id,
-                "callerInfo": {"identifier": caller.raw_id, "displayName": caller.display_name},
+            Event::IncomingCall { call_id, caller, transferred_by, forwarded_from } => {
+                let mut v = json!({
+                    "event": "incomingCall", "callId": call_id,
+                    "callerInfo": identity_json(caller),
+                });
+                if let Some(t) = transferred_by {
+                    v["transferredBy"] = identity_json(t);
+                }
+                if let Some(f) = forwarded_from {
+                    v["forwardedFrom"] = identity_json(f);
+                }
+                v
+            }
+            Event::TransferRequested { call_id, transfer_id, transferor, target } => json!({
+                "event": "transferRequested", "callId": call_id, "transferId": transfer_id,
+                "targetParticipant": target.identity.raw_id,
+                "target": {"kind": target.kind, "identifier": target.identity.raw_id, "displayName": target.identity.display_name},
+                "transferor": identity_json(transferor),
             }),
+            Event::TransferStateChanged { call_id, transfer_id, state, error } => {
+                let mut v = json!({"event": "transferStateChanged", "callId": call_id, "transferId": transfer_id, "state": state});
+                if let Some(e) = error {
+                    v["error"] = json!({"code": e.code, "subCode": e.sub_code, "message": e.describe()});
+                }
+                v
+            }
+            Event::TransferAccepted { call_id, target_call_id } => {
+                json!({"event": "transferAccepted", "callId": call_id, "targetCallId": target_call_id})
+            }
+            Event::ForwardingChanged(f) => json!({"event": "forwardingChanged", "forwarding": f}),
+            Event::MessageWaiting { new_count, total_count } => {
+                json!({"event": "messageWaiting", "newCount": new_count, "totalCount": total_count})
+            }
+            Event::Voicemails(_) | Event::VoicemailData { .. } => return None,
             Event::CallStateChanged { call_id, state } => {
                 json!({"event": "callStateChanged", "callId": call_id, "state": state})
             }
@@ -303,6 +419,7 @@ async fn execute(engine: &EngineHandle, id: &Value, cmd: AgentCommand) -> Value 
     let result = match cmd {
         AgentCommand::Core(c) => engine.command(c).await.map(|ok| match ok {
             CommandOk::CallId(call_id) => json!({"callId": call_id}),
+            CommandOk::TransferId(transfer_id) => json!({"transferId": transfer_id}),
             CommandOk::Done => json!({}),
         }),
         AgentCommand::Calls => engine
@@ -318,6 +435,17 @@ async fn execute(engine: &EngineHandle, id: &Value, cmd: AgentCommand) -> Value 
         AgentCommand::SetMicrophone(d) => engine.set_microphone(d).await.map(|()| json!({})),
         AgentCommand::SetSpeaker(d) => engine.set_speaker(d).await.map(|()| json!({})),
         AgentCommand::SetCamera(d) => engine.set_camera(d).await.map(|()| json!({})),
+        AgentCommand::Voicemails => engine
+            .voicemails()
+            .await
+            .map(|list| json!({"messages": list.iter().map(voicemail_json).collect::<Vec<_>>()})),
+        AgentCommand::FetchVoicemail { message_id, path } => match engine.fetch_voicemail(message_id).await {
+            Ok(bytes) => match tokio::fs::write(&path, &bytes).await {
+                Ok(()) => Ok(json!({"path": path, "bytes": bytes.len()})),
+                Err(e) => return err_reply(id, "ioError", &format!("cannot write {}: {e}", path.display())),
+            },
+            Err(e) => Err(e),
+        },
         AgentCommand::Quit => unreachable!("handled by the caller"),
     };
     match result {

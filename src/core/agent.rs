@@ -7,7 +7,10 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::{CallEndReason, CallState, ConnectionState, Direction, DisconnectReason, Now, RejectReason};
-use crate::protocol::{ClientMessage, ErrorCode, Identity, Participant, ServerMessage, PROTOCOL_VERSION};
+use crate::protocol::{
+    ClientMessage, ErrorCode, Forwarding, Identity, PROTOCOL_VERSION, Participant, ServerMessage, TransferState,
+    TransferTarget, TransferTargetInfo, VoicemailInfo,
+};
 
 /// What a front end asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,11 +23,22 @@ pub enum Command {
     Unmute { call_id: String },
     Hold { call_id: String },
     Resume { call_id: String },
+    Transfer { call_id: String, target: TransferTarget, disable_forwarding: bool },
+    AcceptTransfer { call_id: String },
+    RejectTransfer { call_id: String },
+    SetForwarding(Forwarding),
+    /// The answer comes as `Event::Voicemails`.
+    ListVoicemail,
+    /// The answer comes as `Event::VoicemailData` chunks.
+    FetchVoicemail { message_id: String },
+    DeleteVoicemail { message_id: String },
+    MarkVoicemail { message_id: String, is_new: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommandOk {
     CallId(String),
+    TransferId(String),
     Done,
 }
 
@@ -93,11 +107,23 @@ pub enum MediaControl {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     ConnectionStateChanged { old: ConnectionState, new: ConnectionState, reason: Option<DisconnectReason> },
-    IncomingCall { call_id: String, caller: Identity },
+    IncomingCall {
+        call_id: String,
+        caller: Identity,
+        transferred_by: Option<Identity>,
+        forwarded_from: Option<Identity>,
+    },
     CallStateChanged { call_id: String, state: CallState },
     CallEnded { call_id: String, reason: CallEndReason },
     RemoteParticipantsUpdated { call_id: String, added: Vec<Participant>, removed: Vec<Participant> },
     ParticipantStateChanged { call_id: String, participant: Participant },
+    TransferRequested { call_id: String, transfer_id: String, transferor: Identity, target: TransferTargetInfo },
+    TransferStateChanged { call_id: String, transfer_id: String, state: TransferState, error: Option<CallEndReason> },
+    TransferAccepted { call_id: String, target_call_id: String },
+    ForwardingChanged(Forwarding),
+    MessageWaiting { new_count: u32, total_count: u32 },
+    Voicemails(Vec<VoicemailInfo>),
+    VoicemailData { message_id: String, seq: u32, data: String, last: bool },
     /// The switchboard reported a problem that is not tied to a command reply.
     Error { code: ErrorCode, message: String, call_id: Option<String> },
 }
@@ -119,6 +145,16 @@ pub struct CallInfo {
 struct Call {
     info: CallInfo,
     local_hold: bool,
+    /// Our own transfer of this call: its id and state.
+    transfer: Option<(String, TransferState)>,
+    /// A transfer the other party asked of us, not yet answered.
+    transfer_request: Option<String>,
+}
+
+impl Call {
+    fn new(info: CallInfo) -> Call {
+        Call { info, local_hold: false, transfer: None, transfer_request: None }
+    }
 }
 
 pub struct CallAgentCore {
@@ -134,6 +170,8 @@ pub struct CallAgentCore {
     new_call_id: Box<dyn FnMut() -> String + Send>,
     media: (bool, bool),
     auto_answer: bool,
+    auto_accept_transfers: bool,
+    forwarding: Forwarding,
 }
 
 impl CallAgentCore {
@@ -155,7 +193,19 @@ impl CallAgentCore {
             new_call_id,
             media: (false, false),
             auto_answer: false,
+            auto_accept_transfers: false,
+            forwarding: Forwarding::default(),
         }
+    }
+
+    /// Accept every transfer asked of us at once (config `auto_accept_transfers`).
+    pub fn set_auto_accept_transfers(&mut self, on: bool) {
+        self.auto_accept_transfers = on;
+    }
+
+    /// This user's forwarding settings, as the switchboard last reported them.
+    pub fn forwarding(&self) -> &Forwarding {
+        &self.forwarding
     }
 
     /// Answer every incoming call at once (`--auto-answer`: bots, tests, the benchmark).
@@ -205,7 +255,7 @@ impl CallAgentCore {
                     connected_unix_ms: None,
                     end_reason: None,
                 };
-                self.calls.insert(call_id.clone(), Call { info, local_hold: false });
+                self.calls.insert(call_id.clone(), Call::new(info));
                 self.send(ClientMessage::PlaceCall { call_id: call_id.clone(), to });
                 self.event(Event::CallStateChanged { call_id: call_id.clone(), state: CallState::Connecting });
                 Ok(CommandOk::CallId(call_id))
@@ -254,7 +304,86 @@ impl CallAgentCore {
                 self.recompute_state(&call_id);
                 Ok(CommandOk::Done)
             }
+            Command::Transfer { call_id, target, disable_forwarding } => {
+                self.transfer(call_id, target, disable_forwarding)
+            }
+            Command::AcceptTransfer { call_id } | Command::RejectTransfer { call_id }
+                if self.call(&call_id)?.transfer_request.is_none() =>
+            {
+                let state = self.call(&call_id)?.info.state;
+                Err(CommandError::InvalidState { call_id, action: "answer a transfer request on", state })
+            }
+            Command::AcceptTransfer { call_id } => {
+                self.calls.get_mut(&call_id).expect("checked above").transfer_request = None;
+                self.send(ClientMessage::AcceptTransfer { call_id });
+                Ok(CommandOk::Done)
+            }
+            Command::RejectTransfer { call_id } => {
+                self.calls.get_mut(&call_id).expect("checked above").transfer_request = None;
+                self.send(ClientMessage::RejectTransfer { call_id });
+                Ok(CommandOk::Done)
+            }
+            Command::SetForwarding(forwarding) => {
+                self.send(ClientMessage::SetForwarding { forwarding });
+                Ok(CommandOk::Done)
+            }
+            Command::ListVoicemail => {
+                self.send(ClientMessage::ListVoicemail);
+                Ok(CommandOk::Done)
+            }
+            Command::FetchVoicemail { message_id } => {
+                self.send(ClientMessage::FetchVoicemail { message_id });
+                Ok(CommandOk::Done)
+            }
+            Command::DeleteVoicemail { message_id } => {
+                self.send(ClientMessage::DeleteVoicemail { message_id });
+                Ok(CommandOk::Done)
+            }
+            Command::MarkVoicemail { message_id, is_new } => {
+                self.send(ClientMessage::MarkVoicemail { message_id, is_new });
+                Ok(CommandOk::Done)
+            }
         }
+    }
+
+    fn transfer(
+        &mut self,
+        call_id: String,
+        target: TransferTarget,
+        disable_forwarding: bool,
+    ) -> Result<CommandOk, CommandError> {
+        self.expect_state(&call_id, "transfer", &[CallState::Connected, CallState::LocalHold, CallState::RemoteHold])?;
+        if let Some((id, TransferState::Transferring)) = &self.calls[&call_id].transfer {
+            return Err(CommandError::InvalidArgument(format!("transfer {id:?} of this call is still under way")));
+        }
+        match &target {
+            TransferTarget::Participant(t) | TransferTarget::Voicemail(t) if t.trim().is_empty() => {
+                return Err(CommandError::InvalidArgument("the transfer target is empty".into()));
+            }
+            TransferTarget::CallId(other) if *other == call_id => {
+                return Err(CommandError::InvalidArgument("a call cannot be transferred to itself".into()));
+            }
+            TransferTarget::CallId(other) if !self.calls.contains_key(other) => {
+                return Err(CommandError::UnknownCall(other.clone()));
+            }
+            _ => {}
+        }
+        let transfer_id = (self.new_call_id)();
+        self.calls.get_mut(&call_id).expect("checked above").transfer =
+            Some((transfer_id.clone(), TransferState::Transferring));
+        self.send(ClientMessage::Transfer {
+            call_id: call_id.clone(),
+            transfer_id: transfer_id.clone(),
+            target,
+            disable_forwarding_and_unanswered: disable_forwarding,
+        });
+        self.event(Event::TransferStateChanged {
+            call_id,
+            transfer_id: transfer_id.clone(),
+            state: TransferState::Transferring,
+            error: None,
+        });
+        Ok(CommandOk::TransferId(transfer_id))
     }
 
     pub fn handle_input(&mut self, input: Input, now: Now) {
@@ -295,7 +424,7 @@ impl CallAgentCore {
                 self.outputs.push_back(Output::CreateMediaOffer);
             }
             ServerMessage::MediaAnswer { sdp } => self.outputs.push_back(Output::ApplyMediaAnswer { sdp }),
-            ServerMessage::IncomingCall { call_id, caller } => {
+            ServerMessage::IncomingCall { call_id, caller, transferred_by, forwarded_from } => {
                 if self.calls.contains_key(&call_id) {
                     return;
                 }
@@ -315,8 +444,8 @@ impl CallAgentCore {
                     connected_unix_ms: None,
                     end_reason: None,
                 };
-                self.calls.insert(call_id.clone(), Call { info, local_hold: false });
-                self.event(Event::IncomingCall { call_id: call_id.clone(), caller });
+                self.calls.insert(call_id.clone(), Call::new(info));
+                self.event(Event::IncomingCall { call_id: call_id.clone(), caller, transferred_by, forwarded_from });
                 self.event(Event::CallStateChanged { call_id: call_id.clone(), state: CallState::Incoming });
                 self.event(Event::RemoteParticipantsUpdated {
                     call_id: call_id.clone(),
@@ -334,6 +463,20 @@ impl CallAgentCore {
                 }
             }
             ServerMessage::CallConnected { call_id, participants } => {
+                if !self.calls.contains_key(&call_id) {
+                    // A call that starts connected: the transferee's new call after a transfer.
+                    let info = CallInfo {
+                        call_id: call_id.clone(),
+                        state: CallState::None,
+                        direction: Direction::Outgoing,
+                        remote: Vec::new(),
+                        muted: false,
+                        started_unix_ms: now.unix_ms,
+                        connected_unix_ms: None,
+                        end_reason: None,
+                    };
+                    self.calls.insert(call_id.clone(), Call::new(info));
+                }
                 let Some(call) = self.calls.get_mut(&call_id) else { return };
                 call.info.connected_unix_ms.get_or_insert(now.unix_ms);
                 let old = std::mem::take(&mut call.info.remote);
@@ -371,6 +514,40 @@ impl CallAgentCore {
                 self.recompute_state(&call_id);
             }
             ServerMessage::CallEnded { call_id, reason } => self.end_call(&call_id, reason),
+            ServerMessage::TransferRequested { call_id, transfer_id, transferor, target } => {
+                let Some(call) = self.calls.get_mut(&call_id) else { return };
+                call.transfer_request = Some(transfer_id.clone());
+                self.event(Event::TransferRequested { call_id: call_id.clone(), transfer_id, transferor, target });
+                if self.auto_accept_transfers {
+                    let accepted = self.handle_command(Command::AcceptTransfer { call_id }, now);
+                    debug_assert!(accepted.is_ok(), "a fresh transfer request can be accepted");
+                }
+            }
+            ServerMessage::TransferStateChanged { call_id, transfer_id, state, error } => {
+                if let Some(call) = self.calls.get_mut(&call_id) {
+                    match &call.transfer {
+                        Some(current) if *current == (transfer_id.clone(), state) => return,
+                        // Another transfer of ours is under way; this one was refused.
+                        Some((id, TransferState::Transferring)) if *id != transfer_id => {}
+                        _ => call.transfer = Some((transfer_id.clone(), state)),
+                    }
+                }
+                self.event(Event::TransferStateChanged { call_id, transfer_id, state, error });
+            }
+            ServerMessage::TransferAccepted { call_id, target_call_id } => {
+                self.event(Event::TransferAccepted { call_id, target_call_id });
+            }
+            ServerMessage::ForwardingChanged { forwarding } => {
+                self.forwarding = forwarding.clone();
+                self.event(Event::ForwardingChanged(forwarding));
+            }
+            ServerMessage::MessageWaiting { new_count, total_count } => {
+                self.event(Event::MessageWaiting { new_count, total_count })
+            }
+            ServerMessage::Voicemails { messages } => self.event(Event::Voicemails(messages)),
+            ServerMessage::VoicemailData { message_id, seq, data, last } => {
+                self.event(Event::VoicemailData { message_id, seq, data, last })
+            }
             ServerMessage::Pong { .. } => {}
             ServerMessage::Error { code, message, call_id } => {
                 if code == ErrorCode::InvalidToken {

@@ -22,6 +22,9 @@ macro_rules! reasons {
 reasons! {
     NORMAL = (0, 0), "a party hung up";
     ANSWERED_ELSEWHERE = (0, 10003), "answered on another device of this user";
+    TRANSFERRED = (0, 7000), "the call was transferred: the transferee went on in a new call";
+    FORWARDED = (0, 7300), "the call was forwarded elsewhere before this device answered";
+    VOICEMAIL_FULL = (0, 7400), "the voicemail message reached its maximum length";
     DECLINED_ELSEWHERE = (0, 10004), "declined on another device of this user";
     FORBIDDEN = (403, 0), "the callee rejected the call with reason forbidden";
     UNKNOWN_USER = (404, 0), "no such user or number";
@@ -34,6 +37,33 @@ reasons! {
     SERVER_ERROR = (500, 0), "the switchboard failed";
     CONNECTION_LOST = (503, 0), "this device lost its connection to the switchboard";
     DECLINED = (603, 0), "the callee declined the call";
+    TRANSFER_TARGET_FORBIDDEN = (403, 7100), "transfer failed: the target rejected the call with reason forbidden";
+    TRANSFER_TARGET_UNKNOWN = (404, 7100), "transfer failed: the target does not exist";
+    TRANSFER_NO_ANSWER = (408, 7100), "transfer failed: the target did not answer";
+    TRANSFER_TARGET_LOST = (410, 7100), "transfer failed: the target's connection was lost";
+    TRANSFER_TARGET_OFFLINE = (480, 7100), "transfer failed: the target has no device signed in";
+    TRANSFER_TARGET_BUSY = (486, 7100), "transfer failed: the target is busy";
+    TRANSFER_TARGET_DECLINED = (603, 7100), "transfer failed: the target declined";
+    TRANSFER_REJECTED = (603, 7101), "transfer failed: the transferee rejected it";
+    TRANSFEROR_LEFT = (487, 7102), "transfer failed: the transferor hung up first";
+    TRANSFEREE_LEFT = (487, 7103), "transfer failed: the transferee hung up first";
+    TRANSFER_CALL_GONE = (481, 7104), "transfer failed: the target call ended first";
+    TRANSFER_REFUSED = (400, 7105), "transfer refused: the call, the target or the state does not allow it (see the error event)";
+}
+
+impl CallEndReason {
+    /// The transfer error for a target leg that ended with `reason`.
+    pub fn as_transfer_failure(self) -> CallEndReason {
+        match self.code {
+            403 => CallEndReason::TRANSFER_TARGET_FORBIDDEN,
+            404 => CallEndReason::TRANSFER_TARGET_UNKNOWN,
+            410 => CallEndReason::TRANSFER_TARGET_LOST,
+            480 => CallEndReason::TRANSFER_TARGET_OFFLINE,
+            486 => CallEndReason::TRANSFER_TARGET_BUSY,
+            603 => CallEndReason::TRANSFER_TARGET_DECLINED,
+            _ => CallEndReason::TRANSFER_NO_ANSWER,
+        }
+    }
 }
 
 impl CallEndReason {

@@ -8,6 +8,7 @@
 
 mod signaling;
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,6 +18,7 @@ use crate::core::{CallAgentCore, CallInfo, Command, CommandError, CommandOk, Eve
 use crate::devices::{list_devices, DeviceList, DeviceSpec};
 use crate::media::audio::{AudioEngine, AudioEvent, EncodedFrame};
 use crate::media::peer::{AudioSender, MediaConfig, MediaEvent, MediaLink};
+use crate::protocol::VoicemailInfo;
 use crate::server::runtime::now;
 use signaling::{SigEvent, Signaling};
 
@@ -31,6 +33,7 @@ pub struct EngineOptions {
     pub speaker: DeviceSpec,
     pub camera: Option<String>,
     pub auto_answer: bool,
+    pub auto_accept_transfers: bool,
     pub media: MediaConfig,
 }
 
@@ -67,6 +70,8 @@ enum Request {
     SetMicrophone(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
     SetSpeaker(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
     SetCamera(String, oneshot::Sender<Result<(), EngineError>>),
+    Voicemails(oneshot::Sender<Result<Vec<VoicemailInfo>, EngineError>>),
+    FetchVoicemail(String, oneshot::Sender<Result<Vec<u8>, EngineError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -110,6 +115,24 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// This user's voicemail messages, newest first (asks the switchboard).
+    pub async fn voicemails(&self) -> Result<Vec<VoicemailInfo>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Voicemails(tx)).map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// The Ogg Opus file of one message.
+    pub async fn fetch_voicemail(&self, message_id: String) -> Result<Vec<u8>, EngineError> {
+        let known = self.voicemails().await?.iter().any(|m| m.message_id == message_id);
+        if !known {
+            return Err(CommandError::InvalidArgument(format!("no voicemail message {message_id:?} in your mailbox")).into());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::FetchVoicemail(message_id, tx)).map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
     /// Lists devices off the engine loop: cpal enumeration can take tens of milliseconds.
     pub async fn devices(&self) -> anyhow::Result<DeviceList> {
         tokio::task::spawn_blocking(list_devices).await.context("device listing panicked")
@@ -148,6 +171,7 @@ pub fn start(opts: EngineOptions) -> anyhow::Result<(EngineHandle, mpsc::Unbound
         Box::new(|| uuid::Uuid::new_v4().to_string()),
     );
     core.set_auto_answer(opts.auto_answer);
+    core.set_auto_accept_transfers(opts.auto_accept_transfers);
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let signaling = Signaling::start(opts.server.clone(), sig_tx);
     let driver = Driver {
@@ -160,6 +184,8 @@ pub fn start(opts: EngineOptions) -> anyhow::Result<(EngineHandle, mpsc::Unbound
         opts,
         pacer: RtpPacer::default(),
         speaking: false,
+        listings: VecDeque::new(),
+        fetches: HashMap::new(),
     };
     tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames));
     Ok((EngineHandle { tx: req_tx }, ev_rx))
@@ -175,6 +201,10 @@ struct Driver {
     opts: EngineOptions,
     pacer: RtpPacer,
     speaking: bool,
+    /// `voicemails` requests waiting for the switchboard's list, in order.
+    listings: VecDeque<oneshot::Sender<Result<Vec<VoicemailInfo>, EngineError>>>,
+    /// Downloads in progress: the bytes so far and who waits for them.
+    fetches: HashMap<String, (Vec<u8>, oneshot::Sender<Result<Vec<u8>, EngineError>>)>,
 }
 
 impl Driver {
@@ -281,6 +311,22 @@ impl Driver {
                 self.opts.camera = Some(spec);
                 let _ = reply.send(Ok(()));
             }
+            Request::Voicemails(reply) => match self.core.handle_command(Command::ListVoicemail, now()) {
+                Ok(_) => self.listings.push_back(reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Request::FetchVoicemail(id, reply) => {
+                match self.core.handle_command(Command::FetchVoicemail { message_id: id.clone() }, now()) {
+                    Ok(_) => {
+                        self.fetches.insert(id, (Vec::new(), reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
             Request::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -290,6 +336,7 @@ impl Driver {
             match out {
                 Output::Send(msg) => self.signaling.send(&msg),
                 Output::Event(e) => {
+                    self.answer_queries(&e);
                     let _ = self.out.send(EngineEvent::Core(e));
                 }
                 Output::CreateMediaOffer => {
@@ -324,6 +371,42 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// Replies that arrive as events complete the requests waiting for them.
+    fn answer_queries(&mut self, e: &CoreEvent) {
+        use base64::Engine as _;
+        match e {
+            CoreEvent::Voicemails(list) => {
+                if let Some(reply) = self.listings.pop_front() {
+                    let _ = reply.send(Ok(list.clone()));
+                }
+            }
+            CoreEvent::VoicemailData { message_id, data, last, .. } => {
+                let Some((buf, _)) = self.fetches.get_mut(message_id) else { return };
+                match base64::engine::general_purpose::STANDARD.decode(data) {
+                    Ok(bytes) => buf.extend_from_slice(&bytes),
+                    Err(e) => {
+                        let (_, reply) = self.fetches.remove(message_id).expect("present above");
+                        let _ = reply.send(Err(EngineError::Device(format!("voicemail data is not base64: {e}"))));
+                        return;
+                    }
+                }
+                if *last {
+                    let (bytes, reply) = self.fetches.remove(message_id).expect("present above");
+                    let _ = reply.send(Ok(bytes));
+                }
+            }
+            CoreEvent::ConnectionStateChanged { new: crate::core::ConnectionState::Disconnected, .. } => {
+                for reply in self.listings.drain(..) {
+                    let _ = reply.send(Err(CommandError::NotConnected.into()));
+                }
+                for (_, (_, reply)) in self.fetches.drain() {
+                    let _ = reply.send(Err(CommandError::NotConnected.into()));
+                }
+            }
+            _ => {}
         }
     }
 

@@ -40,6 +40,24 @@ pub enum ClientMessage {
     Hold { call_id: String },
     Resume { call_id: String },
     Speaking { call_id: String, speaking: bool },
+    /// Ask the switchboard to move the other party of `callId` (the transferee) elsewhere.
+    Transfer {
+        call_id: String,
+        transfer_id: String,
+        target: TransferTarget,
+        #[serde(default)]
+        disable_forwarding_and_unanswered: bool,
+    },
+    /// The transferee's answer to `transferRequested`.
+    AcceptTransfer { call_id: String },
+    RejectTransfer { call_id: String },
+    /// Replace this user's call forwarding settings.
+    SetForwarding { forwarding: Forwarding },
+    ListVoicemail,
+    /// Sent back as `voicemailData` chunks.
+    FetchVoicemail { message_id: String },
+    DeleteVoicemail { message_id: String },
+    MarkVoicemail { message_id: String, is_new: bool },
     Ping {
         #[serde(default)]
         nonce: u64,
@@ -57,8 +75,16 @@ pub enum ServerMessage {
         server: String,
     },
     MediaAnswer { sdp: String },
-    /// The callee side: a call rings this endpoint.
-    IncomingCall { call_id: String, caller: Identity },
+    /// The callee side: a call rings this endpoint. `transferredBy` is set when the caller was
+    /// transferred here; `forwardedFrom` when the call was forwarded from another user.
+    IncomingCall {
+        call_id: String,
+        caller: Identity,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transferred_by: Option<Identity>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        forwarded_from: Option<Identity>,
+    },
     /// The caller side: at least one device of the callee rings.
     CallRinging { call_id: String },
     /// The call is answered. `participants` are the remote parties as this endpoint sees them.
@@ -75,6 +101,35 @@ pub enum ServerMessage {
     CallEnded {
         call_id: String,
         reason: CallEndReason,
+    },
+    /// To the transferee: the transferor asks to move this call to `target`.
+    TransferRequested {
+        call_id: String,
+        transfer_id: String,
+        transferor: Identity,
+        target: TransferTargetInfo,
+    },
+    /// To the transferor: progress of its transfer.
+    TransferStateChanged {
+        call_id: String,
+        transfer_id: String,
+        state: TransferState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<CallEndReason>,
+    },
+    /// To the transferee: the transfer succeeded; `targetCallId` is its new call.
+    TransferAccepted { call_id: String, target_call_id: String },
+    /// This user's forwarding settings (on sign-in and whenever they change).
+    ForwardingChanged { forwarding: Forwarding },
+    /// Message-waiting indication for this user's mailbox.
+    MessageWaiting { new_count: u32, total_count: u32 },
+    Voicemails { messages: Vec<VoicemailInfo> },
+    /// A piece of a message's Ogg Opus file, base64; `last` closes it.
+    VoicemailData {
+        message_id: String,
+        seq: u32,
+        data: String,
+        last: bool,
     },
     Pong { nonce: u64 },
     /// A request failed or a frame was bad. `callId` is set when it concerns one call; the call
@@ -118,4 +173,79 @@ pub enum ErrorCode {
     InvalidArgument,
     MediaFailed,
     Internal,
+}
+
+/// Where a transfer goes: externally tagged, e.g. `{"participant": "carol"}`,
+/// `{"callId": "…"}`, `{"voicemail": "carol"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TransferTarget {
+    Participant(String),
+    CallId(String),
+    Voicemail(String),
+}
+
+/// The transfer target as shown to the transferee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferTargetInfo {
+    pub kind: TransferKind,
+    pub identity: Identity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TransferKind {
+    Participant,
+    Call,
+    Voicemail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferState {
+    None,
+    Transferring,
+    Transferred,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ForwardMode {
+    #[default]
+    Off,
+    Always,
+    Unanswered,
+}
+
+/// Call forwarding of one user. `target` is a user name or `voicemail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Forwarding {
+    #[serde(default)]
+    pub mode: ForwardMode,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default = "default_unanswered_secs")]
+    pub unanswered_after_secs: u32,
+}
+
+fn default_unanswered_secs() -> u32 {
+    20
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding { mode: ForwardMode::Off, target: None, unanswered_after_secs: default_unanswered_secs() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoicemailInfo {
+    pub message_id: String,
+    pub caller: Identity,
+    pub received_unix_ms: u64,
+    pub duration_ms: u64,
+    pub is_new: bool,
 }

@@ -5,5 +5,6 @@ pub mod runtime;
 pub mod store;
 pub mod switchboard;
 pub mod token;
+pub mod voicemail;
 
 pub use runtime::{serve, ServeOptions, ServerHandle};

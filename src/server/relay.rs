@@ -55,7 +55,15 @@ pub enum RelayMsg {
     Remove { conn: ConnId },
     Routes(BTreeMap<ConnId, Vec<ConnId>>),
     Packet { from: ConnId, rtp: RtpAudio },
+    /// Also hand what `from` sends to a server-side listener (a voicemail recording).
+    Tap { from: ConnId, tx: mpsc::Sender<RtpAudio> },
+    Untap { from: ConnId },
+    /// Audio the switchboard itself plays to `to` (a greeting).
+    Inject { to: ConnId, rtp: RtpAudio },
 }
+
+/// The source id of audio the switchboard makes itself; connections are numbered from 1.
+pub const SERVER_SOURCE: ConnId = 0;
 
 /// Counters the benchmark and the status line read.
 #[derive(Default)]
@@ -69,6 +77,7 @@ pub struct RelayStats {
 pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStats>) {
     let mut senders: HashMap<ConnId, (AudioSender, Rewriter)> = HashMap::new();
     let mut routes: BTreeMap<ConnId, Vec<ConnId>> = BTreeMap::new();
+    let mut taps: HashMap<ConnId, mpsc::Sender<RtpAudio>> = HashMap::new();
     while let Some(msg) = rx.recv().await {
         match msg {
             RelayMsg::Add { conn, sender } => {
@@ -78,8 +87,25 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                 senders.remove(&conn);
             }
             RelayMsg::Routes(r) => routes = r,
+            RelayMsg::Tap { from, tx } => {
+                taps.insert(from, tx);
+            }
+            RelayMsg::Untap { from } => {
+                taps.remove(&from);
+            }
+            RelayMsg::Inject { to, rtp } => {
+                let Some((sender, rw)) = senders.get_mut(&to) else { continue };
+                let (seq, ts, marker) = rw.map(SERVER_SOURCE, rtp.seq, rtp.timestamp, rtp.marker);
+                if let Err(e) = sender.send(seq, ts, marker, rtp.payload).await {
+                    tracing::debug!(to, "injecting audio failed: {e:#}");
+                }
+            }
             RelayMsg::Packet { from, rtp } => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
+                if let Some(tap) = taps.get(&from) {
+                    // A recorder that falls behind loses packets rather than stalling the relay.
+                    let _ = tap.try_send(rtp.clone());
+                }
                 let Some(targets) = routes.get(&from) else { continue };
                 for to in targets {
                     let Some((sender, rw)) = senders.get_mut(to) else { continue };

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::relay::{self, RelayMsg, RelayStats};
 use super::store::{load_or_create_key, Store};
+use super::voicemail::{Greeting, run_session};
 use super::switchboard::{ConnId, Input, Output, StoreOp, Switchboard, SwitchboardConfig};
 use crate::core::Now;
 use crate::media::peer::{MediaConfig, MediaEvent, MediaLink};
@@ -29,6 +30,8 @@ pub struct ServeOptions {
     pub ring_timeout: Duration,
     /// Address the media legs bind to; loopback by default, like the signaling.
     pub media_ip: IpAddr,
+    /// Longest voicemail message.
+    pub voicemail_max: Duration,
 }
 
 /// A running switchboard (used by `serve`, the embedded default and tests).
@@ -77,13 +80,21 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let db_path = Store::path_in(&opts.data_dir);
     let store = Store::open(&db_path)?;
     let resource = store.resource()?;
-    let known = store.identities()?;
-    let revoked: BTreeSet<String> = store.revoked()?;
+    let startup = store.startup()?;
+    let voicemail_dir = opts.data_dir.join("voicemail");
+    std::fs::create_dir_all(&voicemail_dir).with_context(|| format!("creating {}", voicemail_dir.display()))?;
+    let greeting = Greeting::default_greeting().context("loading the default voicemail greeting")?;
     let core = Switchboard::new(
-        SwitchboardConfig { dev: opts.dev, resource, ring_timeout: opts.ring_timeout, max_bad_frames: 20 },
+        SwitchboardConfig {
+            dev: opts.dev,
+            resource,
+            ring_timeout: opts.ring_timeout,
+            max_bad_frames: 20,
+            voicemail_dir,
+            voicemail_max: opts.voicemail_max,
+        },
         key,
-        known,
-        revoked,
+        startup,
     );
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
     let addr = listener.local_addr()?;
@@ -108,7 +119,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     tokio::spawn(accept_loop(listener, ev_tx.clone()));
     tokio::spawn(watch_revocations(db_path, ev_tx.clone()));
     let media_cfg = MediaConfig { bind_ip: opts.media_ip };
-    let task = tokio::spawn(main_loop(core, ev_rx, ev_tx, relay_tx, store_tx, media_cfg));
+    let ctx = LoopCtx { ev_tx, relay_tx, store_tx, media_cfg, greeting, voicemail_max: opts.voicemail_max };
+    let task = tokio::spawn(main_loop(core, ev_rx, ctx));
     Ok(ServerHandle { addr, stats, task })
 }
 
@@ -197,16 +209,21 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-async fn main_loop(
-    mut core: Switchboard,
-    mut ev_rx: mpsc::UnboundedReceiver<Event>,
+/// What the loop hands to the adapters it starts.
+struct LoopCtx {
     ev_tx: mpsc::UnboundedSender<Event>,
     relay_tx: mpsc::UnboundedSender<RelayMsg>,
     store_tx: std::sync::mpsc::Sender<StoreOp>,
     media_cfg: MediaConfig,
-) {
+    greeting: Greeting,
+    voicemail_max: Duration,
+}
+
+async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Event>, ctx: LoopCtx) {
+    let LoopCtx { ev_tx, relay_tx, store_tx, media_cfg, .. } = &ctx;
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
     let mut links: HashMap<ConnId, Arc<MediaLink>> = HashMap::new();
+    let mut recordings: HashMap<String, oneshot::Sender<()>> = HashMap::new();
     loop {
         let deadline = core.poll_timeout();
         let event = tokio::select! {
@@ -270,10 +287,99 @@ async fn main_loop(
                 Output::Store(op) => {
                     let _ = store_tx.send(op);
                 }
+                Output::StartVoicemail { call_id, conn, owner, path } => {
+                    let (stop_tx, stop_rx) = oneshot::channel();
+                    recordings.insert(call_id.clone(), stop_tx);
+                    tracing::info!(%call_id, %owner, "voicemail answers");
+                    tokio::spawn(record_voicemail(call_id, conn, path, stop_rx, ctx.greeting.clone(), ctx.voicemail_max, ev_tx.clone(), relay_tx.clone()));
+                }
+                Output::StopVoicemail { call_id } => {
+                    if let Some(stop) = recordings.remove(&call_id) {
+                        let _ = stop.send(());
+                    }
+                }
+                Output::SendVoicemail { conn, message_id, path } => {
+                    if let Some(tx) = conns.get(&conn) {
+                        tokio::spawn(send_voicemail(tx.clone(), message_id, path));
+                    }
+                }
+                Output::DeleteFile { path } => {
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = std::fs::remove_file(&path) && e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!("cannot delete {}: {e}", path.display());
+                        }
+                    });
+                }
             }
         }
         if let Some(conn) = closed {
             conns.remove(&conn);
+        }
+        recordings.retain(|_, stop| !stop.is_closed());
+    }
+}
+
+/// One caller leaving one message: the greeting plays, the caller's audio is recorded, and the
+/// core hears when it is over (however it ended).
+#[allow(clippy::too_many_arguments)]
+async fn record_voicemail(
+    call_id: String,
+    conn: ConnId,
+    path: PathBuf,
+    stop: oneshot::Receiver<()>,
+    greeting: Greeting,
+    max: Duration,
+    ev_tx: mpsc::UnboundedSender<Event>,
+    relay_tx: mpsc::UnboundedSender<RelayMsg>,
+) {
+    let (tap_tx, tap_rx) = mpsc::channel(256);
+    let _ = relay_tx.send(RelayMsg::Tap { from: conn, tx: tap_tx });
+    let inject = relay_tx.clone();
+    let send = move |rtp| {
+        let _ = inject.send(RelayMsg::Inject { to: conn, rtp });
+    };
+    let result = run_session(greeting, send, tap_rx, path.clone(), max, stop).await;
+    let _ = relay_tx.send(RelayMsg::Untap { from: conn });
+    let (duration_ms, full) = match result {
+        Ok(done) => {
+            let ms = done.duration.as_millis() as u64;
+            (ms, done.duration + Duration::from_millis(20) >= max)
+        }
+        Err(e) => {
+            tracing::error!(%call_id, "voicemail recording to {} failed: {e}", path.display());
+            (0, false)
+        }
+    };
+    let _ = ev_tx.send(Event::Core(Input::VoicemailEnded { call_id, duration_ms, full }));
+}
+
+/// Streams a recording to a device in base64 chunks small enough for any client's frame limit.
+async fn send_voicemail(tx: mpsc::UnboundedSender<Outgoing>, message_id: String, path: PathBuf) {
+    use base64::Engine as _;
+    const CHUNK: usize = 24 * 1024;
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = ServerMessage::Error {
+                code: ErrorCode::Internal,
+                message: format!("cannot read voicemail {message_id:?}: {e}"),
+                call_id: None,
+            };
+            let _ = tx.send(Outgoing::Text(encode(&msg)));
+            return;
+        }
+    };
+    let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(CHUNK).collect() };
+    let n = chunks.len();
+    for (i, c) in chunks.into_iter().enumerate() {
+        let msg = ServerMessage::VoicemailData {
+            message_id: message_id.clone(),
+            seq: i as u32,
+            data: base64::engine::general_purpose::STANDARD.encode(c),
+            last: i + 1 == n,
+        };
+        if tx.send(Outgoing::Text(encode(&msg))).is_err() {
+            return;
         }
     }
 }

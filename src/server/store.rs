@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::switchboard::StoreOp;
+use super::switchboard::{Startup, StoreOp, StoredMessage};
+use crate::protocol::{Forwarding, Identity};
 use super::token::TokenKey;
 
 pub struct Store {
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS calls (
   call_id TEXT PRIMARY KEY, caller TEXT NOT NULL, callees TEXT NOT NULL,
   started_ms INTEGER NOT NULL, connected_ms INTEGER, ended_ms INTEGER,
   end_code INTEGER, end_sub_code INTEGER);
+CREATE TABLE IF NOT EXISTS forwarding (raw_id TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS voicemails (
+  message_id TEXT PRIMARY KEY, owner TEXT NOT NULL, caller_raw_id TEXT NOT NULL, caller_name TEXT NOT NULL,
+  received_ms INTEGER NOT NULL, duration_ms INTEGER NOT NULL, is_new INTEGER NOT NULL, path TEXT NOT NULL);
 ";
 
 impl Store {
@@ -75,6 +80,51 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Everything the switchboard core needs to know at start-up.
+    pub fn startup(&self) -> anyhow::Result<Startup> {
+        Ok(Startup {
+            known: self.identities()?,
+            revoked: self.revoked()?,
+            forwarding: self.forwarding()?,
+            messages: self.messages()?,
+        })
+    }
+
+    pub fn forwarding(&self) -> anyhow::Result<HashMap<String, Forwarding>> {
+        let mut st = self.db.prepare("SELECT raw_id, settings FROM forwarding")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (raw_id, json) = row?;
+            match serde_json::from_str(&json) {
+                Ok(f) => {
+                    out.insert(raw_id, f);
+                }
+                Err(e) => tracing::warn!(%raw_id, "ignoring unreadable forwarding settings {json:?}: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn messages(&self) -> anyhow::Result<Vec<StoredMessage>> {
+        let mut st = self.db.prepare(
+            "SELECT message_id, owner, caller_raw_id, caller_name, received_ms, duration_ms, is_new, path
+             FROM voicemails ORDER BY received_ms",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(StoredMessage {
+                message_id: r.get(0)?,
+                owner: r.get(1)?,
+                caller: Identity { raw_id: r.get(2)?, display_name: r.get(3)? },
+                received_unix_ms: r.get::<_, i64>(4)? as u64,
+                duration_ms: r.get::<_, i64>(5)? as u64,
+                is_new: r.get(6)?,
+                path: PathBuf::from(r.get::<_, String>(7)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn revoke(&self, jti: &str, now_ms: u64) -> anyhow::Result<()> {
         self.db.execute("INSERT OR IGNORE INTO revocations (jti, revoked_ms) VALUES (?1, ?2)", params![jti, now_ms as i64])?;
         Ok(())
@@ -96,6 +146,37 @@ impl Store {
             }
             StoreOp::CallConnected { call_id, at_ms } => {
                 self.db.execute("UPDATE calls SET connected_ms = ?2 WHERE call_id = ?1", params![call_id, *at_ms as i64])?;
+            }
+            StoreOp::SetForwarding { raw_id, forwarding } => {
+                let json = serde_json::to_string(forwarding)?;
+                self.db.execute(
+                    "INSERT INTO forwarding (raw_id, settings) VALUES (?1, ?2)
+                     ON CONFLICT(raw_id) DO UPDATE SET settings = excluded.settings",
+                    params![raw_id, json],
+                )?;
+            }
+            StoreOp::SaveMessage(m) => {
+                self.db.execute(
+                    "INSERT OR REPLACE INTO voicemails
+                     (message_id, owner, caller_raw_id, caller_name, received_ms, duration_ms, is_new, path)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        m.message_id,
+                        m.owner,
+                        m.caller.raw_id,
+                        m.caller.display_name,
+                        m.received_unix_ms as i64,
+                        m.duration_ms as i64,
+                        m.is_new,
+                        m.path.to_string_lossy()
+                    ],
+                )?;
+            }
+            StoreOp::MarkMessage { message_id, is_new } => {
+                self.db.execute("UPDATE voicemails SET is_new = ?2 WHERE message_id = ?1", params![message_id, is_new])?;
+            }
+            StoreOp::DeleteMessage { message_id } => {
+                self.db.execute("DELETE FROM voicemails WHERE message_id = ?1", params![message_id])?;
             }
             StoreOp::CallEnded { call_id, at_ms, reason } => {
                 self.db.execute(
@@ -171,6 +252,19 @@ mod tests {
         s.apply(&StoreOp::CallStarted { call_id: "c".into(), caller: "a".into(), callees: vec!["b".into()], at_ms: 10 }, 10).unwrap();
         s.apply(&StoreOp::CallEnded { call_id: "c".into(), at_ms: 20, reason: CallEndReason::DECLINED }, 20).unwrap();
         s.revoke("j1", 5).unwrap();
+        let fwd = Forwarding { mode: crate::protocol::ForwardMode::Unanswered, target: Some("voicemail".into()), unanswered_after_secs: 7 };
+        s.apply(&StoreOp::SetForwarding { raw_id: "8:acs:r_bob".into(), forwarding: fwd.clone() }, 1).unwrap();
+        let msg = StoredMessage {
+            message_id: "m1".into(),
+            owner: "8:acs:r_bob".into(),
+            caller: Identity { raw_id: "8:acs:r_al".into(), display_name: "al".into() },
+            received_unix_ms: 9,
+            duration_ms: 1500,
+            is_new: true,
+            path: "/x/m1.opus".into(),
+        };
+        s.apply(&StoreOp::SaveMessage(msg.clone()), 1).unwrap();
+        s.apply(&StoreOp::MarkMessage { message_id: "m1".into(), is_new: false }, 1).unwrap();
         drop(s);
         let s = Store::open(&path).unwrap();
         assert_eq!(s.resource().unwrap(), res);
@@ -179,6 +273,11 @@ mod tests {
         let calls = s.calls(10).unwrap();
         assert_eq!(calls[0].end_code, Some(603));
         assert_eq!(calls[0].ended_ms, Some(20));
+        let startup = s.startup().unwrap();
+        assert_eq!(startup.forwarding["8:acs:r_bob"], fwd);
+        assert_eq!(startup.messages, vec![StoredMessage { is_new: false, ..msg }]);
+        s.apply(&StoreOp::DeleteMessage { message_id: "m1".into() }, 1).unwrap();
+        assert!(s.messages().unwrap().is_empty());
     }
 
     #[test]

@@ -1,18 +1,28 @@
-//! The switchboard's brain as a pure state machine: sign-in, presence per device, call routing
-//! and the media routing table. The runtime (server/runtime.rs) owns sockets, WebRTC and SQLite
-//! and only translates between them and this core.
+//! The switchboard's brain as a pure state machine: sign-in, presence per device, call routing,
+//! transfer, forwarding, voicemail bookkeeping and the media routing table. The runtime
+//! (server/runtime.rs) owns sockets, WebRTC, files and SQLite and only translates between them
+//! and this core.
 //!
 //! Architecture invariant: no I/O here. Token checks are pure HMAC over a key handed in at
-//! construction; persistence leaves as `Output::Store`; media leaves as `Output::Routes`.
+//! construction; persistence leaves as `Output::Store`; media leaves as `Output::Routes` and the
+//! voicemail outputs; what the store knew at start-up comes in through `Startup`.
+
+mod calls;
+mod mailbox;
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::token::{TokenError, TokenKey};
-use crate::core::{echo_identity, validate_user_name, CallEndReason, Callee, Now, ParticipantState, RejectReason};
+use crate::core::{CallEndReason, Now, ParticipantState, validate_user_name};
 use crate::protocol::{
-    decode_client, ClientMessage, ErrorCode, Identity, Participant, ServerMessage, PROTOCOL_VERSION,
+    ClientMessage, ErrorCode, Forwarding, Identity, Participant, PROTOCOL_VERSION, ServerMessage, VoicemailInfo,
+    decode_client,
 };
+
+pub use mailbox::StoredMessage;
 
 /// A WebSocket connection, numbered by the runtime.
 pub type ConnId = u64;
@@ -26,6 +36,19 @@ pub struct SwitchboardConfig {
     pub ring_timeout: Duration,
     /// A connection that sends this many bad frames in a row is closed: it is not a client.
     pub max_bad_frames: u32,
+    /// Where voicemail recordings go (the runtime writes them; the core names them).
+    pub voicemail_dir: PathBuf,
+    pub voicemail_max: Duration,
+}
+
+/// What the store knew at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Startup {
+    /// raw id -> name of every user ever seen; decides 404 vs 480.
+    pub known: HashMap<String, String>,
+    pub revoked: BTreeSet<String>,
+    pub forwarding: HashMap<String, Forwarding>,
+    pub messages: Vec<StoredMessage>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +59,8 @@ pub enum Input {
     MediaAnswered { conn: ConnId, sdp: String },
     MediaFailed { conn: ConnId, error: String },
     MediaConnected { conn: ConnId, up: bool },
+    /// A voicemail session finished (caller left, max length, or stopped).
+    VoicemailEnded { call_id: String, duration_ms: u64, full: bool },
     /// A timer the core asked for (see `poll_timeout`) fired.
     Tick,
 }
@@ -50,6 +75,12 @@ pub enum Output {
     /// The full forwarding table: audio arriving from the key goes to each listed connection.
     /// Sent whenever it changes; the relay swaps it in atomically.
     Routes(BTreeMap<ConnId, Vec<ConnId>>),
+    /// Play the owner's greeting to `conn`, then record its audio to `path`.
+    StartVoicemail { call_id: String, conn: ConnId, owner: String, path: PathBuf },
+    StopVoicemail { call_id: String },
+    /// Send a recording to `conn` as `voicemailData` chunks.
+    SendVoicemail { conn: ConnId, message_id: String, path: PathBuf },
+    DeleteFile { path: PathBuf },
     Store(StoreOp),
 }
 
@@ -59,6 +90,10 @@ pub enum StoreOp {
     CallStarted { call_id: String, caller: String, callees: Vec<String>, at_ms: u64 },
     CallConnected { call_id: String, at_ms: u64 },
     CallEnded { call_id: String, at_ms: u64, reason: CallEndReason },
+    SetForwarding { raw_id: String, forwarding: Forwarding },
+    SaveMessage(StoredMessage),
+    MarkMessage { message_id: String, is_new: bool },
+    DeleteMessage { message_id: String },
 }
 
 #[derive(Debug)]
@@ -81,31 +116,52 @@ enum Phase {
     Connected,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PartyKind {
+    Device,
+    /// The echo service: the caller's own device hears itself.
+    Echo,
+    /// A mailbox recording the other party.
+    Voicemail,
+}
+
 #[derive(Debug)]
 struct Party {
     identity: Identity,
+    kind: PartyKind,
     /// The device carrying this party's leg once it is answered (or the caller's device).
     conn: Option<ConnId>,
     /// Devices of this party that are ringing.
     ringing: BTreeSet<ConnId>,
+    /// The transferee's device in a transfer's target leg: told about the call only once it
+    /// connects, so a failed attempt leaves the transferee's screen untouched.
+    pending_conn: Option<ConnId>,
     muted: bool,
     held: bool,
     speaking: bool,
 }
 
 impl Party {
+    fn new(identity: Identity, kind: PartyKind) -> Party {
+        Party {
+            identity,
+            kind,
+            conn: None,
+            ringing: BTreeSet::new(),
+            pending_conn: None,
+            muted: false,
+            held: false,
+            speaking: false,
+        }
+    }
+
     fn participant(&self, phase: Phase) -> Participant {
         let state = match (phase, self.held) {
             (Phase::Ringing, _) => ParticipantState::Ringing,
             (Phase::Connected, true) => ParticipantState::Hold,
             (Phase::Connected, false) => ParticipantState::Connected,
         };
-        Participant {
-            identity: self.identity.clone(),
-            state,
-            is_muted: self.muted,
-            is_speaking: self.speaking && !self.muted,
-        }
+        Participant { identity: self.identity.clone(), state, is_muted: self.muted, is_speaking: self.speaking && !self.muted }
     }
 }
 
@@ -115,35 +171,39 @@ struct Call {
     /// parties[0] is the caller.
     parties: Vec<Party>,
     ring_deadline: Option<Instant>,
-    echo: bool,
+    /// Set on a transfer's target leg: the call and transfer it completes.
+    origin: Option<transfer::Origin>,
+    /// A transfer under way on this call.
+    transfer: Option<transfer::Pending>,
+    /// Forwarding to apply when the ringing callee does not answer by `ring_deadline`.
+    on_no_answer: Option<calls::ForwardTo>,
 }
 
 pub struct Switchboard {
     cfg: SwitchboardConfig,
     key: TokenKey,
     conns: HashMap<ConnId, Conn>,
-    /// Raw ids of every user ever seen (from the store at start-up); decides 404 vs 480.
     known: HashMap<String, String>,
     revoked: BTreeSet<String>,
+    forwarding: HashMap<String, Forwarding>,
+    messages: BTreeMap<String, StoredMessage>,
+    sessions: HashMap<String, mailbox::Session>,
     calls: BTreeMap<String, Call>,
     routes: BTreeMap<ConnId, Vec<ConnId>>,
     outputs: VecDeque<Output>,
 }
 
 impl Switchboard {
-    /// `known` maps raw id to name for the users the store remembers; `revoked` holds token ids.
-    pub fn new(
-        cfg: SwitchboardConfig,
-        key: TokenKey,
-        known: HashMap<String, String>,
-        revoked: BTreeSet<String>,
-    ) -> Self {
+    pub fn new(cfg: SwitchboardConfig, key: TokenKey, startup: Startup) -> Self {
         Switchboard {
             cfg,
             key,
             conns: HashMap::new(),
-            known,
-            revoked,
+            known: startup.known,
+            revoked: startup.revoked,
+            forwarding: startup.forwarding,
+            messages: startup.messages.into_iter().map(|m| (m.message_id.clone(), m)).collect(),
+            sessions: HashMap::new(),
             calls: BTreeMap::new(),
             routes: BTreeMap::new(),
             outputs: VecDeque::new(),
@@ -190,9 +250,9 @@ impl Switchboard {
             Input::MediaConnected { conn, up } => {
                 if let Some(ep) = self.endpoint_mut(conn) {
                     ep.media_up = up;
-                    self.update_routes();
                 }
             }
+            Input::VoicemailEnded { call_id, duration_ms, full } => self.voicemail_ended(&call_id, duration_ms, full, now),
             Input::Tick => self.tick(now),
         }
         self.update_routes();
@@ -242,6 +302,16 @@ impl Switchboard {
             ClientMessage::Speaking { call_id, speaking } => {
                 self.update_party(conn, &call_id, |p| p.speaking = speaking)
             }
+            ClientMessage::Transfer { call_id, transfer_id, target, disable_forwarding_and_unanswered } => {
+                self.transfer(conn, &call_id, transfer_id, target, disable_forwarding_and_unanswered)
+            }
+            ClientMessage::AcceptTransfer { call_id } => self.accept_transfer(conn, &call_id, now),
+            ClientMessage::RejectTransfer { call_id } => self.reject_transfer(conn, &call_id),
+            ClientMessage::SetForwarding { forwarding } => self.set_forwarding(conn, forwarding),
+            ClientMessage::ListVoicemail => self.list_voicemail(conn),
+            ClientMessage::FetchVoicemail { message_id } => self.fetch_voicemail(conn, &message_id),
+            ClientMessage::DeleteVoicemail { message_id } => self.delete_voicemail(conn, &message_id),
+            ClientMessage::MarkVoicemail { message_id, is_new } => self.mark_voicemail(conn, &message_id, is_new),
         }
     }
 
@@ -293,9 +363,10 @@ impl Switchboard {
         let raw_id = self.raw_id_for(&name);
         if !self.known.contains_key(&raw_id) {
             self.known.insert(raw_id.clone(), name.clone());
-            self.outputs.push_back(Output::Store(StoreOp::UpsertIdentity { raw_id: raw_id.clone(), name: name.clone() }));
+            self.outputs
+                .push_back(Output::Store(StoreOp::UpsertIdentity { raw_id: raw_id.clone(), name: name.clone() }));
         }
-        let identity = Identity { raw_id, display_name: name };
+        let identity = Identity { raw_id: raw_id.clone(), display_name: name };
         let endpoint_id = format!("{conn}:{device_name}");
         if let Some(c) = self.conns.get_mut(&conn) {
             c.endpoint = Some(Endpoint { identity: identity.clone(), device_name, media_up: false });
@@ -309,186 +380,45 @@ impl Switchboard {
                 server: format!("dialtone/{}", env!("CARGO_PKG_VERSION")),
             },
         );
+        let forwarding = self.forwarding.get(&raw_id).cloned().unwrap_or_default();
+        self.send(conn, ServerMessage::ForwardingChanged { forwarding });
+        let (new_count, total_count) = self.mailbox_counts(&raw_id);
+        self.send(conn, ServerMessage::MessageWaiting { new_count, total_count });
     }
 
-    fn place_call(&mut self, conn: ConnId, call_id: String, to: Vec<String>, now: Now) {
-        let me = self.endpoint(conn).expect("signed in").identity.clone();
-        if call_id.is_empty() || call_id.len() > 64 {
-            self.error(conn, ErrorCode::InvalidArgument, format!("call id {call_id:?} must be 1 to 64 characters"), None);
-            return;
-        }
-        if self.calls.contains_key(&call_id) {
-            self.error(conn, ErrorCode::InvalidArgument, format!("call id {call_id:?} is already in use"), None);
-            return;
-        }
-        let fail = |this: &mut Self, reason: CallEndReason, why: String| {
-            this.error(conn, ErrorCode::InvalidArgument, why, Some(call_id.clone()));
-            this.send(conn, ServerMessage::CallEnded { call_id: call_id.clone(), reason });
-        };
-        if to.len() != 1 {
-            let why = format!("a call goes to exactly one callee for now, not {}", to.len());
-            return fail(self, CallEndReason::INVALID_CALLEE, why);
-        }
-        let callee = match Callee::parse(&to[0]) {
-            Callee::Echo => None,
-            Callee::Name(name) => Some(self.raw_id_for(&name)),
-            Callee::RawUser(raw) => Some(raw),
-            Callee::Phone(num) => {
-                return self.send_end(conn, &call_id, CallEndReason::UNKNOWN_USER, Some(format!("no user owns {num}")));
-            }
-            Callee::Invalid(why) => return fail(self, CallEndReason::INVALID_CALLEE, why),
-        };
-        let caller = Party {
-            identity: me.clone(),
-            conn: Some(conn),
-            ringing: BTreeSet::new(),
-            muted: false,
-            held: false,
-            speaking: false,
-        };
-        let Some(callee_raw) = callee else {
-            // The echo service answers at once; its "party" is the caller's own device.
-            let echo = Party { identity: echo_identity(), conn: None, ringing: BTreeSet::new(), muted: false, held: false, speaking: false };
-            self.store_started(&call_id, &me.raw_id, &echo.identity.raw_id, now);
-            self.calls.insert(call_id.clone(), Call { phase: Phase::Connected, parties: vec![caller, echo], ring_deadline: None, echo: true });
-            self.outputs.push_back(Output::Store(StoreOp::CallConnected { call_id: call_id.clone(), at_ms: now.unix_ms }));
-            self.send(conn, ServerMessage::CallConnected { call_id, participants: vec![Participant { identity: echo_identity(), state: ParticipantState::Connected, is_muted: false, is_speaking: false }] });
-            return;
-        };
-        if callee_raw == me.raw_id {
-            return fail(self, CallEndReason::INVALID_CALLEE, "you cannot call yourself".into());
-        }
-        let Some(callee_name) = self.known.get(&callee_raw).cloned() else {
-            return self.send_end(conn, &call_id, CallEndReason::UNKNOWN_USER, Some(format!("no user {:?}", to[0])));
-        };
-        let devices: BTreeSet<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.endpoint.as_ref().is_some_and(|e| e.identity.raw_id == callee_raw))
-            .map(|(id, _)| *id)
-            .collect();
-        self.store_started(&call_id, &me.raw_id, &callee_raw, now);
-        if devices.is_empty() {
-            self.send(conn, ServerMessage::CallEnded { call_id: call_id.clone(), reason: CallEndReason::OFFLINE });
-            self.store_ended(&call_id, CallEndReason::OFFLINE, now);
-            return;
-        }
-        for d in &devices {
-            self.send(*d, ServerMessage::IncomingCall { call_id: call_id.clone(), caller: me.clone() });
-        }
-        self.send(conn, ServerMessage::CallRinging { call_id: call_id.clone() });
-        let callee = Party {
-            identity: Identity { raw_id: callee_raw, display_name: callee_name },
-            conn: None,
-            ringing: devices,
-            muted: false,
-            held: false,
-            speaking: false,
-        };
-        self.calls.insert(
-            call_id,
-            Call { phase: Phase::Ringing, parties: vec![caller, callee], ring_deadline: Some(now.mono + self.cfg.ring_timeout), echo: false },
-        );
-    }
-
-    fn accept(&mut self, conn: ConnId, call_id: &str, now: Now) {
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return self.unknown_call(conn, call_id);
-        };
-        let Some(pi) = call.parties.iter().position(|p| p.ringing.contains(&conn)) else {
-            if call.parties.iter().any(|p| p.conn == Some(conn)) {
-                return self.error(conn, ErrorCode::InvalidState, "this call is not ringing on this device".into(), Some(call_id.into()));
-            }
-            return self.unknown_call(conn, call_id);
-        };
-        let others: Vec<ConnId> = call.parties[pi].ringing.iter().copied().filter(|c| *c != conn).collect();
-        call.parties[pi].ringing.clear();
-        call.parties[pi].conn = Some(conn);
-        call.phase = Phase::Connected;
-        call.ring_deadline = None;
-        for other in others {
-            self.send(other, ServerMessage::CallEnded { call_id: call_id.into(), reason: CallEndReason::ANSWERED_ELSEWHERE });
-        }
-        self.outputs.push_back(Output::Store(StoreOp::CallConnected { call_id: call_id.into(), at_ms: now.unix_ms }));
-        self.announce_connected(call_id);
-    }
-
-    fn announce_connected(&mut self, call_id: &str) {
-        let call = &self.calls[call_id];
-        let mut msgs = Vec::new();
-        for (i, p) in call.parties.iter().enumerate() {
-            let Some(c) = p.conn else { continue };
-            let participants = call
-                .parties
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, q)| q.participant(call.phase))
-                .collect();
-            msgs.push((c, ServerMessage::CallConnected { call_id: call_id.into(), participants }));
-        }
-        for (c, m) in msgs {
-            self.send(c, m);
-        }
-    }
-
-    fn reject(&mut self, conn: ConnId, call_id: &str, reason: RejectReason, now: Now) {
-        let Some(call) = self.calls.get(call_id) else { return self.unknown_call(conn, call_id) };
-        let Some(pi) = call.parties.iter().position(|p| p.ringing.contains(&conn)) else {
-            if call.parties.iter().any(|p| p.conn == Some(conn)) {
-                return self.error(conn, ErrorCode::InvalidState, "only a ringing call can be rejected".into(), Some(call_id.into()));
-            }
-            return self.unknown_call(conn, call_id);
-        };
-        let end = match reason {
-            RejectReason::None => CallEndReason::DECLINED,
-            RejectReason::Busy => CallEndReason::BUSY,
-            RejectReason::Forbidden => CallEndReason::FORBIDDEN,
-        };
-        let mut ends: Vec<(ConnId, CallEndReason)> = Vec::new();
-        for (i, p) in call.parties.iter().enumerate() {
-            if i == pi {
-                for d in &p.ringing {
-                    ends.push((*d, if *d == conn { end } else { CallEndReason::DECLINED_ELSEWHERE }));
+    fn closed(&mut self, conn: ConnId, now: Now) {
+        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(ep) = c.endpoint else { return };
+        tracing::debug!(user = %ep.identity.display_name, device = %ep.device_name, "device left");
+        self.outputs.push_back(Output::DropMedia { conn });
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            let Some(call) = self.calls.get_mut(&id) else { continue };
+            if let Some(pi) = call.parties.iter().position(|p| p.conn == Some(conn) || p.pending_conn == Some(conn)) {
+                // A party with a live leg vanished: the call is over for everyone else.
+                call.parties[pi].conn = None;
+                call.parties[pi].pending_conn = None;
+                let reason = if call.phase == Phase::Ringing { CallEndReason::CANCELLED } else { CallEndReason::PEER_LOST };
+                self.end_call(&id, reason, Some(conn), now);
+            } else if let Some(pi) = call.parties.iter().position(|p| p.ringing.contains(&conn)) {
+                call.parties[pi].ringing.remove(&conn);
+                if call.parties[pi].ringing.is_empty() && call.parties[pi].conn.is_none() {
+                    self.no_answer(&id, CallEndReason::OFFLINE, now);
                 }
-            } else {
-                ends.extend(p.conn.map(|c| (c, end)));
-                ends.extend(p.ringing.iter().map(|d| (*d, end)));
             }
         }
-        self.finish(call_id, ends, end, now);
     }
 
-    fn hang_up(&mut self, conn: ConnId, call_id: &str, now: Now) {
-        let Some(call) = self.calls.get(call_id) else { return self.unknown_call(conn, call_id) };
-        if !call.parties.iter().any(|p| p.conn == Some(conn)) {
-            // A ringing device hanging up is a reject; anyone else is not in the call.
-            if call.parties.iter().any(|p| p.ringing.contains(&conn)) {
-                return self.reject(conn, call_id, RejectReason::None, now);
-            }
-            return self.unknown_call(conn, call_id);
+    fn tick(&mut self, now: Now) {
+        let due: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.ring_deadline.is_some_and(|d| d <= now.mono))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.no_answer(&id, CallEndReason::NO_ANSWER, now);
         }
-        let reason = if call.phase == Phase::Ringing { CallEndReason::CANCELLED } else { CallEndReason::NORMAL };
-        let ends = Self::everyone(call, reason);
-        self.finish(call_id, ends, reason, now);
-    }
-
-    fn everyone(call: &Call, reason: CallEndReason) -> Vec<(ConnId, CallEndReason)> {
-        let mut ends = Vec::new();
-        for p in &call.parties {
-            ends.extend(p.conn.map(|c| (c, reason)));
-            ends.extend(p.ringing.iter().map(|d| (*d, reason)));
-        }
-        ends.dedup();
-        ends
-    }
-
-    fn finish(&mut self, call_id: &str, ends: Vec<(ConnId, CallEndReason)>, reason: CallEndReason, now: Now) {
-        self.calls.remove(call_id);
-        for (c, r) in ends {
-            self.send(c, ServerMessage::CallEnded { call_id: call_id.into(), reason: r });
-        }
-        self.store_ended(call_id, reason, now);
     }
 
     fn update_party(&mut self, conn: ConnId, call_id: &str, f: impl FnOnce(&mut Party)) {
@@ -505,51 +435,16 @@ impl Switchboard {
         if before == after {
             return;
         }
-        let targets: Vec<ConnId> = call.parties.iter().enumerate().filter(|(j, _)| *j != pi).filter_map(|(_, p)| p.conn).collect();
+        let targets: Vec<ConnId> =
+            call.parties.iter().enumerate().filter(|(j, _)| *j != pi).filter_map(|(_, p)| p.conn).collect();
         for t in targets {
             self.send(t, ServerMessage::ParticipantUpdated { call_id: call_id.into(), participant: after.clone() });
         }
     }
 
-    fn closed(&mut self, conn: ConnId, now: Now) {
-        let Some(c) = self.conns.remove(&conn) else { return };
-        let Some(ep) = c.endpoint else { return };
-        tracing::debug!(user = %ep.identity.display_name, device = %ep.device_name, "device left");
-        self.outputs.push_back(Output::DropMedia { conn });
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
-        for id in ids {
-            let call = self.calls.get_mut(&id).expect("listed above");
-            if let Some(pi) = call.parties.iter().position(|p| p.conn == Some(conn)) {
-                // A party with a live leg vanished: the call is over for everyone else.
-                let reason = if call.phase == Phase::Ringing { CallEndReason::CANCELLED } else { CallEndReason::PEER_LOST };
-                call.parties[pi].conn = None;
-                let ends = Self::everyone(call, reason);
-                self.finish(&id, ends, CallEndReason::PEER_LOST, now);
-            } else if let Some(pi) = call.parties.iter().position(|p| p.ringing.contains(&conn)) {
-                call.parties[pi].ringing.remove(&conn);
-                if call.parties[pi].ringing.is_empty() && call.parties[pi].conn.is_none() {
-                    let ends = Self::everyone(call, CallEndReason::OFFLINE);
-                    self.finish(&id, ends, CallEndReason::OFFLINE, now);
-                }
-            }
-        }
-    }
-
-    fn tick(&mut self, now: Now) {
-        let due: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.ring_deadline.is_some_and(|d| d <= now.mono))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            let ends = Self::everyone(&self.calls[&id], CallEndReason::NO_ANSWER);
-            self.finish(&id, ends, CallEndReason::NO_ANSWER, now);
-        }
-    }
-
     /// Recomputes who hears whom: in a connected call that nobody holds, each party's device
     /// feeds every other party's device; the echo service feeds a device back to itself.
+    /// Voicemail legs are fed by their session, not by routes.
     fn update_routes(&mut self) {
         let mut routes: BTreeMap<ConnId, Vec<ConnId>> = BTreeMap::new();
         for call in self.calls.values() {
@@ -562,7 +457,7 @@ impl Switchboard {
                 .filter_map(|p| p.conn)
                 .filter(|c| self.endpoint(*c).is_some_and(|e| e.media_up))
                 .collect();
-            if call.echo {
+            if call.parties.iter().any(|p| p.kind == PartyKind::Echo) {
                 for l in &legs {
                     routes.entry(*l).or_default().push(*l);
                 }
@@ -584,26 +479,6 @@ impl Switchboard {
             self.routes = routes.clone();
             self.outputs.push_back(Output::Routes(routes));
         }
-    }
-
-    fn store_started(&mut self, call_id: &str, caller: &str, callee: &str, now: Now) {
-        self.outputs.push_back(Output::Store(StoreOp::CallStarted {
-            call_id: call_id.into(),
-            caller: caller.into(),
-            callees: vec![callee.into()],
-            at_ms: now.unix_ms,
-        }));
-    }
-
-    fn store_ended(&mut self, call_id: &str, reason: CallEndReason, now: Now) {
-        self.outputs.push_back(Output::Store(StoreOp::CallEnded { call_id: call_id.into(), at_ms: now.unix_ms, reason }));
-    }
-
-    fn send_end(&mut self, conn: ConnId, call_id: &str, reason: CallEndReason, why: Option<String>) {
-        if let Some(why) = why {
-            self.error(conn, ErrorCode::InvalidArgument, why, Some(call_id.into()));
-        }
-        self.send(conn, ServerMessage::CallEnded { call_id: call_id.into(), reason });
     }
 
     fn unknown_call(&mut self, conn: ConnId, call_id: &str) {
@@ -629,5 +504,32 @@ impl Switchboard {
 
     fn endpoint_mut(&mut self, conn: ConnId) -> Option<&mut Endpoint> {
         self.conns.get_mut(&conn).and_then(|c| c.endpoint.as_mut())
+    }
+
+    fn me(&self, conn: ConnId) -> Identity {
+        self.endpoint(conn).expect("only signed-in connections reach call handling").identity.clone()
+    }
+
+    /// Signed-in devices of a user.
+    fn devices_of(&self, raw_id: &str) -> BTreeSet<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.endpoint.as_ref().is_some_and(|e| e.identity.raw_id == raw_id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn identity_of(&self, raw_id: &str) -> Option<Identity> {
+        self.known.get(raw_id).map(|name| Identity { raw_id: raw_id.to_string(), display_name: name.clone() })
+    }
+
+    fn voicemail_info(m: &StoredMessage) -> VoicemailInfo {
+        VoicemailInfo {
+            message_id: m.message_id.clone(),
+            caller: m.caller.clone(),
+            received_unix_ms: m.received_unix_ms,
+            duration_ms: m.duration_ms,
+            is_new: m.is_new,
+        }
     }
 }

@@ -1,0 +1,313 @@
+//! Placing, ringing, answering and ending calls, and where forwarding sends an unanswered one.
+
+use std::collections::BTreeSet;
+
+use super::{Call, ConnId, Output, Party, PartyKind, Phase, StoreOp, Switchboard};
+use crate::core::{CallEndReason, Callee, Now, RejectReason, echo_identity};
+use crate::protocol::{ErrorCode, ForwardMode, Forwarding, Identity, Participant, ServerMessage};
+
+/// Where forwarding sends a call.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum ForwardTo {
+    User(Identity),
+    /// The mailbox of this user.
+    Voicemail(Identity),
+}
+
+impl Switchboard {
+    pub(super) fn place_call(&mut self, conn: ConnId, call_id: String, to: Vec<String>, now: Now) {
+        let me = self.me(conn);
+        if call_id.is_empty() || call_id.len() > 64 {
+            self.error(conn, ErrorCode::InvalidArgument, format!("call id {call_id:?} must be 1 to 64 characters"), None);
+            return;
+        }
+        if self.calls.contains_key(&call_id) {
+            self.error(conn, ErrorCode::InvalidArgument, format!("call id {call_id:?} is already in use"), None);
+            return;
+        }
+        let refuse = |this: &mut Self, reason: CallEndReason, why: String| {
+            this.error(conn, ErrorCode::InvalidArgument, why, Some(call_id.clone()));
+            this.send(conn, ServerMessage::CallEnded { call_id: call_id.clone(), reason });
+        };
+        if to.len() != 1 {
+            let why = format!("a call goes to exactly one callee for now, not {}", to.len());
+            return refuse(self, CallEndReason::INVALID_CALLEE, why);
+        }
+        let callee_raw = match Callee::parse(&to[0]) {
+            Callee::Echo => None,
+            Callee::Name(name) => Some(self.raw_id_for(&name)),
+            Callee::RawUser(raw) => Some(raw),
+            Callee::Phone(num) => return refuse(self, CallEndReason::UNKNOWN_USER, format!("no user owns {num}")),
+            Callee::Invalid(why) => return refuse(self, CallEndReason::INVALID_CALLEE, why),
+        };
+        let mut caller = Party::new(me.clone(), PartyKind::Device);
+        caller.conn = Some(conn);
+        let Some(callee_raw) = callee_raw else {
+            // The echo service answers at once; the routes feed the caller's device to itself.
+            let echo = Party::new(echo_identity(), PartyKind::Echo);
+            self.store_started(&call_id, &me.raw_id, &echo.identity.raw_id, now);
+            self.calls.insert(call_id.clone(), Call::new(Phase::Connected, vec![caller, echo]));
+            self.outputs.push_back(Output::Store(StoreOp::CallConnected { call_id: call_id.clone(), at_ms: now.unix_ms }));
+            self.announce_connected(&call_id);
+            return;
+        };
+        if callee_raw == me.raw_id {
+            return refuse(self, CallEndReason::INVALID_CALLEE, "you cannot call yourself".into());
+        }
+        let Some(callee) = self.identity_of(&callee_raw) else {
+            return refuse(self, CallEndReason::UNKNOWN_USER, format!("no user {:?}", to[0]));
+        };
+        self.store_started(&call_id, &me.raw_id, &callee.raw_id, now);
+        self.calls.insert(call_id.clone(), Call::new(Phase::Ringing, vec![caller]));
+        self.route_to(&call_id, callee, true, None, now);
+    }
+
+    /// Rings `callee` on the call (its caller is parties[0]), applying the callee's forwarding
+    /// when allowed: always, or when it is offline or does not answer in time.
+    pub(super) fn route_to(
+        &mut self,
+        call_id: &str,
+        callee: Identity,
+        allow_forwarding: bool,
+        forwarded_from: Option<Identity>,
+        now: Now,
+    ) {
+        let fwd = if allow_forwarding { self.forwarding.get(&callee.raw_id).cloned() } else { None };
+        let target = fwd.as_ref().and_then(|f| self.forward_target(f, &callee));
+        let mode = fwd.as_ref().map(|f| f.mode).unwrap_or_default();
+        if let (ForwardMode::Always, Some(t)) = (mode, &target) {
+            return self.forward(call_id, t.clone(), callee, now);
+        }
+        let devices = self.devices_of(&callee.raw_id);
+        if devices.is_empty() {
+            return match (mode, target) {
+                (ForwardMode::Unanswered, Some(t)) => self.forward(call_id, t, callee, now),
+                _ => self.fail_call(call_id, CallEndReason::OFFLINE, now),
+            };
+        }
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        let caller = call.parties[0].identity.clone();
+        let caller_conn = call.parties[0].conn;
+        let transferred_by = call.origin.as_ref().map(|o| o.transferor.clone());
+        let mut party = Party::new(callee, PartyKind::Device);
+        party.ringing = devices.clone();
+        call.parties.push(party);
+        call.ring_deadline = Some(
+            now.mono
+                + match (mode, &target) {
+                    (ForwardMode::Unanswered, Some(_)) => {
+                        std::time::Duration::from_secs(fwd.as_ref().map_or(20, |f| f.unanswered_after_secs.into()))
+                    }
+                    _ => self.cfg.ring_timeout,
+                },
+        );
+        call.on_no_answer = if mode == ForwardMode::Unanswered { target } else { None };
+        for d in devices {
+            self.send(
+                d,
+                ServerMessage::IncomingCall {
+                    call_id: call_id.into(),
+                    caller: caller.clone(),
+                    transferred_by: transferred_by.clone(),
+                    forwarded_from: forwarded_from.clone(),
+                },
+            );
+        }
+        if let Some(c) = caller_conn {
+            self.send(c, ServerMessage::CallRinging { call_id: call_id.into() });
+        }
+    }
+
+    fn forward_target(&self, f: &Forwarding, callee: &Identity) -> Option<ForwardTo> {
+        match (f.mode, f.target.as_deref()) {
+            (ForwardMode::Off, _) | (_, None) => None,
+            (_, Some("voicemail")) => Some(ForwardTo::Voicemail(callee.clone())),
+            (_, Some(name)) => self.identity_of(&self.raw_id_for(name)).map(ForwardTo::User),
+        }
+    }
+
+    /// Sends the call on. One hop only: the forwarded-to user's own forwarding is not followed,
+    /// which rules out loops.
+    fn forward(&mut self, call_id: &str, to: ForwardTo, from: Identity, now: Now) {
+        match to {
+            ForwardTo::Voicemail(owner) => self.connect_voicemail(call_id, owner, now),
+            ForwardTo::User(u) if u.raw_id == self.calls.get(call_id).map(|c| c.parties[0].identity.raw_id.clone()).unwrap_or_default() => {
+                // Forwarding back to the caller would ring the caller's own devices.
+                self.fail_call(call_id, CallEndReason::OFFLINE, now)
+            }
+            ForwardTo::User(u) => self.route_to(call_id, u, false, Some(from), now),
+        }
+    }
+
+    /// The ringing callee did not answer in time, or its last ringing device went away.
+    pub(super) fn no_answer(&mut self, call_id: &str, reason: CallEndReason, now: Now) {
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        call.ring_deadline = None;
+        if let Some(to) = call.on_no_answer.take() {
+            // The callee is the party without a device of its own yet (ringing, or its last
+            // ringing device just left).
+            let callee = call
+                .parties
+                .iter()
+                .rposition(|p| p.kind == PartyKind::Device && p.conn.is_none() && p.pending_conn.is_none());
+            let Some(pi) = callee.filter(|i| *i > 0) else {
+                return self.fail_call(call_id, reason, now);
+            };
+            let callee = call.parties.remove(pi);
+            for d in &callee.ringing {
+                self.send(*d, ServerMessage::CallEnded { call_id: call_id.into(), reason: CallEndReason::FORWARDED });
+            }
+            return self.forward(call_id, to, callee.identity, now);
+        }
+        self.fail_call(call_id, reason, now);
+    }
+
+    /// A call that never connected is over. A transfer's target leg reports to its transferor
+    /// instead of ending anything the transferee can see.
+    pub(super) fn fail_call(&mut self, call_id: &str, reason: CallEndReason, now: Now) {
+        if self.calls.get(call_id).is_some_and(|c| c.origin.is_some()) {
+            return self.transfer_leg_failed(call_id, reason, now);
+        }
+        self.end_call(call_id, reason, None, now);
+    }
+
+    pub(super) fn accept(&mut self, conn: ConnId, call_id: &str, now: Now) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return self.unknown_call(conn, call_id);
+        };
+        let Some(pi) = call.parties.iter().position(|p| p.ringing.contains(&conn)) else {
+            if call.parties.iter().any(|p| p.conn == Some(conn)) {
+                return self.error(
+                    conn,
+                    ErrorCode::InvalidState,
+                    "this call is not ringing on this device".into(),
+                    Some(call_id.into()),
+                );
+            }
+            return self.unknown_call(conn, call_id);
+        };
+        let others: Vec<ConnId> = call.parties[pi].ringing.iter().copied().filter(|c| *c != conn).collect();
+        call.parties[pi].ringing.clear();
+        call.parties[pi].conn = Some(conn);
+        call.phase = Phase::Connected;
+        call.ring_deadline = None;
+        call.on_no_answer = None;
+        for other in others {
+            self.send(other, ServerMessage::CallEnded { call_id: call_id.into(), reason: CallEndReason::ANSWERED_ELSEWHERE });
+        }
+        self.outputs.push_back(Output::Store(StoreOp::CallConnected { call_id: call_id.into(), at_ms: now.unix_ms }));
+        self.call_connected(call_id, now);
+    }
+
+    /// A call just connected: an ordinary one is announced; a transfer's target leg completes
+    /// its transfer.
+    pub(super) fn call_connected(&mut self, call_id: &str, now: Now) {
+        if self.calls.get(call_id).is_some_and(|c| c.origin.is_some()) {
+            self.transfer_leg_connected(call_id, now);
+        } else {
+            self.announce_connected(call_id);
+        }
+    }
+
+    /// Tells every device in the call who the others are (each device's own view).
+    pub(super) fn announce_connected(&mut self, call_id: &str) {
+        let Some(call) = self.calls.get(call_id) else { return };
+        let mut msgs = Vec::new();
+        for (i, p) in call.parties.iter().enumerate() {
+            let Some(c) = p.conn else { continue };
+            let participants: Vec<Participant> = call
+                .parties
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, q)| q.participant(call.phase))
+                .collect();
+            msgs.push((c, ServerMessage::CallConnected { call_id: call_id.into(), participants }));
+        }
+        for (c, m) in msgs {
+            self.send(c, m);
+        }
+    }
+
+    pub(super) fn reject(&mut self, conn: ConnId, call_id: &str, reason: RejectReason, now: Now) {
+        let Some(call) = self.calls.get(call_id) else { return self.unknown_call(conn, call_id) };
+        let Some(pi) = call.parties.iter().position(|p| p.ringing.contains(&conn)) else {
+            if call.parties.iter().any(|p| p.conn == Some(conn)) {
+                return self.error(
+                    conn,
+                    ErrorCode::InvalidState,
+                    "only a ringing call can be rejected".into(),
+                    Some(call_id.into()),
+                );
+            }
+            return self.unknown_call(conn, call_id);
+        };
+        let end = match reason {
+            RejectReason::None => CallEndReason::DECLINED,
+            RejectReason::Busy => CallEndReason::BUSY,
+            RejectReason::Forbidden => CallEndReason::FORBIDDEN,
+        };
+        // The rejecting user's other devices learn it was declined elsewhere; the rest of the
+        // ending is that of any call that failed.
+        let others: Vec<ConnId> = call.parties[pi].ringing.iter().copied().filter(|d| *d != conn).collect();
+        for d in others {
+            self.send(d, ServerMessage::CallEnded { call_id: call_id.into(), reason: CallEndReason::DECLINED_ELSEWHERE });
+        }
+        let call = self.calls.get_mut(call_id).expect("looked up above");
+        call.parties[pi].ringing.retain(|d| *d == conn);
+        self.fail_call(call_id, end, now);
+    }
+
+    pub(super) fn hang_up(&mut self, conn: ConnId, call_id: &str, now: Now) {
+        let Some(call) = self.calls.get(call_id) else { return self.unknown_call(conn, call_id) };
+        if !call.parties.iter().any(|p| p.conn == Some(conn)) {
+            // A ringing device hanging up is a reject; anyone else is not in the call.
+            if call.parties.iter().any(|p| p.ringing.contains(&conn)) {
+                return self.reject(conn, call_id, RejectReason::None, now);
+            }
+            return self.unknown_call(conn, call_id);
+        }
+        let reason = if call.phase == Phase::Ringing { CallEndReason::CANCELLED } else { CallEndReason::NORMAL };
+        self.end_call(call_id, reason, Some(conn), now);
+    }
+
+    /// Ends a call for every device in it or ringing for it. `by` is the device whose action
+    /// (hang-up, vanishing) ended it, if any; a pending transfer on the call fails accordingly.
+    pub(super) fn end_call(&mut self, call_id: &str, reason: CallEndReason, by: Option<ConnId>, now: Now) {
+        let Some(call) = self.calls.remove(call_id) else { return };
+        if let Some(pending) = &call.transfer {
+            self.abandon_transfer(call_id, pending, by, now);
+        }
+        if call.parties.iter().any(|p| p.kind == PartyKind::Voicemail) {
+            self.outputs.push_back(Output::StopVoicemail { call_id: call_id.into() });
+        }
+        let mut told = BTreeSet::new();
+        for p in &call.parties {
+            for c in p.conn.iter().chain(p.ringing.iter()) {
+                if told.insert(*c) {
+                    self.send(*c, ServerMessage::CallEnded { call_id: call_id.into(), reason });
+                }
+            }
+        }
+        self.store_ended(call_id, reason, now);
+    }
+
+    pub(super) fn store_started(&mut self, call_id: &str, caller: &str, callee: &str, now: Now) {
+        self.outputs.push_back(Output::Store(StoreOp::CallStarted {
+            call_id: call_id.into(),
+            caller: caller.into(),
+            callees: vec![callee.into()],
+            at_ms: now.unix_ms,
+        }));
+    }
+
+    pub(super) fn store_ended(&mut self, call_id: &str, reason: CallEndReason, now: Now) {
+        self.outputs.push_back(Output::Store(StoreOp::CallEnded { call_id: call_id.into(), at_ms: now.unix_ms, reason }));
+    }
+}
+
+impl Call {
+    pub(super) fn new(phase: Phase, parties: Vec<Party>) -> Call {
+        Call { phase, parties, ring_deadline: None, origin: None, transfer: None, on_no_answer: None }
+    }
+}
