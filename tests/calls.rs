@@ -54,8 +54,8 @@ fn audio_flows_both_ways_and_hang_up_ends_both_with_0() {
     assert_eq!(bob.states(&id), ["Incoming", "Connecting", "Connected", "Disconnected"]);
     alice.quit();
     bob.quit();
-    let (c_ab, _) = best_alignment(&read_wav(&sa), &read_wav(&rb));
-    let (c_ba, _) = best_alignment(&read_wav(&sb), &read_wav(&ra));
+    let (c_ab, _) = speech_correlation(&read_wav(&sa), &read_wav(&rb));
+    let (c_ba, _) = speech_correlation(&read_wav(&sb), &read_wav(&ra));
     eprintln!("correlation alice->bob {c_ab:.3}, bob->alice {c_ba:.3}");
     assert!(c_ab >= 0.8, "alice's speech reached bob with correlation {c_ab:.3}");
     assert!(c_ba >= 0.8, "bob's speech reached alice with correlation {c_ba:.3}");
@@ -79,7 +79,7 @@ fn echo_service_plays_your_own_audio_back() {
     alice.ok(json!({"cmd": "hangUp", "callId": id}));
     assert_eq!(alice.wait_ended(&id), (0, 0));
     alice.quit();
-    let (c, _) = best_alignment(&read_wav(&sa), &read_wav(&ra));
+    let (c, _) = speech_correlation(&read_wav(&sa), &read_wav(&ra));
     assert!(c >= 0.8, "echo correlation {c:.3}");
 }
 

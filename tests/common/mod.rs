@@ -70,6 +70,8 @@ pub struct Agent {
     /// Every event seen so far, in order.
     pub events: Vec<Value>,
     next_id: u64,
+    /// Incoming calls already handed out by `wait_incoming`.
+    taken: Vec<String>,
 }
 
 impl Agent {
@@ -105,7 +107,7 @@ impl Agent {
                 }
             }
         });
-        Agent { name: user.unwrap_or("agent").into(), child, stdin, rx, events: Vec::new(), next_id: 1 }
+        Agent { name: user.unwrap_or("agent").into(), child, stdin, rx, events: Vec::new(), next_id: 1, taken: Vec::new() }
     }
 
     /// Waits until signed in.
@@ -189,8 +191,13 @@ impl Agent {
         self.wait_event("callStateChanged", |e| e["callId"] == call && e["state"] == state, 10);
     }
 
+    /// The next incoming call not returned before.
     pub fn wait_incoming(&mut self) -> String {
-        self.wait_event("incomingCall", |_| true, 10)["callId"].as_str().unwrap().to_string()
+        let taken = self.taken.clone();
+        let e = self.wait_event("incomingCall", |e| !taken.iter().any(|t| e["callId"] == t.as_str()), 10);
+        let id = e["callId"].as_str().unwrap().to_string();
+        self.taken.push(id.clone());
+        id
     }
 
     pub fn wait_ended(&mut self, call: &str) -> (u64, u64) {
@@ -346,4 +353,37 @@ pub fn rms_between(rec: &[f32], rec_start_us: u64, from_us: u64, to_us: u64) -> 
 
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("dialtone-test-").tempdir().unwrap()
+}
+
+/// How well `needle` (a source) is reproduced inside `hay` (a recording): the source is cut into
+/// 1 s windows, each found near the previous window's lag (±60 ms, so the jitter buffer's
+/// deliberate one-frame re-alignments after loss or a source switch do not count as damage),
+/// and the normalised cross-correlations are averaged, weighted by the window's energy so that
+/// pauses between words do not dilute it. Returns (score, lag of the first window).
+pub fn speech_correlation(needle: &[f32], hay: &[f32]) -> (f64, usize) {
+    const W: usize = 48_000;
+    const SLACK: usize = 2_880;
+    let (_, start) = best_alignment(needle, hay);
+    let mut lag = start;
+    let (mut weighted, mut weights) = (0f64, 0f64);
+    for (k, win) in needle.chunks(W).enumerate() {
+        if win.len() < W / 4 {
+            break;
+        }
+        let energy: f64 = win.iter().map(|v| (*v as f64).powi(2)).sum();
+        let base = k * W;
+        let lo = (lag + base).saturating_sub(SLACK);
+        let hi = (lag + base + SLACK).min(hay.len().saturating_sub(win.len()));
+        let mut best = (f64::MIN, lo);
+        for at in lo..=hi.max(lo) {
+            let c = ncc_at(win, hay, at);
+            if c > best.0 {
+                best = (c, at);
+            }
+        }
+        lag = best.1.saturating_sub(base);
+        weighted += best.0.max(0.0) * energy;
+        weights += energy;
+    }
+    (weighted / weights.max(1e-12), start)
 }
