@@ -363,3 +363,35 @@ fn bad_transfers_get_clear_errors() {
     let calls = bob.ok(json!({"cmd": "calls"}));
     assert_eq!(calls["calls"][0]["state"], "Connected");
 }
+
+#[test]
+fn own_greeting_is_recorded_and_played_to_callers() {
+    let dir = tempdir();
+    let words = speech_wav(dir.path(), "greet", "Carol here. Leave your message.", "en");
+    let rb = dir.path().join("bob.wav");
+    let server = Server::dev(dir.path());
+    let mut carol =
+        Agent::start(&server, "carol", &["--mic", &format!("file:{}", words.display()), "--speaker", "silence"]).connected();
+    let id = carol.call("greeting");
+    carol.wait_state(&id, "Connected");
+    let len_us = read_wav(&words).len() as u64 * 1_000_000 / 48_000;
+    std::thread::sleep(Duration::from_micros(len_us + 700_000));
+    carol.ok(json!({"cmd": "hangUp", "callId": id}));
+    carol.wait_ended(&id);
+    carol.ok(json!({"cmd": "setForwarding", "mode": "always", "target": "voicemail"}));
+    carol.wait_event("forwardingChanged", |e| e["forwarding"]["mode"] == "always", 5);
+    let mut bob =
+        Agent::start(&server, "bob", &["--mic", "silence", "--speaker", &format!("record:{}", rb.display())]).connected();
+    let vm = bob.call("carol");
+    bob.wait_state(&vm, "Connected");
+    std::thread::sleep(Duration::from_micros(len_us + 800_000));
+    bob.ok(json!({"cmd": "hangUp", "callId": vm}));
+    bob.wait_ended(&vm);
+    bob.quit();
+    carol.quit();
+    // The beep (0.3 s) played while carol started speaking; what followed is her greeting.
+    let src = read_wav(&words);
+    let (c, _) = speech_correlation(&src[24_000..], &read_wav(&rb));
+    eprintln!("bob hears carol's own greeting: correlation {c:.3}");
+    assert!(c >= 0.8, "carol's greeting reaches bob: {c:.3}");
+}

@@ -5,6 +5,13 @@ use crate::protocol::Identity;
 
 pub const ECHO_NAME: &str = "echo";
 pub const ECHO_RAW_ID: &str = "8:echo123";
+/// Calling this service records the caller's own voicemail greeting.
+pub const GREETING_NAME: &str = "greeting";
+pub const GREETING_RAW_ID: &str = "8:dialtone-greeting";
+
+pub fn greeting_identity() -> Identity {
+    Identity { raw_id: GREETING_RAW_ID.to_string(), display_name: "Greeting recorder".to_string() }
+}
 
 pub fn echo_identity() -> Identity {
     Identity { raw_id: ECHO_RAW_ID.to_string(), display_name: "Echo test".to_string() }
@@ -19,8 +26,8 @@ pub fn validate_user_name(name: &str) -> Result<(), String> {
     if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)) {
         return Err(format!("user name {name:?} may only hold a-z, 0-9, '.', '_' and '-'"));
     }
-    if name == ECHO_NAME {
-        return Err(format!("user name {name:?} is reserved for the echo service"));
+    if name == ECHO_NAME || name == GREETING_NAME || name == "voicemail" {
+        return Err(format!("user name {name:?} is reserved for a service"));
     }
     Ok(())
 }
@@ -29,6 +36,7 @@ pub fn validate_user_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Callee {
     Echo,
+    Greeting,
     RawUser(String),
     Name(String),
     Phone(String),
@@ -40,6 +48,8 @@ impl Callee {
         let s = s.trim();
         if s == ECHO_NAME || s == ECHO_RAW_ID {
             Callee::Echo
+        } else if s == GREETING_NAME || s == GREETING_RAW_ID {
+            Callee::Greeting
         } else if s.starts_with("8:acs:") {
             Callee::RawUser(s.to_string())
         } else if let Some(num) = s.strip_prefix("4:").or(Some(s)).filter(|n| n.starts_with('+')) {

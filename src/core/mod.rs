@@ -11,7 +11,7 @@ mod states;
 
 pub use agent::{CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event, Input, MediaControl, Output};
 pub use end_reason::CallEndReason;
-pub use ids::{echo_identity, validate_user_name, Callee, ECHO_NAME, ECHO_RAW_ID};
+pub use ids::{Callee, ECHO_NAME, ECHO_RAW_ID, GREETING_NAME, GREETING_RAW_ID, echo_identity, greeting_identity, validate_user_name};
 pub use states::{CallState, ConnectionState, Direction, DisconnectReason, ParticipantState, RejectReason};
 
 /// Time as the core sees it: a monotonic instant for timers and durations, and wall-clock

@@ -70,10 +70,13 @@ enum Request {
     SetMicrophone(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
     SetSpeaker(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
     SetCamera(String, oneshot::Sender<Result<(), EngineError>>),
-    Voicemails(oneshot::Sender<Result<Vec<VoicemailInfo>, EngineError>>),
-    FetchVoicemail(String, oneshot::Sender<Result<Vec<u8>, EngineError>>),
+    Voicemails(ListReply),
+    FetchVoicemail(String, FetchReply),
     Shutdown(oneshot::Sender<()>),
 }
+
+type ListReply = oneshot::Sender<Result<Vec<VoicemailInfo>, EngineError>>;
+type FetchReply = oneshot::Sender<Result<Vec<u8>, EngineError>>;
 
 /// A cheap handle for front ends; every call is a message to the engine loop.
 #[derive(Clone)]
@@ -202,9 +205,9 @@ struct Driver {
     pacer: RtpPacer,
     speaking: bool,
     /// `voicemails` requests waiting for the switchboard's list, in order.
-    listings: VecDeque<oneshot::Sender<Result<Vec<VoicemailInfo>, EngineError>>>,
+    listings: VecDeque<ListReply>,
     /// Downloads in progress: the bytes so far and who waits for them.
-    fetches: HashMap<String, (Vec<u8>, oneshot::Sender<Result<Vec<u8>, EngineError>>)>,
+    fetches: HashMap<String, (Vec<u8>, FetchReply)>,
 }
 
 impl Driver {

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::relay::{self, RelayMsg, RelayStats};
 use super::store::{load_or_create_key, Store};
+use super::voicemail::session::EndedBy;
 use super::voicemail::{Greeting, run_session};
 use super::switchboard::{ConnId, Input, Output, StoreOp, Switchboard, SwitchboardConfig};
 use crate::core::Now;
@@ -119,7 +120,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     tokio::spawn(accept_loop(listener, ev_tx.clone()));
     tokio::spawn(watch_revocations(db_path, ev_tx.clone()));
     let media_cfg = MediaConfig { bind_ip: opts.media_ip };
-    let ctx = LoopCtx { ev_tx, relay_tx, store_tx, media_cfg, greeting, voicemail_max: opts.voicemail_max };
+    let beep: Vec<f32> =
+        (0..14_400).map(|i| 0.3 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin()).collect();
+    let beep = Greeting::from_pcm(&beep).context("encoding the greeting beep")?;
+    let ctx = LoopCtx { ev_tx, relay_tx, store_tx, media_cfg, greeting, beep, voicemail_max: opts.voicemail_max };
     let task = tokio::spawn(main_loop(core, ev_rx, ctx));
     Ok(ServerHandle { addr, stats, task })
 }
@@ -216,6 +220,8 @@ struct LoopCtx {
     store_tx: std::sync::mpsc::Sender<StoreOp>,
     media_cfg: MediaConfig,
     greeting: Greeting,
+    /// The prompt before recording a greeting: a short beep.
+    beep: Greeting,
     voicemail_max: Duration,
 }
 
@@ -287,11 +293,22 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                 Output::Store(op) => {
                     let _ = store_tx.send(op);
                 }
-                Output::StartVoicemail { call_id, conn, owner, path } => {
+                Output::StartVoicemail { call_id, conn, owner, greeting, path } => {
                     let (stop_tx, stop_rx) = oneshot::channel();
                     recordings.insert(call_id.clone(), stop_tx);
                     tracing::info!(%call_id, %owner, "voicemail answers");
-                    tokio::spawn(record_voicemail(call_id, conn, path, stop_rx, ctx.greeting.clone(), ctx.voicemail_max, ev_tx.clone(), relay_tx.clone()));
+                    // A user's own greeting, or the default one if it cannot be read.
+                    let prompt = greeting
+                        .and_then(|p| Greeting::from_ogg_opus(&p).map_err(|e| tracing::warn!("own greeting: {e}")).ok())
+                        .unwrap_or_else(|| ctx.greeting.clone());
+                    let rec = Recording { call_id, conn, path, prompt, max: ctx.voicemail_max };
+                    tokio::spawn(record(rec, stop_rx, ev_tx.clone(), relay_tx.clone()));
+                }
+                Output::RecordGreeting { call_id, conn, path } => {
+                    let (stop_tx, stop_rx) = oneshot::channel();
+                    recordings.insert(call_id.clone(), stop_tx);
+                    let rec = Recording { call_id, conn, path, prompt: ctx.beep.clone(), max: GREETING_MAX };
+                    tokio::spawn(record(rec, stop_rx, ev_tx.clone(), relay_tx.clone()));
                 }
                 Output::StopVoicemail { call_id } => {
                     if let Some(stop) = recordings.remove(&call_id) {
@@ -319,19 +336,30 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
     }
 }
 
-/// One caller leaving one message: the greeting plays, the caller's audio is recorded, and the
-/// core hears when it is over (however it ended).
-#[allow(clippy::too_many_arguments)]
-async fn record_voicemail(
+/// The longest greeting a user can record.
+const GREETING_MAX: Duration = Duration::from_secs(30);
+
+/// One recording: a prompt plays to `conn`, then its audio is recorded to `path`.
+struct Recording {
     call_id: String,
     conn: ConnId,
     path: PathBuf,
-    stop: oneshot::Receiver<()>,
-    greeting: Greeting,
+    prompt: Greeting,
     max: Duration,
+}
+
+/// One caller leaving one message (or recording a greeting): the prompt plays, the caller's
+/// audio is recorded, and the core hears when it is over, however it ended.
+async fn record(
+    rec: Recording,
+    stop: oneshot::Receiver<()>,
     ev_tx: mpsc::UnboundedSender<Event>,
     relay_tx: mpsc::UnboundedSender<RelayMsg>,
 ) {
+    let Recording { call_id, conn, path, prompt: greeting, max } = rec;
+    if let Some(dir) = path.parent() {
+        let _ = tokio::fs::create_dir_all(dir).await;
+    }
     let (tap_tx, tap_rx) = mpsc::channel(256);
     let _ = relay_tx.send(RelayMsg::Tap { from: conn, tx: tap_tx });
     let inject = relay_tx.clone();
@@ -341,10 +369,7 @@ async fn record_voicemail(
     let result = run_session(greeting, send, tap_rx, path.clone(), max, stop).await;
     let _ = relay_tx.send(RelayMsg::Untap { from: conn });
     let (duration_ms, full) = match result {
-        Ok(done) => {
-            let ms = done.duration.as_millis() as u64;
-            (ms, done.duration + Duration::from_millis(20) >= max)
-        }
+        Ok(done) => (done.duration.as_millis() as u64, done.ended_by == EndedBy::MaxLength),
         Err(e) => {
             tracing::error!(%call_id, "voicemail recording to {} failed: {e}", path.display());
             (0, false)

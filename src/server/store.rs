@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS calls (
   started_ms INTEGER NOT NULL, connected_ms INTEGER, ended_ms INTEGER,
   end_code INTEGER, end_sub_code INTEGER);
 CREATE TABLE IF NOT EXISTS forwarding (raw_id TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS greetings (raw_id TEXT PRIMARY KEY, path TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS voicemails (
   message_id TEXT PRIMARY KEY, owner TEXT NOT NULL, caller_raw_id TEXT NOT NULL, caller_name TEXT NOT NULL,
   received_ms INTEGER NOT NULL, duration_ms INTEGER NOT NULL, is_new INTEGER NOT NULL, path TEXT NOT NULL);
@@ -87,7 +88,14 @@ impl Store {
             revoked: self.revoked()?,
             forwarding: self.forwarding()?,
             messages: self.messages()?,
+            greetings: self.greetings()?,
         })
+    }
+
+    pub fn greetings(&self) -> anyhow::Result<HashMap<String, PathBuf>> {
+        let mut st = self.db.prepare("SELECT raw_id, path FROM greetings")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, PathBuf::from(r.get::<_, String>(1)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn forwarding(&self) -> anyhow::Result<HashMap<String, Forwarding>> {
@@ -174,6 +182,13 @@ impl Store {
             }
             StoreOp::MarkMessage { message_id, is_new } => {
                 self.db.execute("UPDATE voicemails SET is_new = ?2 WHERE message_id = ?1", params![message_id, is_new])?;
+            }
+            StoreOp::SetGreeting { raw_id, path } => {
+                self.db.execute(
+                    "INSERT INTO greetings (raw_id, path) VALUES (?1, ?2)
+                     ON CONFLICT(raw_id) DO UPDATE SET path = excluded.path",
+                    params![raw_id, path.to_string_lossy()],
+                )?;
             }
             StoreOp::DeleteMessage { message_id } => {
                 self.db.execute("DELETE FROM voicemails WHERE message_id = ?1", params![message_id])?;

@@ -34,6 +34,7 @@ impl Switchboard {
             return refuse(self, CallEndReason::INVALID_CALLEE, why);
         }
         let callee_raw = match Callee::parse(&to[0]) {
+            Callee::Greeting => return self.record_greeting(conn, call_id, now),
             Callee::Echo => None,
             Callee::Name(name) => Some(self.raw_id_for(&name)),
             Callee::RawUser(raw) => Some(raw),
@@ -278,7 +279,7 @@ impl Switchboard {
         if let Some(pending) = &call.transfer {
             self.abandon_transfer(call_id, pending, by, now);
         }
-        if call.parties.iter().any(|p| p.kind == PartyKind::Voicemail) {
+        if call.parties.iter().any(|p| matches!(p.kind, PartyKind::Voicemail | PartyKind::GreetingRecorder)) {
             self.outputs.push_back(Output::StopVoicemail { call_id: call_id.into() });
         }
         let mut told = BTreeSet::new();

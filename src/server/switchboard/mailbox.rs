@@ -21,12 +21,13 @@ pub struct StoredMessage {
     pub path: PathBuf,
 }
 
-/// A mailbox recording under way.
+/// A recording under way: a message for `owner`'s mailbox, or `owner`'s new greeting.
 #[derive(Debug, Clone)]
 pub(super) struct Session {
     pub owner: String,
     pub caller: Identity,
     pub path: PathBuf,
+    pub greeting: bool,
 }
 
 impl Switchboard {
@@ -43,8 +44,25 @@ impl Switchboard {
         self.call_connected(call_id, now);
         let Some(conn) = self.calls.get(call_id).and_then(|c| c.parties[0].conn) else { return };
         let path = self.cfg.voicemail_dir.join(format!("{call_id}.opus"));
-        self.sessions.insert(call_id.into(), Session { owner: owner.raw_id.clone(), caller, path: path.clone() });
-        self.outputs.push_back(Output::StartVoicemail { call_id: call_id.into(), conn, owner: owner.raw_id, path });
+        self.sessions.insert(call_id.into(), Session { owner: owner.raw_id.clone(), caller, path: path.clone(), greeting: false });
+        let greeting = self.greetings.get(&owner.raw_id).cloned();
+        self.outputs.push_back(Output::StartVoicemail { call_id: call_id.into(), conn, owner: owner.raw_id, greeting, path });
+    }
+
+    /// A call to the greeting service: a beep, then the caller's new greeting is recorded until
+    /// they hang up.
+    pub(super) fn record_greeting(&mut self, conn: ConnId, call_id: String, now: Now) {
+        let me = self.me(conn);
+        let mut caller = Party::new(me.clone(), PartyKind::Device);
+        caller.conn = Some(conn);
+        let recorder = Party::new(crate::core::greeting_identity(), PartyKind::GreetingRecorder);
+        self.store_started(&call_id, &me.raw_id, &recorder.identity.raw_id, now);
+        self.calls.insert(call_id.clone(), super::Call::new(Phase::Connected, vec![caller, recorder]));
+        self.announce_connected(&call_id);
+        let path = self.cfg.voicemail_dir.join("greetings").join(format!("{call_id}.opus"));
+        self.sessions
+            .insert(call_id.clone(), Session { owner: me.raw_id.clone(), caller: me, path: path.clone(), greeting: true });
+        self.outputs.push_back(Output::RecordGreeting { call_id, conn, path });
     }
 
     /// The recording stopped. A message with audio lands in the mailbox; if the caller is still
@@ -57,6 +75,13 @@ impl Switchboard {
         let Some(session) = self.sessions.remove(call_id) else { return };
         if duration_ms == 0 {
             self.outputs.push_back(Output::DeleteFile { path: session.path });
+            return;
+        }
+        if session.greeting {
+            if let Some(old) = self.greetings.insert(session.owner.clone(), session.path.clone()) {
+                self.outputs.push_back(Output::DeleteFile { path: old });
+            }
+            self.outputs.push_back(Output::Store(StoreOp::SetGreeting { raw_id: session.owner, path: session.path }));
             return;
         }
         let msg = StoredMessage {

@@ -49,6 +49,8 @@ pub struct Startup {
     pub revoked: BTreeSet<String>,
     pub forwarding: HashMap<String, Forwarding>,
     pub messages: Vec<StoredMessage>,
+    /// raw id -> the user's own greeting (Ogg Opus).
+    pub greetings: HashMap<String, PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,8 +77,11 @@ pub enum Output {
     /// The full forwarding table: audio arriving from the key goes to each listed connection.
     /// Sent whenever it changes; the relay swaps it in atomically.
     Routes(BTreeMap<ConnId, Vec<ConnId>>),
-    /// Play the owner's greeting to `conn`, then record its audio to `path`.
-    StartVoicemail { call_id: String, conn: ConnId, owner: String, path: PathBuf },
+    /// Play the owner's greeting (`greeting`, or the default one) to `conn`, then record its
+    /// audio to `path`.
+    StartVoicemail { call_id: String, conn: ConnId, owner: String, greeting: Option<PathBuf>, path: PathBuf },
+    /// Beep, then record `conn`'s new greeting to `path`.
+    RecordGreeting { call_id: String, conn: ConnId, path: PathBuf },
     StopVoicemail { call_id: String },
     /// Send a recording to `conn` as `voicemailData` chunks.
     SendVoicemail { conn: ConnId, message_id: String, path: PathBuf },
@@ -94,6 +99,7 @@ pub enum StoreOp {
     SaveMessage(StoredMessage),
     MarkMessage { message_id: String, is_new: bool },
     DeleteMessage { message_id: String },
+    SetGreeting { raw_id: String, path: PathBuf },
 }
 
 #[derive(Debug)]
@@ -123,6 +129,8 @@ enum PartyKind {
     Echo,
     /// A mailbox recording the other party.
     Voicemail,
+    /// Records the caller's own greeting.
+    GreetingRecorder,
 }
 
 #[derive(Debug)]
@@ -188,6 +196,7 @@ pub struct Switchboard {
     forwarding: HashMap<String, Forwarding>,
     messages: BTreeMap<String, StoredMessage>,
     sessions: HashMap<String, mailbox::Session>,
+    greetings: HashMap<String, PathBuf>,
     calls: BTreeMap<String, Call>,
     routes: BTreeMap<ConnId, Vec<ConnId>>,
     outputs: VecDeque<Output>,
@@ -204,6 +213,7 @@ impl Switchboard {
             forwarding: startup.forwarding,
             messages: startup.messages.into_iter().map(|m| (m.message_id.clone(), m)).collect(),
             sessions: HashMap::new(),
+            greetings: startup.greetings,
             calls: BTreeMap::new(),
             routes: BTreeMap::new(),
             outputs: VecDeque::new(),

@@ -134,7 +134,7 @@ impl Switchboard {
         let raw = match Callee::parse(who) {
             Callee::Name(n) => self.raw_id_for(&n),
             Callee::RawUser(r) => r,
-            Callee::Echo => return Err("the echo service cannot take transfers".into()),
+            Callee::Echo | Callee::Greeting => return Err(format!("{who:?} is a service and cannot take transfers")),
             Callee::Phone(n) => return Err(format!("no user owns {n}")),
             Callee::Invalid(why) => return Err(why),
         };

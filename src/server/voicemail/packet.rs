@@ -41,7 +41,7 @@ pub fn samples(packet: &[u8]) -> Option<u32> {
             1
         }
         1 => {
-            (rest.len() % 2 == 0 && rest.len() / 2 <= MAX_FRAME_BYTES).then_some(())?;
+            (rest.len().is_multiple_of(2) && rest.len() / 2 <= MAX_FRAME_BYTES).then_some(())?;
             2
         }
         2 => {
@@ -79,7 +79,7 @@ pub fn samples(packet: &[u8]) -> Option<u32> {
             } else {
                 let data = rest.len().checked_sub(padding)?;
                 let m = m as usize;
-                (data % m == 0 && data / m <= MAX_FRAME_BYTES).then_some(())?;
+                (data.is_multiple_of(m) && data / m <= MAX_FRAME_BYTES).then_some(())?;
             }
             m
         }
@@ -142,7 +142,7 @@ pub fn fill(gap: u32, prev_toc: Option<u8>) -> Vec<(Bytes, u32)> {
         let fs = frame_samples(toc);
         // libopus conceals 10 and 20 ms frames in one go; other sizes it may cut short, which
         // would put the file's granule positions out of step with what a player decodes.
-        if (fs == 480 || fs == 960) && gap % fs == 0 && gap <= MAX_PLC_SAMPLES {
+        if (fs == 480 || fs == 960) && gap.is_multiple_of(fs) && gap <= MAX_PLC_SAMPLES {
             for _ in 0..gap / fs {
                 out.push((plc(toc), fs));
             }
