@@ -39,7 +39,12 @@ fn ticks_per_sec() -> f64 {
 fn vm_hwm_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
 }
 
 /// The chirp train of gen_signal.py: 80 ms 300-3400 Hz chirps at fixed, non-periodic times over a
@@ -60,16 +65,26 @@ fn chirp_wav(path: &std::path::Path, secs: f64) {
         for k in 0..m {
             let t = k as f64 / rate;
             let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / (m - 1) as f64).cos();
-            x[i0 + k] += 0.5 * w * (2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) / (2.0 * clen) * t * t)).sin();
+            x[i0 + k] += 0.5
+                * w
+                * (2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) / (2.0 * clen) * t * t)).sin();
         }
     }
     let mut seed: u64 = 1;
-    let spec = hound::WavSpec { channels: 1, sample_rate: 48_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for v in x {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let noise = ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.006;
-        w.write_sample(((v + noise) * 32767.0).clamp(-32768.0, 32767.0) as i16).unwrap();
+        w.write_sample(((v + noise) * 32767.0).clamp(-32768.0, 32767.0) as i16)
+            .unwrap();
     }
     w.finalize().unwrap();
 }
@@ -83,7 +98,8 @@ fn main() {
 
     // 1. Dial to Connected.
     let mut alice = Agent::start(&server, "alice", &quiet).connected();
-    let mut bob = Agent::start(&server, "bob", &[&quiet[..], &["--auto-answer"]].concat()).connected();
+    let mut bob =
+        Agent::start(&server, "bob", &[&quiet[..], &["--auto-answer"]].concat()).connected();
     std::thread::sleep(Duration::from_millis(500)); // media legs warm
     let rounds = if quick { 3 } else { 30 };
     let mut dial = Vec::new();
@@ -104,25 +120,47 @@ fn main() {
     let src = dir.path().join("chirps.wav");
     chirp_wav(&src, call_secs);
     let rec = dir.path().join("rec.wav");
-    let mut alice =
-        Agent::start(&server, "alice", &["--mic", &format!("file:{}", src.display()), "--speaker", "silence"]).connected();
+    let mut alice = Agent::start(
+        &server,
+        "alice",
+        &[
+            "--mic",
+            &format!("file:{}", src.display()),
+            "--speaker",
+            "silence",
+        ],
+    )
+    .connected();
     let mut bob = Agent::start(
         &server,
         "bob",
-        &["--mic", "tone:300", "--speaker", &format!("record:{}", rec.display()), "--auto-answer"],
+        &[
+            "--mic",
+            "tone:300",
+            "--speaker",
+            &format!("record:{}", rec.display()),
+            "--auto-answer",
+        ],
     )
     .connected();
     let rec_start = bob.device_started("speaker");
     let id = alice.call("bob");
     alice.wait_state(&id, "Connected");
     let mic_start = alice.device_started("microphone");
-    let (a0, b0, s0) = (cpu_ticks(alice.pid()), cpu_ticks(bob.pid()), cpu_ticks(server.pid()));
+    let (a0, b0, s0) = (
+        cpu_ticks(alice.pid()),
+        cpu_ticks(bob.pid()),
+        cpu_ticks(server.pid()),
+    );
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(call_secs + 0.5));
     let wall = t0.elapsed().as_secs_f64();
     let pct = |d: u64| d as f64 / ticks_per_sec() / wall * 100.0;
-    let (a_cpu, b_cpu, s_cpu) =
-        (pct(cpu_ticks(alice.pid()) - a0), pct(cpu_ticks(bob.pid()) - b0), pct(cpu_ticks(server.pid()) - s0));
+    let (a_cpu, b_cpu, s_cpu) = (
+        pct(cpu_ticks(alice.pid()) - a0),
+        pct(cpu_ticks(bob.pid()) - b0),
+        pct(cpu_ticks(server.pid()) - s0),
+    );
     let (a_rss, b_rss) = (vm_hwm_mb(alice.pid()), vm_hwm_mb(bob.pid()));
     alice.ok(json!({"cmd": "hangUp", "callId": id}));
     bob.wait_ended(&id);
@@ -134,11 +172,19 @@ fn main() {
     let arrival_us = rec_start as f64 + lag as f64 / 48_000.0 * 1e6;
     let m2e_ms = (arrival_us - mic_start as f64) / 1000.0;
 
-    println!("dialtone 1:1 call figures ({} mode)", if quick { "quick smoke" } else { "full" });
+    println!(
+        "dialtone 1:1 call figures ({} mode)",
+        if quick { "quick smoke" } else { "full" }
+    );
     println!("  {ANCHOR}");
-    println!("  dial to Connected, median of {rounds}: {:.1} ms (goal <= 10 ms)", median(&mut dial));
+    println!(
+        "  dial to Connected, median of {rounds}: {:.1} ms (goal <= 10 ms)",
+        median(&mut dial)
+    );
     println!("  mouth-to-ear: {m2e_ms:.1} ms (goal <= 60 ms; alignment correlation {corr:.3})");
     println!("  CPU in a call: alice {a_cpu:.2} %, bob {b_cpu:.2} % of one core (goal <= 2 %)");
-    println!("  switchboard CPU for one forwarded call (2 legs, both directions): {s_cpu:.2} % of one core");
+    println!(
+        "  switchboard CPU for one forwarded call (2 legs, both directions): {s_cpu:.2} % of one core"
+    );
     println!("  agent peak RSS: alice {a_rss:.1} MB, bob {b_rss:.1} MB (goal <= 30 MB)");
 }

@@ -39,21 +39,42 @@ fn main() {
     let dir = tempdir();
     let server = Server::dev(dir.path());
     let (rb, rc) = (dir.path().join("bob.wav"), dir.path().join("carol.wav"));
-    let mut alice = Agent::start(&server, "alice", &["--mic", "tone:440", "--speaker", "silence"]).connected();
+    let mut alice = Agent::start(
+        &server,
+        "alice",
+        &["--mic", "tone:440", "--speaker", "silence"],
+    )
+    .connected();
     let mut bob = Agent::start(
         &server,
         "bob",
-        &["--mic", "tone:660", "--speaker", &format!("record:{}", rb.display()), "--auto-answer", "--auto-accept-transfers"],
+        &[
+            "--mic",
+            "tone:660",
+            "--speaker",
+            &format!("record:{}", rb.display()),
+            "--auto-answer",
+            "--auto-accept-transfers",
+        ],
     )
     .connected();
     let mut carol = Agent::start(
         &server,
         "carol",
-        &["--mic", "tone:880", "--speaker", &format!("record:{}", rc.display()), "--auto-answer"],
+        &[
+            "--mic",
+            "tone:880",
+            "--speaker",
+            &format!("record:{}", rc.display()),
+            "--auto-answer",
+        ],
     )
     .connected();
     std::thread::sleep(Duration::from_millis(500));
-    let (b0, c0) = (bob.device_started("speaker"), carol.device_started("speaker"));
+    let (b0, c0) = (
+        bob.device_started("speaker"),
+        carol.device_started("speaker"),
+    );
     let mut marks = Vec::new();
     for _ in 0..rounds {
         let id = alice.call("bob");
@@ -84,7 +105,10 @@ fn main() {
             .unwrap_or(f64::NAN);
         to_audio.push(first);
         // Longest quiet run at bob from 100 ms before the command to 500 ms after it.
-        let (a, b) = (idx(t.saturating_sub(100_000), b0), idx(t + 500_000, b0).min(bob_rec.len()));
+        let (a, b) = (
+            idx(t.saturating_sub(100_000), b0),
+            idx(t + 500_000, b0).min(bob_rec.len()),
+        );
         let (mut run, mut longest) = (0usize, 0usize);
         for w in bob_rec[a..b].chunks(WIN) {
             run = if loud(w) { 0 } else { run + 1 };
@@ -92,7 +116,10 @@ fn main() {
         }
         gaps.push(longest as f64 * 5.0);
     }
-    println!("dialtone blind transfer figures ({} mode, {rounds} transfers)", if quick { "quick smoke" } else { "full" });
+    println!(
+        "dialtone blind transfer figures ({} mode, {rounds} transfers)",
+        if quick { "quick smoke" } else { "full" }
+    );
     println!(
         "  transfer command to the transferee's audio at the target: median {:.0} ms, max {:.0} ms (goal: median <= 50 ms)",
         median(&mut to_audio.clone()),

@@ -21,6 +21,8 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub switchboard: SwitchboardConfig,
     pub log: LogConfig,
+    /// The terminal softphone: contacts, auto-accept, redraw cap, key bindings.
+    pub tui: crate::tui::TuiConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -55,7 +57,11 @@ pub const DEFAULT_PORT: u16 = 7450;
 
 impl Default for DevicesConfig {
     fn default() -> Self {
-        DevicesConfig { microphone: "default".into(), speaker: "default".into(), camera: None }
+        DevicesConfig {
+            microphone: "default".into(),
+            speaker: "default".into(),
+            camera: None,
+        }
     }
 }
 
@@ -72,14 +78,20 @@ impl Default for SwitchboardConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), file: None }
+        LogConfig {
+            level: "info".into(),
+            file: None,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("bad config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
 }
@@ -96,7 +108,9 @@ impl Config {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Config::parse(&text, &path),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
             Err(source) => Err(ConfigError::Read { path, source }),
         }
     }
@@ -104,28 +118,45 @@ impl Config {
     /// Parses TOML; the error names the file, the key and the bad value (toml's message quotes
     /// the offending line and column).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
-        cfg.validate().map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), String> {
-        for (key, v) in [("devices.microphone", &self.devices.microphone), ("devices.speaker", &self.devices.speaker)] {
-            v.parse::<crate::devices::DeviceSpec>().map_err(|e| format!("key {key} = {v:?}: {e}"))?;
+        for (key, v) in [
+            ("devices.microphone", &self.devices.microphone),
+            ("devices.speaker", &self.devices.speaker),
+        ] {
+            v.parse::<crate::devices::DeviceSpec>()
+                .map_err(|e| format!("key {key} = {v:?}: {e}"))?;
         }
         self.switchboard
             .listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|e| format!("key switchboard.listen = {:?}: {e}", self.switchboard.listen))?;
+            .map_err(|e| {
+                format!(
+                    "key switchboard.listen = {:?}: {e}",
+                    self.switchboard.listen
+                )
+            })?;
         if self.switchboard.ring_timeout_secs == 0 {
             return Err("key switchboard.ring_timeout_secs = 0: must be at least 1".into());
         }
         if let Some(s) = &self.server
             && !(s.starts_with("ws://") || s.starts_with("wss://"))
         {
-            return Err(format!("key server = {s:?}: must start with ws:// or wss://"));
+            return Err(format!(
+                "key server = {s:?}: must start with ws:// or wss://"
+            ));
         }
+        self.tui.validate()?;
         Ok(())
     }
 }
@@ -139,7 +170,9 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 pub fn default_data_dir() -> PathBuf {
-    project_dirs().map(|d| d.data_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from(".dialtone"))
+    project_dirs()
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".dialtone"))
 }
 
 pub fn default_log_file() -> PathBuf {
@@ -160,25 +193,51 @@ mod tests {
         // Every key the example mentions (even commented out) must exist, and vice versa.
         let uncommented: String = text
             .lines()
-            .map(|l| l.strip_prefix("# ").filter(|r| r.contains(" = ") || r.starts_with('[')).unwrap_or(l))
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.contains(" = ") || r.starts_with('['))
+                    .unwrap_or(l)
+            })
             .collect::<Vec<_>>()
             .join("\n");
-        let full: Config = toml::from_str(&uncommented).expect("example with every key uncommented parses");
+        let full: Config =
+            toml::from_str(&uncommented).expect("example with every key uncommented parses");
         assert_eq!(full.user.as_deref(), Some("alice"));
-        assert!(full.devices.camera.is_some() && full.log.file.is_some() && full.switchboard.data_dir.is_some());
+        assert!(
+            full.devices.camera.is_some()
+                && full.log.file.is_some()
+                && full.switchboard.data_dir.is_some()
+        );
         assert!(full.token.is_some() && full.device_name.is_some() && full.server.is_some());
+        assert!(!full.tui.keys.0.is_empty());
     }
 
     #[test]
     fn bad_values_are_named() {
         let p = Path::new("/x/config.toml");
-        let e = Config::parse("[devices]\nmicrophone = \"file:\"\n", p).unwrap_err().to_string();
-        assert!(e.contains("/x/config.toml") && e.contains("devices.microphone"), "{e}");
-        let e = Config::parse("[switchboard]\nring_timeout_secs = \"soon\"\n", p).unwrap_err().to_string();
+        let e = Config::parse("[devices]\nmicrophone = \"file:\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/x/config.toml") && e.contains("devices.microphone"),
+            "{e}"
+        );
+        let e = Config::parse("[switchboard]\nring_timeout_secs = \"soon\"\n", p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ring_timeout_secs") && e.contains("soon"), "{e}");
         let e = Config::parse("colour = 1\n", p).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
-        let e = Config::parse("server = \"http://x\"\n", p).unwrap_err().to_string();
+        let e = Config::parse("[tui.keys]\nhang_up = \"ctrl-\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/x/config.toml") && e.contains("tui.keys.hang_up") && e.contains("ctrl-"),
+            "{e}"
+        );
+        let e = Config::parse("server = \"http://x\"\n", p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http://x"), "{e}");
     }
 }

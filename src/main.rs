@@ -14,13 +14,53 @@ use dialtone::media::peer::MediaConfig;
 use dialtone::server::{self, ServeOptions};
 
 #[derive(Parser)]
-#[command(name = "dialtone", version, about = "A softphone in the terminal, and the switchboard it talks to")]
+#[command(
+    name = "dialtone",
+    version,
+    about = "A softphone in the terminal, and the switchboard it talks to"
+)]
 struct Cli {
     /// Config file (default: config.toml in the XDG config dir).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tui: TuiArgs,
     #[command(subcommand)]
     command: Option<Cmd>,
+}
+
+/// With no subcommand, `dialtone` is the terminal softphone; these are its flags.
+#[derive(Args)]
+struct TuiArgs {
+    /// Switchboard URL, e.g. ws://host:7450. Default: `server` from the config, else a switchboard
+    /// on this machine (started in this process when none is running).
+    #[arg(long)]
+    server: Option<String>,
+    /// Who you are. Default: `user` from the config, else the OS user.
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long, env = "DIALTONE_TOKEN")]
+    token: Option<String>,
+    /// The name your other devices see. Default: the host name.
+    #[arg(long)]
+    device_name: Option<String>,
+    /// default | NAME | file:PATH.wav | tone:HZ | silence
+    #[arg(long)]
+    mic: Option<String>,
+    /// default | NAME | record:PATH.wav | silence
+    #[arg(long)]
+    speaker: Option<String>,
+    #[arg(long)]
+    camera: Option<String>,
+    /// Accept every incoming call at once.
+    #[arg(long)]
+    auto_answer: bool,
+    /// Switchboard database, call history and saved devices (default: the XDG data dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log file (default: dialtone.log in the XDG state dir).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -112,8 +152,13 @@ fn main() -> anyhow::Result<()> {
     // The agent is one device: a single-threaded runtime keeps each packet's hand-offs on one
     // thread (measured: fewer context switches, less CPU per call). The switchboard serves many.
     let rt = match cli.command {
-        Some(Cmd::Agent(_)) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?,
+        Some(Cmd::Agent(_)) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?,
     };
     match cli.command {
         Some(Cmd::Serve(a)) => {
@@ -126,9 +171,23 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Cmd::Devices { json }) => devices(json),
         Some(Cmd::Token(t)) => token(&cfg, t),
-        None => anyhow::bail!(
-            "the terminal softphone is not built yet; use `dialtone serve` and `dialtone agent` (see README)"
-        ),
+        // The TUI logs to a file (tui::run sets that up), never to the screen.
+        None => {
+            let t = cli.tui;
+            let opts = dialtone::tui::TuiOptions {
+                server: t.server,
+                user: t.user,
+                token: t.token,
+                device_name: t.device_name,
+                mic: t.mic,
+                speaker: t.speaker,
+                camera: t.camera,
+                auto_accept: t.auto_answer,
+                data_dir: t.data_dir,
+                log_file: t.log_file,
+            };
+            rt.block_on(dialtone::tui::run(&cfg, &cfg.tui, opts))
+        }
     }
 }
 
@@ -136,35 +195,69 @@ fn main() -> anyhow::Result<()> {
 /// a file for the TUI. `DIALTONE_LOG` overrides the configured filter.
 fn init_stderr_logging(cfg: &Config, default: &str) {
     let filter = std::env::var("DIALTONE_LOG").ok().unwrap_or_else(|| {
-        if cfg.log.level == config::LogConfig::default().level { default.to_string() } else { cfg.log.level.clone() }
+        if cfg.log.level == config::LogConfig::default().level {
+            default.to_string()
+        } else {
+            cfg.log.level.clone()
+        }
     });
     // webrtc-rs warns about benign things on every connection (no server_name for DTLS, ICE
     // checks before candidates arrive); keep them out unless asked for.
-    let filter = if std::env::var("DIALTONE_LOG").is_ok() { filter } else { format!("{filter},rtc=error,rtc_ice=error,rtc_dtls=error,pulseaudio::client::reactor=off") };
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = if std::env::var("DIALTONE_LOG").is_ok() {
+        filter
+    } else {
+        format!("{filter},rtc=error,rtc_ice=error,rtc_dtls=error,pulseaudio::client::reactor=off")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn data_dir(cfg: &Config, flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| cfg.switchboard.data_dir.clone()).unwrap_or_else(config::default_data_dir)
+    flag.or_else(|| cfg.switchboard.data_dir.clone())
+        .unwrap_or_else(config::default_data_dir)
 }
 
 async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
     let listen = match a.listen {
         Some(l) => l,
-        None => cfg.switchboard.listen.parse().context("switchboard.listen")?,
+        None => cfg
+            .switchboard
+            .listen
+            .parse()
+            .context("switchboard.listen")?,
     };
     let opts = ServeOptions {
         listen,
         dev: a.dev,
         data_dir: data_dir(&cfg, a.data_dir),
-        ring_timeout: Duration::from_secs(a.ring_timeout.unwrap_or(cfg.switchboard.ring_timeout_secs).max(1)),
-        media_ip: if listen.ip().is_unspecified() { "127.0.0.1".parse()? } else { listen.ip() },
-        voicemail_max: Duration::from_secs(a.voicemail_max.unwrap_or(cfg.switchboard.voicemail_max_secs).max(1)),
+        ring_timeout: Duration::from_secs(
+            a.ring_timeout
+                .unwrap_or(cfg.switchboard.ring_timeout_secs)
+                .max(1),
+        ),
+        media_ip: if listen.ip().is_unspecified() {
+            "127.0.0.1".parse()?
+        } else {
+            listen.ip()
+        },
+        voicemail_max: Duration::from_secs(
+            a.voicemail_max
+                .unwrap_or(cfg.switchboard.voicemail_max_secs)
+                .max(1),
+        ),
     };
     let handle = server::serve(opts.clone()).await?;
     // The contract: one line naming the address, once connections are accepted.
-    println!("dialtone switchboard listening on {} (data in {}{})", handle.addr, opts.data_dir.display(), if opts.dev { ", dev mode" } else { "" });
+    println!(
+        "dialtone switchboard listening on {} (data in {}{})",
+        handle.addr,
+        opts.data_dir.display(),
+        if opts.dev { ", dev mode" } else { "" }
+    );
     tokio::select! {
         r = handle.wait() => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
@@ -176,14 +269,25 @@ async fn agent(cfg: Config, a: AgentArgs) -> anyhow::Result<()> {
         .server
         .or(cfg.server.clone())
         .unwrap_or_else(|| format!("ws://127.0.0.1:{}", config::DEFAULT_PORT));
-    let mic: DeviceSpec = a.mic.unwrap_or(cfg.devices.microphone.clone()).parse().context("--mic")?;
-    let speaker: DeviceSpec = a.speaker.unwrap_or(cfg.devices.speaker.clone()).parse().context("--speaker")?;
+    let mic: DeviceSpec = a
+        .mic
+        .unwrap_or(cfg.devices.microphone.clone())
+        .parse()
+        .context("--mic")?;
+    let speaker: DeviceSpec = a
+        .speaker
+        .unwrap_or(cfg.devices.speaker.clone())
+        .parse()
+        .context("--speaker")?;
     let user = a.user.or(cfg.user.clone()).or_else(os_user);
     let opts = EngineOptions {
         server,
         user,
         token: a.token.or(cfg.token.clone()),
-        device_name: a.device_name.or(cfg.device_name.clone()).unwrap_or_else(host_name),
+        device_name: a
+            .device_name
+            .or(cfg.device_name.clone())
+            .unwrap_or_else(host_name),
         mic,
         speaker,
         camera: a.camera.or(cfg.devices.camera.clone()),
@@ -206,19 +310,31 @@ fn devices(json: bool) -> anyhow::Result<()> {
 }
 
 fn token(cfg: &Config, t: TokenCmd) -> anyhow::Result<()> {
-    use dialtone::server::store::{load_or_create_key, Store};
+    use dialtone::server::store::{Store, load_or_create_key};
     use dialtone::server::token::Claims;
     let now = server::runtime::now().unix_ms / 1000;
     match t {
-        TokenCmd::Issue { user, ttl, data_dir: dd } => {
+        TokenCmd::Issue {
+            user,
+            ttl,
+            data_dir: dd,
+        } => {
             dialtone::core::validate_user_name(&user).map_err(anyhow::Error::msg)?;
             let dir = data_dir(cfg, dd);
             let key = load_or_create_key(&dir)?;
-            let claims = Claims { sub: user, iat: now, exp: now + ttl.as_secs(), jti: uuid::Uuid::new_v4().to_string() };
+            let claims = Claims {
+                sub: user,
+                iat: now,
+                exp: now + ttl.as_secs(),
+                jti: uuid::Uuid::new_v4().to_string(),
+            };
             println!("{}", key.issue(&claims));
             Ok(())
         }
-        TokenCmd::Revoke { token, data_dir: dd } => {
+        TokenCmd::Revoke {
+            token,
+            data_dir: dd,
+        } => {
             let dir = data_dir(cfg, dd);
             let key = load_or_create_key(&dir)?;
             // An expired token can still be revoked: only its signature matters here.
@@ -231,9 +347,16 @@ fn token(cfg: &Config, t: TokenCmd) -> anyhow::Result<()> {
 }
 
 fn os_user() -> Option<String> {
-    std::env::var("USER").ok().map(|u| u.to_ascii_lowercase()).filter(|u| dialtone::core::validate_user_name(u).is_ok())
+    std::env::var("USER")
+        .ok()
+        .map(|u| u.to_ascii_lowercase())
+        .filter(|u| dialtone::core::validate_user_name(u).is_ok())
 }
 
 fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "device".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "device".into())
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dialtone::core::{
-    CallAgentCore, CallEndReason, CallState, Command, CommandError, CommandOk, ConnectionState, DisconnectReason,
-    Event, Input, MediaControl, Now, Output, RejectReason,
+    CallAgentCore, CallEndReason, CallState, Command, CommandError, CommandOk, ConnectionState,
+    DisconnectReason, Event, Input, MediaControl, Now, Output, RejectReason,
 };
-use dialtone::protocol::{encode, ErrorCode, ServerMessage};
+use dialtone::protocol::{ErrorCode, ServerMessage, encode};
 use dialtone::server::switchboard::{self as sb, ConnId, Startup, Switchboard, SwitchboardConfig};
 use dialtone::server::token::{Claims, TokenKey};
 
@@ -50,7 +50,10 @@ impl Net {
         Net {
             sb: Switchboard::new(cfg, key.clone(), Startup::default()),
             peers: Vec::new(),
-            now: Now { mono: Instant::now(), unix_ms: 1_700_000_000_000 },
+            now: Now {
+                mono: Instant::now(),
+                unix_ms: 1_700_000_000_000,
+            },
             routes: BTreeMap::new(),
             next_conn: 1,
             key,
@@ -73,10 +76,24 @@ impl Net {
                 format!("{prefix}-call{n}")
             }),
         );
-        self.peers.push(Peer { core, conn, events: vec![], media: vec![], open: true });
+        self.peers.push(Peer {
+            core,
+            conn,
+            events: vec![],
+            media: vec![],
+            open: true,
+        });
         let i = self.peers.len() - 1;
-        self.sb.handle(sb::Input::Opened { conn, loopback: true }, self.now);
-        self.peers[i].core.handle_input(Input::TransportUp, self.now);
+        self.sb.handle(
+            sb::Input::Opened {
+                conn,
+                loopback: true,
+            },
+            self.now,
+        );
+        self.peers[i]
+            .core
+            .handle_input(Input::TransportUp, self.now);
         self.pump();
         i
     }
@@ -92,7 +109,15 @@ impl Net {
     }
 
     fn call(&mut self, i: usize, to: &str) -> String {
-        match self.cmd(i, Command::Call { to: vec![to.into()] }).unwrap() {
+        match self
+            .cmd(
+                i,
+                Command::Call {
+                    to: vec![to.into()],
+                },
+            )
+            .unwrap()
+        {
             CommandOk::CallId(id) => id,
             other => panic!("{other:?}"),
         }
@@ -100,7 +125,13 @@ impl Net {
 
     fn frame(&mut self, i: usize, text: &str) {
         let conn = self.peers[i].conn;
-        self.sb.handle(sb::Input::Frame { conn, text: text.into() }, self.now);
+        self.sb.handle(
+            sb::Input::Frame {
+                conn,
+                text: text.into(),
+            },
+            self.now,
+        );
         self.pump();
     }
 
@@ -108,7 +139,9 @@ impl Net {
         let conn = self.peers[i].conn;
         self.peers[i].open = false;
         self.sb.handle(sb::Input::Closed { conn }, self.now);
-        self.peers[i].core.handle_input(Input::TransportDown, self.now);
+        self.peers[i]
+            .core
+            .handle_input(Input::TransportDown, self.now);
         self.pump();
     }
 
@@ -130,16 +163,25 @@ impl Net {
                     match out {
                         Output::Send(msg) => {
                             if self.peers[i].open {
-                                self.sb.handle(sb::Input::Frame { conn, text: encode(&msg) }, self.now);
+                                self.sb.handle(
+                                    sb::Input::Frame {
+                                        conn,
+                                        text: encode(&msg),
+                                    },
+                                    self.now,
+                                );
                             }
                         }
                         Output::Event(e) => self.peers[i].events.push(e),
-                        Output::CreateMediaOffer => {
-                            self.peers[i].core.handle_input(Input::MediaOfferReady { sdp: "v=0 offer".into() }, self.now)
-                        }
-                        Output::ApplyMediaAnswer { .. } => {
-                            self.peers[i].core.handle_input(Input::MediaConnected(true), self.now)
-                        }
+                        Output::CreateMediaOffer => self.peers[i].core.handle_input(
+                            Input::MediaOfferReady {
+                                sdp: "v=0 offer".into(),
+                            },
+                            self.now,
+                        ),
+                        Output::ApplyMediaAnswer { .. } => self.peers[i]
+                            .core
+                            .handle_input(Input::MediaConnected(true), self.now),
                         Output::Media(m) => self.peers[i].media.push(m),
                     }
                 }
@@ -162,18 +204,31 @@ impl Net {
                         }
                     }
                     sb::Output::CreateMedia { conn, .. } => {
-                        self.sb.handle(sb::Input::MediaAnswered { conn, sdp: "v=0 answer".into() }, self.now);
-                        self.sb.handle(sb::Input::MediaConnected { conn, up: true }, self.now);
+                        self.sb.handle(
+                            sb::Input::MediaAnswered {
+                                conn,
+                                sdp: "v=0 answer".into(),
+                            },
+                            self.now,
+                        );
+                        self.sb
+                            .handle(sb::Input::MediaConnected { conn, up: true }, self.now);
                     }
                     sb::Output::Routes(r) => self.routes = r,
-                    sb::Output::StartVoicemail { ref call_id, conn, .. } => {
+                    sb::Output::StartVoicemail {
+                        ref call_id, conn, ..
+                    } => {
                         self.recording.insert(call_id.clone(), conn);
                         self.outs.push(out);
                     }
                     sb::Output::StopVoicemail { ref call_id } => {
                         // The recorder stops and reports what it made: 3 s of audio.
                         self.recording.remove(call_id);
-                        let ended = sb::Input::VoicemailEnded { call_id: call_id.clone(), duration_ms: 3000, full: false };
+                        let ended = sb::Input::VoicemailEnded {
+                            call_id: call_id.clone(),
+                            duration_ms: 3000,
+                            full: false,
+                        };
                         self.outs.push(out);
                         self.sb.handle(ended, self.now);
                     }
@@ -187,7 +242,12 @@ impl Net {
     }
 
     fn state(&self, i: usize, call: &str) -> Option<CallState> {
-        self.peers[i].core.calls().into_iter().find(|c| c.call_id == call).map(|c| c.state)
+        self.peers[i]
+            .core
+            .calls()
+            .into_iter()
+            .find(|c| c.call_id == call)
+            .map(|c| c.state)
     }
 
     fn ended(&self, i: usize, call: &str) -> Option<CallEndReason> {
@@ -221,7 +281,13 @@ impl Net {
         let id = self.call(a, "bob");
         let inc = self.incoming(b).expect("bob rings");
         assert_eq!(inc, id);
-        self.cmd(b, Command::Accept { call_id: id.clone() }).unwrap();
+        self.cmd(
+            b,
+            Command::Accept {
+                call_id: id.clone(),
+            },
+        )
+        .unwrap();
         (a, b, id)
     }
 }
@@ -230,15 +296,39 @@ impl Net {
 fn basic_call_connects_and_hangs_up() {
     let mut n = Net::new();
     let (a, b, id) = n.connect();
-    assert_eq!(n.states(a, &id), vec![CallState::Connecting, CallState::Ringing, CallState::Connected]);
-    assert_eq!(n.states(b, &id), vec![CallState::Incoming, CallState::Connecting, CallState::Connected]);
+    assert_eq!(
+        n.states(a, &id),
+        vec![
+            CallState::Connecting,
+            CallState::Ringing,
+            CallState::Connected
+        ]
+    );
+    assert_eq!(
+        n.states(b, &id),
+        vec![
+            CallState::Incoming,
+            CallState::Connecting,
+            CallState::Connected
+        ]
+    );
     let (ca, cb) = (n.peers[a].conn, n.peers[b].conn);
     assert_eq!(n.routes, BTreeMap::from([(ca, vec![cb]), (cb, vec![ca])]));
-    assert_eq!(n.peers[a].media, vec![MediaControl::Capture(true), MediaControl::Playout(true)]);
+    assert_eq!(
+        n.peers[a].media,
+        vec![MediaControl::Capture(true), MediaControl::Playout(true)]
+    );
     let remote = &n.peers[a].core.calls()[0].remote;
     assert_eq!(remote[0].identity.display_name, "bob");
     assert_eq!(remote[0].identity.raw_id, "8:acs:res_bob");
-    n.cmd(a, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
+    n.cmd(
+        a,
+        Command::HangUp {
+            call_id: id.clone(),
+            for_everyone: false,
+        },
+    )
+    .unwrap();
     assert_eq!(n.ended(a, &id), Some(CallEndReason::NORMAL));
     assert_eq!(n.ended(b, &id), Some(CallEndReason::NORMAL));
     assert!(n.routes.is_empty());
@@ -248,12 +338,23 @@ fn basic_call_connects_and_hangs_up() {
 
 #[test]
 fn reject_reasons_map_to_codes() {
-    for (reason, code) in [(RejectReason::None, 603), (RejectReason::Busy, 486), (RejectReason::Forbidden, 403)] {
+    for (reason, code) in [
+        (RejectReason::None, 603),
+        (RejectReason::Busy, 486),
+        (RejectReason::Forbidden, 403),
+    ] {
         let mut n = Net::new();
         let a = n.join("alice", "desk");
         let b = n.join("bob", "laptop");
         let id = n.call(a, "bob");
-        n.cmd(b, Command::Reject { call_id: id.clone(), reason }).unwrap();
+        n.cmd(
+            b,
+            Command::Reject {
+                call_id: id.clone(),
+                reason,
+            },
+        )
+        .unwrap();
         assert_eq!(n.ended(a, &id).unwrap().code, code);
         assert_eq!(n.ended(b, &id).unwrap().code, code);
     }
@@ -272,7 +373,14 @@ fn offline_unknown_and_cancelled() {
     let c = n.join("carol", "phone");
     let id = n.call(a, "carol");
     assert_eq!(n.state(c, &id), Some(CallState::Incoming));
-    n.cmd(a, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
+    n.cmd(
+        a,
+        Command::HangUp {
+            call_id: id.clone(),
+            for_everyone: false,
+        },
+    )
+    .unwrap();
     assert_eq!(n.ended(a, &id), Some(CallEndReason::CANCELLED));
     assert_eq!(n.ended(c, &id), Some(CallEndReason::CANCELLED));
 }
@@ -294,15 +402,44 @@ fn ring_timeout_ends_with_408_on_both_sides() {
 fn hold_stops_media_both_ways_and_shows_on_both_sides() {
     let mut n = Net::new();
     let (a, b, id) = n.connect();
-    n.cmd(a, Command::Hold { call_id: id.clone() }).unwrap();
+    n.cmd(
+        a,
+        Command::Hold {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     assert_eq!(n.state(a, &id), Some(CallState::LocalHold));
     assert_eq!(n.state(b, &id), Some(CallState::RemoteHold));
-    assert!(n.routes.is_empty(), "no audio is forwarded while held: {:?}", n.routes);
+    assert!(
+        n.routes.is_empty(),
+        "no audio is forwarded while held: {:?}",
+        n.routes
+    );
     assert_eq!(n.peers[b].media.last(), Some(&MediaControl::Playout(false)));
     // The held side cannot resume what it did not hold.
-    let e = n.cmd(b, Command::Resume { call_id: id.clone() }).unwrap_err();
-    assert!(matches!(e, CommandError::InvalidState { state: CallState::RemoteHold, .. }));
-    n.cmd(a, Command::Resume { call_id: id.clone() }).unwrap();
+    let e = n
+        .cmd(
+            b,
+            Command::Resume {
+                call_id: id.clone(),
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        CommandError::InvalidState {
+            state: CallState::RemoteHold,
+            ..
+        }
+    ));
+    n.cmd(
+        a,
+        Command::Resume {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     assert_eq!(n.state(a, &id), Some(CallState::Connected));
     assert_eq!(n.state(b, &id), Some(CallState::Connected));
     assert_eq!(n.routes.len(), 2);
@@ -312,18 +449,32 @@ fn hold_stops_media_both_ways_and_shows_on_both_sides() {
 fn mute_is_seen_by_the_far_side_and_stops_capture() {
     let mut n = Net::new();
     let (a, b, id) = n.connect();
-    n.cmd(a, Command::Mute { call_id: id.clone() }).unwrap();
+    n.cmd(
+        a,
+        Command::Mute {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     assert_eq!(n.peers[a].media.last(), Some(&MediaControl::Capture(false)));
     let muted = n.peers[b].events.iter().any(|e| {
         matches!(e, Event::ParticipantStateChanged { participant, .. } if participant.is_muted && participant.identity.display_name == "alice")
     });
     assert!(muted);
     assert!(n.peers[b].core.calls()[0].remote[0].is_muted);
-    n.cmd(a, Command::Unmute { call_id: id.clone() }).unwrap();
+    n.cmd(
+        a,
+        Command::Unmute {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     assert!(!n.peers[b].core.calls()[0].remote[0].is_muted);
     assert_eq!(n.peers[a].media.last(), Some(&MediaControl::Capture(true)));
     // Speaking reaches the far side, and not while muted.
-    n.peers[a].core.handle_input(Input::LocalSpeaking(true), n.now);
+    n.peers[a]
+        .core
+        .handle_input(Input::LocalSpeaking(true), n.now);
     n.pump();
     assert!(n.peers[b].core.calls()[0].remote[0].is_speaking);
 }
@@ -337,16 +488,44 @@ fn second_device_sees_answered_elsewhere_or_declined_elsewhere() {
     let id = n.call(a, "bob");
     assert_eq!(n.incoming(b1), Some(id.clone()));
     assert_eq!(n.incoming(b2), Some(id.clone()));
-    n.cmd(b2, Command::Accept { call_id: id.clone() }).unwrap();
+    n.cmd(
+        b2,
+        Command::Accept {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     assert_eq!(n.ended(b1, &id), Some(CallEndReason::ANSWERED_ELSEWHERE));
     assert_eq!(n.state(b2, &id), Some(CallState::Connected));
     assert_eq!(n.state(a, &id), Some(CallState::Connected));
     // The loser cannot accept afterwards.
-    assert!(matches!(n.cmd(b1, Command::Accept { call_id: id.clone() }), Err(CommandError::UnknownCall(_))));
-    n.cmd(a, Command::HangUp { call_id: id, for_everyone: false }).unwrap();
+    assert!(matches!(
+        n.cmd(
+            b1,
+            Command::Accept {
+                call_id: id.clone()
+            }
+        ),
+        Err(CommandError::UnknownCall(_))
+    ));
+    n.cmd(
+        a,
+        Command::HangUp {
+            call_id: id,
+            for_everyone: false,
+        },
+    )
+    .unwrap();
 
     let id = n.call(a, "bob");
-    n.cmd(b1, Command::Reject { call_id: id.clone(), reason: RejectReason::None }).unwrap();
+    n.cmd(
+        b1,
+        Command::Reject {
+            call_id: id.clone(),
+            reason: RejectReason::None,
+        },
+    )
+    .unwrap();
     assert_eq!(n.ended(b2, &id), Some(CallEndReason::DECLINED_ELSEWHERE));
     assert_eq!(n.ended(a, &id), Some(CallEndReason::DECLINED));
 }
@@ -371,14 +550,26 @@ fn peer_that_vanishes_ends_the_call_with_410_and_leaves_other_calls_alone() {
     let c = n.join("carol", "x");
     let d = n.join("dave", "y");
     let id2 = n.call(c, "dave");
-    n.cmd(d, Command::Accept { call_id: id2.clone() }).unwrap();
+    n.cmd(
+        d,
+        Command::Accept {
+            call_id: id2.clone(),
+        },
+    )
+    .unwrap();
     n.vanish(b);
     assert_eq!(n.ended(a, &id), Some(CallEndReason::PEER_LOST));
     assert_eq!(n.ended(b, &id), Some(CallEndReason::CONNECTION_LOST));
     assert_eq!(n.state(c, &id2), Some(CallState::Connected));
     assert_eq!(n.state(d, &id2), Some(CallState::Connected));
-    assert!(n.peers[b].events.iter().any(|e| matches!(e,
-        Event::ConnectionStateChanged { new: ConnectionState::Disconnected, reason: Some(DisconnectReason::ConnectionIssue), .. })));
+    assert!(n.peers[b].events.iter().any(|e| matches!(
+        e,
+        Event::ConnectionStateChanged {
+            new: ConnectionState::Disconnected,
+            reason: Some(DisconnectReason::ConnectionIssue),
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -395,18 +586,40 @@ fn echo_routes_a_device_to_itself() {
 fn tokens_are_required_without_dev_and_checked() {
     let mut n = Net::new();
     let now_s = n.now.unix_ms / 1000;
-    let good = n.key.issue(&Claims { sub: "bob".into(), iat: now_s, exp: now_s + 60, jti: "j1".into() });
-    let expired = n.key.issue(&Claims { sub: "bob".into(), iat: 0, exp: now_s - 1, jti: "j2".into() });
+    let good = n.key.issue(&Claims {
+        sub: "bob".into(),
+        iat: now_s,
+        exp: now_s + 60,
+        jti: "j1".into(),
+    });
+    let expired = n.key.issue(&Claims {
+        sub: "bob".into(),
+        iat: 0,
+        exp: now_s - 1,
+        jti: "j2".into(),
+    });
     let b = n.join_with(None, Some(good), "laptop");
     assert_eq!(n.peers[b].core.connection(), ConnectionState::Connected);
     assert_eq!(n.peers[b].core.identity().unwrap().display_name, "bob");
     let x = n.join_with(None, Some(expired), "laptop");
     assert_eq!(n.peers[x].core.connection(), ConnectionState::Disconnected);
-    let refused = n.peers[x].events.iter().any(|e| matches!(e,
-        Event::ConnectionStateChanged { new: ConnectionState::Disconnected, reason: Some(DisconnectReason::InvalidToken), .. }));
+    let refused = n.peers[x].events.iter().any(|e| {
+        matches!(
+            e,
+            Event::ConnectionStateChanged {
+                new: ConnectionState::Disconnected,
+                reason: Some(DisconnectReason::InvalidToken),
+                ..
+            }
+        )
+    });
     assert!(refused, "{:?}", n.peers[x].events);
     let msg = n.peers[x].events.iter().find_map(|e| match e {
-        Event::Error { code: ErrorCode::InvalidToken, message, .. } => Some(message.clone()),
+        Event::Error {
+            code: ErrorCode::InvalidToken,
+            message,
+            ..
+        } => Some(message.clone()),
         _ => None,
     });
     assert!(msg.unwrap().contains("expired"));
@@ -414,7 +627,12 @@ fn tokens_are_required_without_dev_and_checked() {
     assert_eq!(n.peers[y].core.connection(), ConnectionState::Disconnected);
     n.sb.revoke("j1".into());
     let now_s = n.now.unix_ms / 1000;
-    let revoked = n.key.issue(&Claims { sub: "bob".into(), iat: now_s, exp: now_s + 60, jti: "j1".into() });
+    let revoked = n.key.issue(&Claims {
+        sub: "bob".into(),
+        iat: now_s,
+        exp: now_s + 60,
+        jti: "j1".into(),
+    });
     let z = n.join_with(None, Some(revoked), "w");
     assert_eq!(n.peers[z].core.connection(), ConnectionState::Disconnected);
 }
@@ -463,11 +681,31 @@ fn garbage_and_out_of_order_frames_get_errors_and_disturb_nothing() {
 
     // Before hello, only hello and ping are allowed.
     let conn = 999;
-    n.sb.handle(sb::Input::Opened { conn, loopback: true }, n.now);
-    n.sb.handle(sb::Input::Frame { conn, text: format!(r#"{{"type":"accept","callId":"{id}"}}"#) }, n.now);
+    n.sb.handle(
+        sb::Input::Opened {
+            conn,
+            loopback: true,
+        },
+        n.now,
+    );
+    n.sb.handle(
+        sb::Input::Frame {
+            conn,
+            text: format!(r#"{{"type":"accept","callId":"{id}"}}"#),
+        },
+        n.now,
+    );
     let mut saw = false;
     while let Some(o) = n.sb.poll_output() {
-        if let sb::Output::Send { conn: 999, msg: ServerMessage::Error { code: ErrorCode::NotSignedIn, .. } } = o {
+        if let sb::Output::Send {
+            conn: 999,
+            msg:
+                ServerMessage::Error {
+                    code: ErrorCode::NotSignedIn,
+                    ..
+                },
+        } = o
+        {
             saw = true;
         }
     }
@@ -490,10 +728,37 @@ fn a_stream_of_bad_frames_closes_only_that_connection() {
 fn bad_commands_are_refused_locally() {
     let mut n = Net::new();
     let (a, b, id) = n.connect();
-    assert!(matches!(n.cmd(a, Command::Accept { call_id: id.clone() }), Err(CommandError::InvalidState { .. })));
-    assert!(matches!(n.cmd(a, Command::Mute { call_id: "nope".into() }), Err(CommandError::UnknownCall(_))));
-    assert!(matches!(n.cmd(a, Command::Call { to: vec![] }), Err(CommandError::InvalidArgument(_))));
-    assert!(matches!(n.cmd(b, Command::Resume { call_id: id.clone() }), Err(CommandError::InvalidState { .. })));
+    assert!(matches!(
+        n.cmd(
+            a,
+            Command::Accept {
+                call_id: id.clone()
+            }
+        ),
+        Err(CommandError::InvalidState { .. })
+    ));
+    assert!(matches!(
+        n.cmd(
+            a,
+            Command::Mute {
+                call_id: "nope".into()
+            }
+        ),
+        Err(CommandError::UnknownCall(_))
+    ));
+    assert!(matches!(
+        n.cmd(a, Command::Call { to: vec![] }),
+        Err(CommandError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        n.cmd(
+            b,
+            Command::Resume {
+                call_id: id.clone()
+            }
+        ),
+        Err(CommandError::InvalidState { .. })
+    ));
     // Calling yourself or a malformed callee ends that call with 400, nothing else changes.
     let me = n.call(a, "alice");
     assert_eq!(n.ended(a, &me).map(|r| r.code), Some(400));
@@ -511,14 +776,29 @@ fn transfer_states(n: &Net, i: usize, call: &str) -> Vec<(TransferState, Option<
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::TransferStateChanged { call_id, state, error, .. } if call_id == call => Some((*state, *error)),
+            Event::TransferStateChanged {
+                call_id,
+                state,
+                error,
+                ..
+            } if call_id == call => Some((*state, *error)),
             _ => None,
         })
         .collect()
 }
 
 fn transfer(n: &mut Net, i: usize, call: &str, target: TransferTarget, disable: bool) -> String {
-    match n.cmd(i, Command::Transfer { call_id: call.into(), target, disable_forwarding: disable }).unwrap() {
+    match n
+        .cmd(
+            i,
+            Command::Transfer {
+                call_id: call.into(),
+                target,
+                disable_forwarding: disable,
+            },
+        )
+        .unwrap()
+    {
         CommandOk::TransferId(t) => t,
         other => panic!("{other:?}"),
     }
@@ -535,83 +815,256 @@ fn three() -> (Net, usize, usize, usize, String) {
 #[test]
 fn blind_transfer_moves_the_transferee_to_the_target() {
     let (mut n, a, b, c, id) = three();
-    transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), false);
+    transfer(
+        &mut n,
+        a,
+        &id,
+        TransferTarget::Participant("carol".into()),
+        false,
+    );
     let req = n.peers[b].events.iter().find_map(|e| match e {
-        Event::TransferRequested { call_id, transferor, target, .. } if *call_id == id => Some((transferor.clone(), target.clone())),
+        Event::TransferRequested {
+            call_id,
+            transferor,
+            target,
+            ..
+        } if *call_id == id => Some((transferor.clone(), target.clone())),
         _ => None,
     });
     let (transferor, target) = req.expect("bob is asked");
-    assert_eq!((transferor.display_name.as_str(), target.identity.display_name.as_str()), ("alice", "carol"));
-    assert!(n.incoming(c).is_none(), "carol does not ring before bob accepts");
-    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+    assert_eq!(
+        (
+            transferor.display_name.as_str(),
+            target.identity.display_name.as_str()
+        ),
+        ("alice", "carol")
+    );
+    assert!(
+        n.incoming(c).is_none(),
+        "carol does not ring before bob accepts"
+    );
+    n.cmd(
+        b,
+        Command::AcceptTransfer {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     let leg = n.incoming(c).expect("carol rings");
     let inc = n.peers[c].events.iter().find_map(|e| match e {
-        Event::IncomingCall { caller, transferred_by, .. } => Some((caller.display_name.clone(), transferred_by.clone())),
+        Event::IncomingCall {
+            caller,
+            transferred_by,
+            ..
+        } => Some((caller.display_name.clone(), transferred_by.clone())),
         _ => None,
     });
-    assert_eq!(inc.unwrap(), ("bob".to_string(), Some(n.peers[a].core.identity().unwrap().clone())));
+    assert_eq!(
+        inc.unwrap(),
+        (
+            "bob".to_string(),
+            Some(n.peers[a].core.identity().unwrap().clone())
+        )
+    );
     // While carol rings, alice and bob still talk.
     assert_eq!(n.state(b, &id), Some(CallState::Connected));
     assert_eq!(n.routes.len(), 2);
-    n.cmd(c, Command::Accept { call_id: leg.clone() }).unwrap();
-    assert_eq!(transfer_states(&n, a, &id), vec![(TransferState::Transferring, None), (TransferState::Transferred, None)]);
+    n.cmd(
+        c,
+        Command::Accept {
+            call_id: leg.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        transfer_states(&n, a, &id),
+        vec![
+            (TransferState::Transferring, None),
+            (TransferState::Transferred, None)
+        ]
+    );
     assert_eq!(n.ended(a, &id), Some(CallEndReason::TRANSFERRED));
     assert_eq!(n.ended(b, &id), Some(CallEndReason::TRANSFERRED));
     assert!(n.peers[b].events.iter().any(|e| matches!(e, Event::TransferAccepted { call_id, target_call_id } if *call_id == id && *target_call_id == leg)));
     assert_eq!(n.state(b, &leg), Some(CallState::Connected));
-    assert_eq!(n.peers[b].core.calls()[0].remote[0].identity.display_name, "carol");
+    assert_eq!(
+        n.peers[b].core.calls()[0].remote[0].identity.display_name,
+        "carol"
+    );
     assert_eq!(n.state(c, &leg), Some(CallState::Connected));
     let (cb, cc) = (n.peers[b].conn, n.peers[c].conn);
     assert_eq!(n.routes, BTreeMap::from([(cb, vec![cc]), (cc, vec![cb])]));
     // Bob's events come in a sensible order: accepted, new call connected, old call ended.
     let pos = |pred: &dyn Fn(&Event) -> bool| n.peers[b].events.iter().position(pred).unwrap();
     let accepted = pos(&|e| matches!(e, Event::TransferAccepted { .. }));
-    let connected = pos(&|e| matches!(e, Event::CallStateChanged { call_id, state: CallState::Connected } if *call_id == leg));
+    let connected = pos(
+        &|e| matches!(e, Event::CallStateChanged { call_id, state: CallState::Connected } if *call_id == leg),
+    );
     let ended = pos(&|e| matches!(e, Event::CallEnded { call_id, .. } if *call_id == id));
-    assert!(accepted < connected && connected < ended, "{accepted} {connected} {ended}");
+    assert!(
+        accepted < connected && connected < ended,
+        "{accepted} {connected} {ended}"
+    );
 }
 
 #[test]
 fn transfer_failures_leave_the_original_call_up() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Net, usize, String)>, CallEndReason)> = vec![
-        ("declined", Box::new(|n: &mut Net, c, leg| { n.cmd(c, Command::Reject { call_id: leg, reason: RejectReason::None }).unwrap(); }), CallEndReason::TRANSFER_TARGET_DECLINED),
-        ("busy", Box::new(|n: &mut Net, c, leg| { n.cmd(c, Command::Reject { call_id: leg, reason: RejectReason::Busy }).unwrap(); }), CallEndReason::TRANSFER_TARGET_BUSY),
-        ("no answer", Box::new(|n: &mut Net, _c, _leg| n.advance(RING)), CallEndReason::TRANSFER_NO_ANSWER),
-        ("target vanishes", Box::new(|n: &mut Net, c, _leg| n.vanish(c)), CallEndReason::TRANSFER_TARGET_OFFLINE),
+    type Act = Box<dyn Fn(&mut Net, usize, String)>;
+    let cases: Vec<(&str, Act, CallEndReason)> = vec![
+        (
+            "declined",
+            Box::new(|n: &mut Net, c, leg| {
+                n.cmd(
+                    c,
+                    Command::Reject {
+                        call_id: leg,
+                        reason: RejectReason::None,
+                    },
+                )
+                .unwrap();
+            }),
+            CallEndReason::TRANSFER_TARGET_DECLINED,
+        ),
+        (
+            "busy",
+            Box::new(|n: &mut Net, c, leg| {
+                n.cmd(
+                    c,
+                    Command::Reject {
+                        call_id: leg,
+                        reason: RejectReason::Busy,
+                    },
+                )
+                .unwrap();
+            }),
+            CallEndReason::TRANSFER_TARGET_BUSY,
+        ),
+        (
+            "no answer",
+            Box::new(|n: &mut Net, _c, _leg| n.advance(RING)),
+            CallEndReason::TRANSFER_NO_ANSWER,
+        ),
+        (
+            "target vanishes",
+            Box::new(|n: &mut Net, c, _leg| n.vanish(c)),
+            CallEndReason::TRANSFER_TARGET_OFFLINE,
+        ),
     ];
     for (what, act, expected) in cases {
         let (mut n, a, b, c, id) = three();
-        transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), false);
-        n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+        transfer(
+            &mut n,
+            a,
+            &id,
+            TransferTarget::Participant("carol".into()),
+            false,
+        );
+        n.cmd(
+            b,
+            Command::AcceptTransfer {
+                call_id: id.clone(),
+            },
+        )
+        .unwrap();
         let leg = n.incoming(c).unwrap();
         act(&mut n, c, leg);
-        assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(expected))), "{what}");
+        assert_eq!(
+            transfer_states(&n, a, &id).last(),
+            Some(&(TransferState::Failed, Some(expected))),
+            "{what}"
+        );
         assert_eq!(n.state(a, &id), Some(CallState::Connected), "{what}");
         assert_eq!(n.state(b, &id), Some(CallState::Connected), "{what}");
-        assert_eq!(n.peers[b].core.calls().len(), 1, "{what}: bob saw no new call");
-        assert_eq!(n.routes.len(), 2, "{what}: alice and bob still hear each other");
+        assert_eq!(
+            n.peers[b].core.calls().len(),
+            1,
+            "{what}: bob saw no new call"
+        );
+        assert_eq!(
+            n.routes.len(),
+            2,
+            "{what}: alice and bob still hear each other"
+        );
     }
 }
 
 #[test]
 fn transferee_rejects_offline_target_and_transferor_hanging_up() {
     let (mut n, a, b, c, id) = three();
-    transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), false);
-    n.cmd(b, Command::RejectTransfer { call_id: id.clone() }).unwrap();
-    assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_REJECTED))));
+    transfer(
+        &mut n,
+        a,
+        &id,
+        TransferTarget::Participant("carol".into()),
+        false,
+    );
+    n.cmd(
+        b,
+        Command::RejectTransfer {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        transfer_states(&n, a, &id).last(),
+        Some(&(
+            TransferState::Failed,
+            Some(CallEndReason::TRANSFER_REJECTED)
+        ))
+    );
     assert_eq!(n.state(b, &id), Some(CallState::Connected));
 
     n.vanish(c);
-    transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), true);
-    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
-    assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_TARGET_OFFLINE))));
+    transfer(
+        &mut n,
+        a,
+        &id,
+        TransferTarget::Participant("carol".into()),
+        true,
+    );
+    n.cmd(
+        b,
+        Command::AcceptTransfer {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        transfer_states(&n, a, &id).last(),
+        Some(&(
+            TransferState::Failed,
+            Some(CallEndReason::TRANSFER_TARGET_OFFLINE)
+        ))
+    );
 
     let d = n.join("dave", "x");
-    transfer(&mut n, a, &id, TransferTarget::Participant("dave".into()), false);
-    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+    transfer(
+        &mut n,
+        a,
+        &id,
+        TransferTarget::Participant("dave".into()),
+        false,
+    );
+    n.cmd(
+        b,
+        Command::AcceptTransfer {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     let leg = n.incoming(d).unwrap();
-    n.cmd(a, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
-    assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFEROR_LEFT))));
+    n.cmd(
+        a,
+        Command::HangUp {
+            call_id: id.clone(),
+            for_everyone: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        transfer_states(&n, a, &id).last(),
+        Some(&(TransferState::Failed, Some(CallEndReason::TRANSFEROR_LEFT)))
+    );
     assert_eq!(n.ended(d, &leg), Some(CallEndReason::CANCELLED));
     assert_eq!(n.ended(b, &id), Some(CallEndReason::NORMAL));
 }
@@ -619,13 +1072,44 @@ fn transferee_rejects_offline_target_and_transferor_hanging_up() {
 #[test]
 fn bad_transfers_get_clear_errors_and_change_nothing() {
     let (mut n, a, b, _c, id) = three();
-    let err = |n: &mut Net, i: usize, t: TransferTarget| n.cmd(i, Command::Transfer { call_id: id.clone(), target: t, disable_forwarding: false });
-    assert!(matches!(n.cmd(a, Command::Transfer { call_id: "nope".into(), target: TransferTarget::Participant("carol".into()), disable_forwarding: false }), Err(CommandError::UnknownCall(_))));
+    let err = |n: &mut Net, i: usize, t: TransferTarget| {
+        n.cmd(
+            i,
+            Command::Transfer {
+                call_id: id.clone(),
+                target: t,
+                disable_forwarding: false,
+            },
+        )
+    };
+    assert!(matches!(
+        n.cmd(
+            a,
+            Command::Transfer {
+                call_id: "nope".into(),
+                target: TransferTarget::Participant("carol".into()),
+                disable_forwarding: false
+            }
+        ),
+        Err(CommandError::UnknownCall(_))
+    ));
     // Refused by the switchboard: it answers with an error and a Failed transfer.
     for (target, code, text) in [
-        (TransferTarget::Participant("alice".into()), ErrorCode::InvalidArgument, "yourself"),
-        (TransferTarget::Participant("nobody".into()), ErrorCode::InvalidArgument, "no user"),
-        (TransferTarget::Participant("bob".into()), ErrorCode::InvalidArgument, "already"),
+        (
+            TransferTarget::Participant("alice".into()),
+            ErrorCode::InvalidArgument,
+            "yourself",
+        ),
+        (
+            TransferTarget::Participant("nobody".into()),
+            ErrorCode::InvalidArgument,
+            "no user",
+        ),
+        (
+            TransferTarget::Participant("bob".into()),
+            ErrorCode::InvalidArgument,
+            "already",
+        ),
     ] {
         let before = n.peers[a].events.len();
         err(&mut n, a, target).unwrap();
@@ -636,25 +1120,65 @@ fn bad_transfers_get_clear_errors_and_change_nothing() {
         let (c, m) = e.expect("an error");
         assert_eq!(c, code);
         assert!(m.contains(text), "{m}");
-        assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_REFUSED))));
+        assert_eq!(
+            transfer_states(&n, a, &id).last(),
+            Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_REFUSED)))
+        );
     }
-    assert!(matches!(err(&mut n, a, TransferTarget::CallId(id.clone())), Err(CommandError::InvalidArgument(_))));
+    assert!(matches!(
+        err(&mut n, a, TransferTarget::CallId(id.clone())),
+        Err(CommandError::InvalidArgument(_))
+    ));
     // Twice at once.
     let first = err(&mut n, a, TransferTarget::Participant("carol".into()));
     assert!(first.is_ok());
-    assert!(matches!(err(&mut n, a, TransferTarget::Participant("carol".into())), Err(CommandError::InvalidArgument(_))));
-    let raw = format!(r#"{{"type":"transfer","callId":"{id}","transferId":"x2","target":{{"participant":"carol"}}}}"#);
+    assert!(matches!(
+        err(&mut n, a, TransferTarget::Participant("carol".into())),
+        Err(CommandError::InvalidArgument(_))
+    ));
+    let raw = format!(
+        r#"{{"type":"transfer","callId":"{id}","transferId":"x2","target":{{"participant":"carol"}}}}"#
+    );
     n.frame(a, &raw);
     let last_two = &n.peers[a].events[n.peers[a].events.len() - 2..];
-    assert!(matches!(last_two[0], Event::Error { code: ErrorCode::InvalidState, .. }), "{last_two:?}");
+    assert!(
+        matches!(
+            last_two[0],
+            Event::Error {
+                code: ErrorCode::InvalidState,
+                ..
+            }
+        ),
+        "{last_two:?}"
+    );
     // The refused second transfer does not disturb the first one's state.
-    assert_eq!(transfer_states(&n, a, &id).iter().filter(|(s, _)| *s == TransferState::Transferring).count(), 4);
+    assert_eq!(
+        transfer_states(&n, a, &id)
+            .iter()
+            .filter(|(s, _)| *s == TransferState::Transferring)
+            .count(),
+        4
+    );
     // Someone not in the call.
     let m = n.join("mallory", "m");
     n.frame(m, &raw);
-    assert!(n.peers[m].events.iter().any(|e| matches!(e, Event::Error { code: ErrorCode::UnknownCall, .. })));
+    assert!(n.peers[m].events.iter().any(|e| matches!(
+        e,
+        Event::Error {
+            code: ErrorCode::UnknownCall,
+            ..
+        }
+    )));
     // The transferee cannot accept a transfer that was never asked on another call.
-    assert!(n.cmd(b, Command::AcceptTransfer { call_id: "nope".into() }).is_err());
+    assert!(
+        n.cmd(
+            b,
+            Command::AcceptTransfer {
+                call_id: "nope".into()
+            }
+        )
+        .is_err()
+    );
     assert_eq!(n.state(a, &id), Some(CallState::Connected));
     assert_eq!(n.state(b, &id), Some(CallState::Connected));
 }
@@ -662,13 +1186,42 @@ fn bad_transfers_get_clear_errors_and_change_nothing() {
 #[test]
 fn consultative_transfer_joins_transferee_and_target_without_ringing() {
     let (mut n, a, b, c, id) = three();
-    n.cmd(a, Command::Hold { call_id: id.clone() }).unwrap();
+    n.cmd(
+        a,
+        Command::Hold {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     let id2 = n.call(a, "carol");
-    n.cmd(c, Command::Accept { call_id: id2.clone() }).unwrap();
-    let rings_before = n.peers[c].events.iter().filter(|e| matches!(e, Event::IncomingCall { .. })).count();
+    n.cmd(
+        c,
+        Command::Accept {
+            call_id: id2.clone(),
+        },
+    )
+    .unwrap();
+    let rings_before = n.peers[c]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::IncomingCall { .. }))
+        .count();
     transfer(&mut n, a, &id, TransferTarget::CallId(id2.clone()), false);
-    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
-    assert_eq!(n.peers[c].events.iter().filter(|e| matches!(e, Event::IncomingCall { .. })).count(), rings_before);
+    n.cmd(
+        b,
+        Command::AcceptTransfer {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        n.peers[c]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::IncomingCall { .. }))
+            .count(),
+        rings_before
+    );
     assert_eq!(n.ended(a, &id), Some(CallEndReason::TRANSFERRED));
     assert_eq!(n.ended(a, &id2), Some(CallEndReason::TRANSFERRED));
     assert_eq!(n.ended(b, &id), Some(CallEndReason::TRANSFERRED));
@@ -684,17 +1237,50 @@ fn consultative_transfer_joins_transferee_and_target_without_ringing() {
 #[test]
 fn transfer_to_voicemail_records_and_signals_message_waiting() {
     let (mut n, a, b, c, id) = three();
-    transfer(&mut n, a, &id, TransferTarget::Voicemail("carol".into()), false);
-    n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
-    assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Transferred, None)));
-    let (vm_call, conn) = n.recording.iter().next().map(|(k, v)| (k.clone(), *v)).expect("a recording started");
+    transfer(
+        &mut n,
+        a,
+        &id,
+        TransferTarget::Voicemail("carol".into()),
+        false,
+    );
+    n.cmd(
+        b,
+        Command::AcceptTransfer {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        transfer_states(&n, a, &id).last(),
+        Some(&(TransferState::Transferred, None))
+    );
+    let (vm_call, conn) = n
+        .recording
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), *v))
+        .expect("a recording started");
     assert_eq!(conn, n.peers[b].conn);
     assert_eq!(n.state(b, &vm_call), Some(CallState::Connected));
-    assert!(n.routes.is_empty(), "the mailbox is fed by its session, not by routes");
-    n.cmd(b, Command::HangUp { call_id: vm_call.clone(), for_everyone: false }).unwrap();
+    assert!(
+        n.routes.is_empty(),
+        "the mailbox is fed by its session, not by routes"
+    );
+    n.cmd(
+        b,
+        Command::HangUp {
+            call_id: vm_call.clone(),
+            for_everyone: false,
+        },
+    )
+    .unwrap();
     assert!(n.recording.is_empty());
     let mwi = n.peers[c].events.iter().rev().find_map(|e| match e {
-        Event::MessageWaiting { new_count, total_count } => Some((*new_count, *total_count)),
+        Event::MessageWaiting {
+            new_count,
+            total_count,
+        } => Some((*new_count, *total_count)),
         _ => None,
     });
     assert_eq!(mwi, Some((1, 1)));
@@ -704,22 +1290,51 @@ fn transfer_to_voicemail_records_and_signals_message_waiting() {
 fn unanswered_transfer_follows_forwarding_unless_disabled() {
     for disable in [false, true] {
         let (mut n, a, b, c, id) = three();
-        let fwd = Forwarding { mode: ForwardMode::Unanswered, target: Some("voicemail".into()), unanswered_after_secs: 5 };
+        let fwd = Forwarding {
+            mode: ForwardMode::Unanswered,
+            target: Some("voicemail".into()),
+            unanswered_after_secs: 5,
+        };
         n.cmd(c, Command::SetForwarding(fwd.clone())).unwrap();
         assert_eq!(n.peers[c].core.forwarding(), &fwd);
-        transfer(&mut n, a, &id, TransferTarget::Participant("carol".into()), disable);
-        n.cmd(b, Command::AcceptTransfer { call_id: id.clone() }).unwrap();
+        transfer(
+            &mut n,
+            a,
+            &id,
+            TransferTarget::Participant("carol".into()),
+            disable,
+        );
+        n.cmd(
+            b,
+            Command::AcceptTransfer {
+                call_id: id.clone(),
+            },
+        )
+        .unwrap();
         let leg = n.incoming(c).unwrap();
         n.advance(Duration::from_secs(5));
         if disable {
-            assert_eq!(n.state(c, &leg), Some(CallState::Incoming), "forwarding ignored: still ringing");
+            assert_eq!(
+                n.state(c, &leg),
+                Some(CallState::Incoming),
+                "forwarding ignored: still ringing"
+            );
             n.advance(RING);
-            assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Failed, Some(CallEndReason::TRANSFER_NO_ANSWER))));
+            assert_eq!(
+                transfer_states(&n, a, &id).last(),
+                Some(&(
+                    TransferState::Failed,
+                    Some(CallEndReason::TRANSFER_NO_ANSWER)
+                ))
+            );
             assert!(n.recording.is_empty());
             assert_eq!(n.state(b, &id), Some(CallState::Connected));
         } else {
             assert_eq!(n.ended(c, &leg), Some(CallEndReason::FORWARDED));
-            assert_eq!(transfer_states(&n, a, &id).last(), Some(&(TransferState::Transferred, None)));
+            assert_eq!(
+                transfer_states(&n, a, &id).last(),
+                Some(&(TransferState::Transferred, None))
+            );
             assert_eq!(n.recording.get(&leg), Some(&n.peers[b].conn));
         }
     }
@@ -731,29 +1346,79 @@ fn forwarding_applies_to_ordinary_calls_and_is_validated() {
     let a = n.join("alice", "desk");
     let b = n.join("bob", "laptop");
     let c = n.join("carol", "phone");
-    n.cmd(b, Command::SetForwarding(Forwarding { mode: ForwardMode::Always, target: Some("carol".into()), unanswered_after_secs: 20 })).unwrap();
+    n.cmd(
+        b,
+        Command::SetForwarding(Forwarding {
+            mode: ForwardMode::Always,
+            target: Some("carol".into()),
+            unanswered_after_secs: 20,
+        }),
+    )
+    .unwrap();
     let id = n.call(a, "bob");
-    assert!(n.incoming(b).is_none(), "always-forwarding does not ring bob");
+    assert!(
+        n.incoming(b).is_none(),
+        "always-forwarding does not ring bob"
+    );
     let fwd = n.peers[c].events.iter().find_map(|e| match e {
         Event::IncomingCall { forwarded_from, .. } => forwarded_from.clone(),
         _ => None,
     });
     assert_eq!(fwd.unwrap().display_name, "bob");
-    n.cmd(c, Command::Accept { call_id: id.clone() }).unwrap();
+    n.cmd(
+        c,
+        Command::Accept {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     assert_eq!(n.state(a, &id), Some(CallState::Connected));
-    assert_eq!(n.peers[a].core.calls()[0].remote[0].identity.display_name, "carol");
+    assert_eq!(
+        n.peers[a].core.calls()[0].remote[0].identity.display_name,
+        "carol"
+    );
     for bad in [
-        Forwarding { mode: ForwardMode::Always, target: None, unanswered_after_secs: 20 },
-        Forwarding { mode: ForwardMode::Always, target: Some("bob".into()), unanswered_after_secs: 20 },
-        Forwarding { mode: ForwardMode::Always, target: Some("ghost".into()), unanswered_after_secs: 20 },
-        Forwarding { mode: ForwardMode::Unanswered, target: Some("voicemail".into()), unanswered_after_secs: 0 },
+        Forwarding {
+            mode: ForwardMode::Always,
+            target: None,
+            unanswered_after_secs: 20,
+        },
+        Forwarding {
+            mode: ForwardMode::Always,
+            target: Some("bob".into()),
+            unanswered_after_secs: 20,
+        },
+        Forwarding {
+            mode: ForwardMode::Always,
+            target: Some("ghost".into()),
+            unanswered_after_secs: 20,
+        },
+        Forwarding {
+            mode: ForwardMode::Unanswered,
+            target: Some("voicemail".into()),
+            unanswered_after_secs: 0,
+        },
     ] {
         let before = n.peers[b].events.len();
         n.cmd(b, Command::SetForwarding(bad)).unwrap();
-        assert!(n.peers[b].events[before..].iter().any(|e| matches!(e, Event::Error { code: ErrorCode::InvalidArgument, .. })));
+        assert!(n.peers[b].events[before..].iter().any(|e| matches!(
+            e,
+            Event::Error {
+                code: ErrorCode::InvalidArgument,
+                ..
+            }
+        )));
     }
     // Offline with unanswered-to-voicemail goes straight to the mailbox.
-    n.cmd(c, Command::SetForwarding(Forwarding { mode: ForwardMode::Unanswered, target: Some("voicemail".into()), unanswered_after_secs: 10 })).unwrap();
+    n.cmd(
+        c,
+        Command::SetForwarding(Forwarding {
+            mode: ForwardMode::Unanswered,
+            target: Some("voicemail".into()),
+            unanswered_after_secs: 10,
+        }),
+    )
+    .unwrap();
     n.vanish(c);
     let id = n.call(a, "carol");
     assert_eq!(n.state(a, &id), Some(CallState::Connected));

@@ -381,16 +381,35 @@ fn plays_to_and_captures_from_a_pulseaudio_null_sink() {
 /// that `parec` then reads back from the sink's monitor. Child processes inherit the
 /// environment set above, so they talk to this test's private daemon.
 fn agent_plays_to_the_null_sink(pulse: &Pulse) {
-    let listing = Command::new(common::BIN).arg("devices").output().expect("run dialtone devices");
+    let listing = Command::new(common::BIN)
+        .arg("devices")
+        .output()
+        .expect("run dialtone devices");
     let table = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.status.success() && table.contains("test.monitor"), "{table}");
+    assert!(
+        listing.status.success() && table.contains("test.monitor"),
+        "{table}"
+    );
 
     let dir = common::tempdir();
     let server = common::Server::dev(dir.path());
-    let mut agent = common::Agent::start(&server, "alice", &["--mic", "tone:1000", "--speaker", "test"]).connected();
+    let mut agent = common::Agent::start(
+        &server,
+        "alice",
+        &["--mic", "tone:1000", "--speaker", "test"],
+    )
+    .connected();
     let mut parec: Child = pulse
         .command("parec")
-        .args(["-d", "test.monitor", "--rate=48000", "--channels=1", "--format=s16le", "--raw", "--latency-msec=20"])
+        .args([
+            "-d",
+            "test.monitor",
+            "--rate=48000",
+            "--channels=1",
+            "--format=s16le",
+            "--raw",
+            "--latency-msec=20",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -399,7 +418,10 @@ fn agent_plays_to_the_null_sink(pulse: &Pulse) {
     let reader = std::thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = out.read_to_end(&mut bytes);
-        bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect::<Vec<f32>>()
+        bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+            .collect::<Vec<f32>>()
     });
     std::thread::sleep(Duration::from_millis(300));
     let id = agent.call("echo");
@@ -414,7 +436,10 @@ fn agent_plays_to_the_null_sink(pulse: &Pulse) {
     agent.quit();
     let monitored = reader.join().unwrap();
     if monitored.is_empty() {
-        panic!("parec heard nothing (exited early: {early_exit:?}); agent events: {events}; pulse log: {}", pulse.log());
+        panic!(
+            "parec heard nothing (exited early: {early_exit:?}); agent events: {events}; pulse log: {}",
+            pulse.log()
+        );
     }
     assert_is_the_tone("parec on the agent's speaker (the null sink)", &monitored);
 }

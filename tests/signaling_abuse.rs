@@ -7,15 +7,24 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-async fn next_json(ws: &mut (impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin)) -> Value {
+async fn next_json(
+    ws: &mut (
+             impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+             + Unpin
+         ),
+) -> Value {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a reply in time");
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a reply in time");
         match m {
             Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-            Some(Ok(Message::Close(f))) => return json!({"closed": f.map(|f| f.reason.to_string())}),
+            Some(Ok(Message::Close(f))) => {
+                return json!({"closed": f.map(|f| f.reason.to_string())});
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => return json!({"closed": e.to_string()}),
             None => return json!({"closed": null}),
@@ -28,11 +37,22 @@ fn bad_frames_get_errors_and_an_unrelated_call_keeps_its_audio() {
     let dir = tempdir();
     let rb = dir.path().join("bob-rec.wav");
     let mut server = Server::dev(dir.path());
-    let mut alice = Agent::start(&server, "alice", &["--mic", "tone:523", "--speaker", "silence"]).connected();
+    let mut alice = Agent::start(
+        &server,
+        "alice",
+        &["--mic", "tone:523", "--speaker", "silence"],
+    )
+    .connected();
     let mut bob = Agent::start(
         &server,
         "bob",
-        &["--mic", "silence", "--speaker", &format!("record:{}", rb.display()), "--auto-answer"],
+        &[
+            "--mic",
+            "silence",
+            "--speaker",
+            &format!("record:{}", rb.display()),
+            "--auto-answer",
+        ],
     )
     .connected();
     let rec_start = bob.device_started("speaker");
@@ -44,9 +64,14 @@ fn bad_frames_get_errors_and_an_unrelated_call_keeps_its_audio() {
     let t_abuse = unix_micros();
     let url = server.url.clone();
     let call_id = id.clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
         let mut expect = async |frame: Message, code: &str| {
             ws.send(frame).await.unwrap();
             let v = next_json(&mut ws).await;
@@ -57,23 +82,55 @@ fn bad_frames_get_errors_and_an_unrelated_call_keeps_its_audio() {
         expect(Message::text("{{{ not json"), "badMessage").await;
         expect(Message::text(r#"{"type":"warpDrive"}"#), "unknownMessage").await;
         expect(Message::binary(vec![0u8, 159, 146, 150]), "badMessage").await;
-        expect(Message::text(format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(100_000))), "frameTooLarge").await;
+        expect(
+            Message::text(format!(
+                r#"{{"type":"ping","pad":"{}"}}"#,
+                "x".repeat(100_000)
+            )),
+            "frameTooLarge",
+        )
+        .await;
         // Out of order: a call action before hello.
-        expect(Message::text(format!(r#"{{"type":"hangUp","callId":"{call_id}"}}"#)), "notSignedIn").await;
-        expect(Message::text(r#"{"type":"hello","protocol":99,"user":"mallory","deviceName":"x"}"#), "unsupportedVersion").await;
+        expect(
+            Message::text(format!(r#"{{"type":"hangUp","callId":"{call_id}"}}"#)),
+            "notSignedIn",
+        )
+        .await;
+        expect(
+            Message::text(r#"{"type":"hello","protocol":99,"user":"mallory","deviceName":"x"}"#),
+            "unsupportedVersion",
+        )
+        .await;
         let v = next_json(&mut ws).await;
-        assert!(v.get("closed").is_some(), "refused hello closes the connection: {v}");
+        assert!(
+            v.get("closed").is_some(),
+            "refused hello closes the connection: {v}"
+        );
 
         // Signed in, mallory cannot touch a call she is not in.
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-        ws.send(Message::text(r#"{"type":"hello","protocol":1,"user":"mallory","deviceName":"x"}"#)).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        ws.send(Message::text(
+            r#"{"type":"hello","protocol":1,"user":"mallory","deviceName":"x"}"#,
+        ))
+        .await
+        .unwrap();
         assert_eq!(next_json(&mut ws).await["type"], "welcome");
         for action in ["hangUp", "accept", "hold", "reject"] {
-            ws.send(Message::text(format!(r#"{{"type":"{action}","callId":"{call_id}"}}"#))).await.unwrap();
+            ws.send(Message::text(format!(
+                r#"{{"type":"{action}","callId":"{call_id}"}}"#
+            )))
+            .await
+            .unwrap();
             let v = next_json(&mut ws).await;
             assert_eq!(v["code"], "unknownCall", "{action}: {v}");
         }
-        ws.send(Message::text(format!(r#"{{"type":"placeCall","callId":"{call_id}","to":["bob"]}}"#))).await.unwrap();
+        ws.send(Message::text(format!(
+            r#"{{"type":"placeCall","callId":"{call_id}","to":["bob"]}}"#
+        )))
+        .await
+        .unwrap();
         let v = next_json(&mut ws).await;
         assert_eq!(v["code"], "invalidArgument", "duplicate call id: {v}");
         // A frame beyond the WebSocket limit ends only this connection.
@@ -98,5 +155,8 @@ fn bad_frames_get_errors_and_an_unrelated_call_keeps_its_audio() {
     let rec = read_wav(&rb);
     let during = rms_between(&rec, rec_start, t_abuse, t_check);
     eprintln!("rms of bob's audio during the abuse: {during:.4}");
-    assert!(during > 0.05, "the call kept its audio while another connection misbehaved");
+    assert!(
+        during > 0.05,
+        "the call kept its audio while another connection misbehaved"
+    );
 }

@@ -10,7 +10,10 @@ pub struct LineReader<R> {
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(r: R, max: usize) -> Self {
-        LineReader { inner: BufReader::new(r), max }
+        LineReader {
+            inner: BufReader::new(r),
+            max,
+        }
     }
 
     /// `Ok(None)` at end of input; `Ok(Some(Err(why)))` for a line that was too long or not UTF-8.
@@ -48,6 +51,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         while matches!(buf.last(), Some(b'\n' | b'\r')) {
             buf.pop();
         }
-        Ok(Some(String::from_utf8(buf).map_err(|_| "line is not UTF-8".to_string())))
+        Ok(Some(
+            String::from_utf8(buf).map_err(|_| "line is not UTF-8".to_string()),
+        ))
     }
 }

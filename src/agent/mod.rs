@@ -5,7 +5,7 @@
 
 mod lines;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
@@ -13,7 +13,9 @@ use crate::core::{CallInfo, Command, CommandOk, Event, RejectReason};
 use crate::devices::DeviceSpec;
 use crate::engine::{EngineEvent, EngineHandle};
 use crate::media::audio::{AudioEvent, DeviceKind};
-use crate::protocol::{ForwardMode, Forwarding, Identity, Participant, TransferTarget, VoicemailInfo};
+use crate::protocol::{
+    ForwardMode, Forwarding, Identity, Participant, TransferTarget, VoicemailInfo,
+};
 
 /// The longest input line accepted; longer ones are answered with an error and skipped.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -27,7 +29,12 @@ pub enum AgentCommand {
     SetSpeaker(DeviceSpec),
     SetCamera(String),
     Voicemails,
-    FetchVoicemail { message_id: String, path: std::path::PathBuf },
+    PlayTestTone,
+    ReportLevels(bool),
+    FetchVoicemail {
+        message_id: String,
+        path: std::path::PathBuf,
+    },
     Quit,
 }
 
@@ -53,15 +60,27 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
     let value: Value = serde_json::from_str(line)
         .map_err(|e| err(Value::Null, "badJson", format!("line is not JSON: {e}")))?;
     let Value::Object(obj) = value else {
-        return Err(err(Value::Null, "badJson", "line is not a JSON object".into()));
+        return Err(err(
+            Value::Null,
+            "badJson",
+            "line is not a JSON object".into(),
+        ));
     };
     let id = obj.get("id").cloned().unwrap_or(Value::Null);
     let Some(cmd) = obj.get("cmd") else {
         // The contract: a line without cmd is answered with id null.
-        return Err(err(Value::Null, "missingCmd", "line has no \"cmd\" field".into()));
+        return Err(err(
+            Value::Null,
+            "missingCmd",
+            "line has no \"cmd\" field".into(),
+        ));
     };
     let Some(cmd) = cmd.as_str() else {
-        return Err(err(id, "badArgument", format!("\"cmd\" must be a string, not {cmd}")));
+        return Err(err(
+            id,
+            "badArgument",
+            format!("\"cmd\" must be a string, not {cmd}"),
+        ));
     };
     let a = Args { obj: &obj, id: &id };
     let c = match cmd {
@@ -71,42 +90,93 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
                     .iter()
                     .map(|v| v.as_str().map(str::to_string))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| err(id.clone(), "badArgument", "\"to\" must hold strings only".into()))?,
+                    .ok_or_else(|| {
+                        err(
+                            id.clone(),
+                            "badArgument",
+                            "\"to\" must hold strings only".into(),
+                        )
+                    })?,
                 Some(Value::String(s)) => vec![s.clone()],
-                Some(other) => return Err(err(id, "badArgument", format!("\"to\" must be an array of strings, not {other}"))),
+                Some(other) => {
+                    return Err(err(
+                        id,
+                        "badArgument",
+                        format!("\"to\" must be an array of strings, not {other}"),
+                    ));
+                }
                 None => return Err(err(id, "badArgument", "\"to\" is required".into())),
             };
             if obj.contains_key("alternateCallerId") {
-                return Err(err(id, "notImplemented", "alternateCallerId arrives with phone numbers (group calls and phone numbers)".into()));
+                return Err(err(
+                    id,
+                    "notImplemented",
+                    "alternateCallerId arrives with phone numbers (group calls and phone numbers)"
+                        .into(),
+                ));
             }
             AgentCommand::Core(Command::Call { to })
         }
-        "accept" => AgentCommand::Core(Command::Accept { call_id: a.call_id()? }),
+        "accept" => AgentCommand::Core(Command::Accept {
+            call_id: a.call_id()?,
+        }),
         "reject" => {
             let reason = match obj.get("reason") {
                 None | Some(Value::Null) => RejectReason::None,
-                Some(Value::String(s)) => s.parse().map_err(|m| err(id.clone(), "badArgument", m))?,
-                Some(other) => return Err(err(id, "badArgument", format!("\"reason\" must be a string, not {other}"))),
+                Some(Value::String(s)) => {
+                    s.parse().map_err(|m| err(id.clone(), "badArgument", m))?
+                }
+                Some(other) => {
+                    return Err(err(
+                        id,
+                        "badArgument",
+                        format!("\"reason\" must be a string, not {other}"),
+                    ));
+                }
             };
-            AgentCommand::Core(Command::Reject { call_id: a.call_id()?, reason })
+            AgentCommand::Core(Command::Reject {
+                call_id: a.call_id()?,
+                reason,
+            })
         }
         "hangUp" => {
             let for_everyone = match obj.get("forEveryone") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
-                Some(other) => return Err(err(id, "badArgument", format!("\"forEveryone\" must be a boolean, not {other}"))),
+                Some(other) => {
+                    return Err(err(
+                        id,
+                        "badArgument",
+                        format!("\"forEveryone\" must be a boolean, not {other}"),
+                    ));
+                }
             };
-            AgentCommand::Core(Command::HangUp { call_id: a.call_id()?, for_everyone })
+            AgentCommand::Core(Command::HangUp {
+                call_id: a.call_id()?,
+                for_everyone,
+            })
         }
-        "mute" => AgentCommand::Core(Command::Mute { call_id: a.call_id()? }),
-        "unmute" => AgentCommand::Core(Command::Unmute { call_id: a.call_id()? }),
-        "hold" => AgentCommand::Core(Command::Hold { call_id: a.call_id()? }),
-        "resume" => AgentCommand::Core(Command::Resume { call_id: a.call_id()? }),
+        "mute" => AgentCommand::Core(Command::Mute {
+            call_id: a.call_id()?,
+        }),
+        "unmute" => AgentCommand::Core(Command::Unmute {
+            call_id: a.call_id()?,
+        }),
+        "hold" => AgentCommand::Core(Command::Hold {
+            call_id: a.call_id()?,
+        }),
+        "resume" => AgentCommand::Core(Command::Resume {
+            call_id: a.call_id()?,
+        }),
         "transfer" => {
-            let targets: Vec<(&str, &Value)> = ["targetParticipant", "targetCallId", "targetParticipantVoicemail"]
-                .iter()
-                .filter_map(|k| obj.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
-                .collect();
+            let targets: Vec<(&str, &Value)> = [
+                "targetParticipant",
+                "targetCallId",
+                "targetParticipantVoicemail",
+            ]
+            .iter()
+            .filter_map(|k| obj.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+            .collect();
             let [(key, value)] = targets[..] else {
                 return Err(err(
                     id,
@@ -115,7 +185,11 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
                 ));
             };
             let Some(v) = value.as_str().filter(|v| !v.is_empty()) else {
-                return Err(err(id, "badArgument", format!("{key:?} must be a non-empty string, not {value}")));
+                return Err(err(
+                    id,
+                    "badArgument",
+                    format!("{key:?} must be a non-empty string, not {value}"),
+                ));
             };
             let target = match key {
                 "targetParticipant" => TransferTarget::Participant(v.into()),
@@ -128,39 +202,91 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
                 disable_forwarding: a.flag("disableForwardingAndUnanswered")?,
             })
         }
-        "acceptTransfer" => AgentCommand::Core(Command::AcceptTransfer { call_id: a.call_id()? }),
-        "rejectTransfer" => AgentCommand::Core(Command::RejectTransfer { call_id: a.call_id()? }),
+        "acceptTransfer" => AgentCommand::Core(Command::AcceptTransfer {
+            call_id: a.call_id()?,
+        }),
+        "rejectTransfer" => AgentCommand::Core(Command::RejectTransfer {
+            call_id: a.call_id()?,
+        }),
         "setForwarding" => {
             let mode = match a.string("mode")?.as_str() {
                 "off" => ForwardMode::Off,
                 "always" => ForwardMode::Always,
                 "unanswered" => ForwardMode::Unanswered,
                 other => {
-                    return Err(err(id, "badArgument", format!("mode {other:?} must be off, always or unanswered")));
+                    return Err(err(
+                        id,
+                        "badArgument",
+                        format!("mode {other:?} must be off, always or unanswered"),
+                    ));
                 }
             };
             let target = match obj.get("target") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(t)) if !t.is_empty() => Some(t.clone()),
-                Some(other) => return Err(err(id, "badArgument", format!("\"target\" must be a user name or \"voicemail\", not {other}"))),
+                Some(other) => {
+                    return Err(err(
+                        id,
+                        "badArgument",
+                        format!("\"target\" must be a user name or \"voicemail\", not {other}"),
+                    ));
+                }
             };
             let unanswered_after_secs = match obj.get("unansweredAfterSecs") {
                 None | Some(Value::Null) => Forwarding::default().unanswered_after_secs,
                 Some(v) => v
                     .as_u64()
                     .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| err(id.clone(), "badArgument", format!("\"unansweredAfterSecs\" must be a whole number, not {v}")))?,
+                    .ok_or_else(|| {
+                        err(
+                            id.clone(),
+                            "badArgument",
+                            format!("\"unansweredAfterSecs\" must be a whole number, not {v}"),
+                        )
+                    })?,
             };
-            AgentCommand::Core(Command::SetForwarding(Forwarding { mode, target, unanswered_after_secs }))
+            AgentCommand::Core(Command::SetForwarding(Forwarding {
+                mode,
+                target,
+                unanswered_after_secs,
+            }))
         }
         "voicemails" => AgentCommand::Voicemails,
-        "fetchVoicemail" => AgentCommand::FetchVoicemail { message_id: a.string("messageId")?, path: a.string("path")?.into() },
-        "deleteVoicemail" => AgentCommand::Core(Command::DeleteVoicemail { message_id: a.string("messageId")? }),
+        "playTestTone" => AgentCommand::PlayTestTone,
+        "reportLevels" => match obj.get("on") {
+            Some(Value::Bool(on)) => AgentCommand::ReportLevels(*on),
+            other => {
+                return Err(err(
+                    id,
+                    "badArgument",
+                    format!(
+                        "\"on\" must be a boolean, not {}",
+                        other.unwrap_or(&Value::Null)
+                    ),
+                ));
+            }
+        },
+        "fetchVoicemail" => AgentCommand::FetchVoicemail {
+            message_id: a.string("messageId")?,
+            path: a.string("path")?.into(),
+        },
+        "deleteVoicemail" => AgentCommand::Core(Command::DeleteVoicemail {
+            message_id: a.string("messageId")?,
+        }),
         "markVoicemail" => AgentCommand::Core(Command::MarkVoicemail {
             message_id: a.string("messageId")?,
             is_new: match obj.get("isNew") {
                 Some(Value::Bool(b)) => *b,
-                other => return Err(err(id, "badArgument", format!("\"isNew\" must be a boolean, not {}", other.unwrap_or(&Value::Null)))),
+                other => {
+                    return Err(err(
+                        id,
+                        "badArgument",
+                        format!(
+                            "\"isNew\" must be a boolean, not {}",
+                            other.unwrap_or(&Value::Null)
+                        ),
+                    ));
+                }
             },
         }),
         "calls" => AgentCommand::Calls,
@@ -171,9 +297,17 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
         "quit" => AgentCommand::Quit,
         other => {
             if let Some((_, what)) = LATER.iter().find(|(c, _)| *c == other) {
-                return Err(err(id, "notImplemented", format!("{other:?} is part of {what}, which this build does not have yet")));
+                return Err(err(
+                    id,
+                    "notImplemented",
+                    format!("{other:?} is part of {what}, which this build does not have yet"),
+                ));
             }
-            return Err(err(id, "unknownCommand", format!("unknown command {other:?}")));
+            return Err(err(
+                id,
+                "unknownCommand",
+                format!("unknown command {other:?}"),
+            ));
         }
     };
     Ok((id, c))
@@ -193,7 +327,11 @@ impl Args<'_> {
                 code: "badArgument",
                 message: format!("{key:?} must be a non-empty string, not {other}"),
             }),
-            None => Err(LineError { id: self.id.clone(), code: "badArgument", message: format!("{key:?} is required") }),
+            None => Err(LineError {
+                id: self.id.clone(),
+                code: "badArgument",
+                message: format!("{key:?} is required"),
+            }),
         }
     }
 
@@ -215,7 +353,11 @@ impl Args<'_> {
 
     fn device(&self) -> Result<DeviceSpec, LineError> {
         let s = self.string("device")?;
-        s.parse().map_err(|e| LineError { id: self.id.clone(), code: "badArgument", message: format!("{e}") })
+        s.parse().map_err(|e| LineError {
+            id: self.id.clone(),
+            code: "badArgument",
+            message: format!("{e}"),
+        })
     }
 }
 
@@ -274,13 +416,19 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
     Some(match e {
         EngineEvent::Core(e) => match e {
             Event::ConnectionStateChanged { old, new, reason } => {
-                let mut v = json!({"event": "connectionStateChanged", "oldState": old, "newState": new});
+                let mut v =
+                    json!({"event": "connectionStateChanged", "oldState": old, "newState": new});
                 if let Some(r) = reason {
                     v["reason"] = json!(r);
                 }
                 v
             }
-            Event::IncomingCall { call_id, caller, transferred_by, forwarded_from } => {
+            Event::IncomingCall {
+                call_id,
+                caller,
+                transferred_by,
+                forwarded_from,
+            } => {
                 let mut v = json!({
                     "event": "incomingCall", "callId": call_id,
                     "callerInfo": identity_json(caller),
@@ -293,24 +441,41 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
                 }
                 v
             }
-            Event::TransferRequested { call_id, transfer_id, transferor, target } => json!({
+            Event::TransferRequested {
+                call_id,
+                transfer_id,
+                transferor,
+                target,
+            } => json!({
                 "event": "transferRequested", "callId": call_id, "transferId": transfer_id,
                 "targetParticipant": target.identity.raw_id,
                 "target": {"kind": target.kind, "identifier": target.identity.raw_id, "displayName": target.identity.display_name},
                 "transferor": identity_json(transferor),
             }),
-            Event::TransferStateChanged { call_id, transfer_id, state, error } => {
+            Event::TransferStateChanged {
+                call_id,
+                transfer_id,
+                state,
+                error,
+            } => {
                 let mut v = json!({"event": "transferStateChanged", "callId": call_id, "transferId": transfer_id, "state": state});
                 if let Some(e) = error {
-                    v["error"] = json!({"code": e.code, "subCode": e.sub_code, "message": e.describe()});
+                    v["error"] =
+                        json!({"code": e.code, "subCode": e.sub_code, "message": e.describe()});
                 }
                 v
             }
-            Event::TransferAccepted { call_id, target_call_id } => {
+            Event::TransferAccepted {
+                call_id,
+                target_call_id,
+            } => {
                 json!({"event": "transferAccepted", "callId": call_id, "targetCallId": target_call_id})
             }
             Event::ForwardingChanged(f) => json!({"event": "forwardingChanged", "forwarding": f}),
-            Event::MessageWaiting { new_count, total_count } => {
+            Event::MessageWaiting {
+                new_count,
+                total_count,
+            } => {
                 json!({"event": "messageWaiting", "newCount": new_count, "totalCount": total_count})
             }
             Event::Voicemails(_) | Event::VoicemailData { .. } => return None,
@@ -322,24 +487,40 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
                 "callEndReason": {"code": reason.code, "subCode": reason.sub_code},
                 "message": reason.describe(),
             }),
-            Event::RemoteParticipantsUpdated { call_id, added, removed } => json!({
+            Event::RemoteParticipantsUpdated {
+                call_id,
+                added,
+                removed,
+            } => json!({
                 "event": "remoteParticipantsUpdated", "callId": call_id,
                 "added": added.iter().map(participant_json).collect::<Vec<_>>(),
                 "removed": removed.iter().map(participant_json).collect::<Vec<_>>(),
             }),
-            Event::ParticipantStateChanged { call_id, participant } => {
+            Event::ParticipantStateChanged {
+                call_id,
+                participant,
+            } => {
                 let mut v = participant_json(participant);
                 v["event"] = json!("participantStateChanged");
                 v["callId"] = json!(call_id);
                 v
             }
-            Event::Error { code, message, call_id } => {
+            Event::Error {
+                code,
+                message,
+                call_id,
+            } => {
                 json!({"event": "error", "code": code, "message": message, "callId": call_id})
             }
         },
-        EngineEvent::Audio(AudioEvent::DeviceStarted { kind, spec, unix_micros }) => json!({
+        EngineEvent::Audio(AudioEvent::DeviceStarted {
+            kind,
+            spec,
+            unix_micros,
+        }) => json!({
             "event": "deviceStarted", "kind": kind_name(*kind), "device": spec, "unixMicros": unix_micros,
         }),
+        EngineEvent::MicLevel(level) => json!({"event": "micLevel", "level": level}),
         EngineEvent::Audio(AudioEvent::DeviceError { kind, message }) => {
             json!({"event": "deviceError", "kind": kind_name(*kind), "message": message})
         }
@@ -356,7 +537,10 @@ fn kind_name(k: DeviceKind) -> &'static str {
 }
 
 /// Runs the agent until `quit` or the end of stdin.
-pub async fn run(engine: EngineHandle, mut events: mpsc::UnboundedReceiver<EngineEvent>) -> anyhow::Result<()> {
+pub async fn run(
+    engine: EngineHandle,
+    mut events: mpsc::UnboundedReceiver<EngineEvent>,
+) -> anyhow::Result<()> {
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
     // One writer, so that replies and events never interleave within a line.
     let writer = tokio::spawn(async move {
@@ -428,24 +612,40 @@ async fn execute(engine: &EngineHandle, id: &Value, cmd: AgentCommand) -> Value 
             .map(|calls| json!({"calls": calls.iter().map(call_json).collect::<Vec<_>>()})),
         AgentCommand::Devices => {
             return match engine.devices().await {
-                Ok(list) => ok_reply(id, serde_json::to_value(list).expect("device lists serialise")),
+                Ok(list) => ok_reply(
+                    id,
+                    serde_json::to_value(list).expect("device lists serialise"),
+                ),
                 Err(e) => err_reply(id, "deviceError", &format!("{e:#}")),
             };
         }
         AgentCommand::SetMicrophone(d) => engine.set_microphone(d).await.map(|()| json!({})),
         AgentCommand::SetSpeaker(d) => engine.set_speaker(d).await.map(|()| json!({})),
         AgentCommand::SetCamera(d) => engine.set_camera(d).await.map(|()| json!({})),
+        AgentCommand::PlayTestTone => engine.play_test_tone().await.map(|()| json!({})),
+        AgentCommand::ReportLevels(on) => {
+            engine.report_levels(on);
+            Ok(json!({}))
+        }
         AgentCommand::Voicemails => engine
             .voicemails()
             .await
             .map(|list| json!({"messages": list.iter().map(voicemail_json).collect::<Vec<_>>()})),
-        AgentCommand::FetchVoicemail { message_id, path } => match engine.fetch_voicemail(message_id).await {
-            Ok(bytes) => match tokio::fs::write(&path, &bytes).await {
-                Ok(()) => Ok(json!({"path": path, "bytes": bytes.len()})),
-                Err(e) => return err_reply(id, "ioError", &format!("cannot write {}: {e}", path.display())),
-            },
-            Err(e) => Err(e),
-        },
+        AgentCommand::FetchVoicemail { message_id, path } => {
+            match engine.fetch_voicemail(message_id).await {
+                Ok(bytes) => match tokio::fs::write(&path, &bytes).await {
+                    Ok(()) => Ok(json!({"path": path, "bytes": bytes.len()})),
+                    Err(e) => {
+                        return err_reply(
+                            id,
+                            "ioError",
+                            &format!("cannot write {}: {e}", path.display()),
+                        );
+                    }
+                },
+                Err(e) => Err(e),
+            }
+        }
         AgentCommand::Quit => unreachable!("handled by the caller"),
     };
     match result {

@@ -8,14 +8,38 @@ use crate::core::{CallEndReason, CallState};
 fn parses_contract_commands() {
     let (id, c) = parse_line(r#"{"id": 1, "cmd": "call", "to": ["bob"]}"#).unwrap();
     assert_eq!(id, json!(1));
-    assert_eq!(c, AgentCommand::Core(Command::Call { to: vec!["bob".into()] }));
-    let (_, c) = parse_line(r#"{"id": "x", "cmd": "reject", "callId": "c", "reason": "busy"}"#).unwrap();
-    assert_eq!(c, AgentCommand::Core(Command::Reject { call_id: "c".into(), reason: RejectReason::Busy }));
+    assert_eq!(
+        c,
+        AgentCommand::Core(Command::Call {
+            to: vec!["bob".into()]
+        })
+    );
+    let (_, c) =
+        parse_line(r#"{"id": "x", "cmd": "reject", "callId": "c", "reason": "busy"}"#).unwrap();
+    assert_eq!(
+        c,
+        AgentCommand::Core(Command::Reject {
+            call_id: "c".into(),
+            reason: RejectReason::Busy
+        })
+    );
     let (_, c) = parse_line(r#"{"cmd": "hangUp", "callId": "c", "forEveryone": true}"#).unwrap();
-    assert_eq!(c, AgentCommand::Core(Command::HangUp { call_id: "c".into(), for_everyone: true }));
+    assert_eq!(
+        c,
+        AgentCommand::Core(Command::HangUp {
+            call_id: "c".into(),
+            for_everyone: true
+        })
+    );
     let (_, c) = parse_line(r#"{"cmd": "setSpeaker", "device": "record:/tmp/x.wav"}"#).unwrap();
-    assert_eq!(c, AgentCommand::SetSpeaker("record:/tmp/x.wav".parse().unwrap()));
-    assert_eq!(parse_line(r#"{"cmd":"quit"}"#).unwrap().1, AgentCommand::Quit);
+    assert_eq!(
+        c,
+        AgentCommand::SetSpeaker("record:/tmp/x.wav".parse().unwrap())
+    );
+    assert_eq!(
+        parse_line(r#"{"cmd":"quit"}"#).unwrap().1,
+        AgentCommand::Quit
+    );
 }
 
 #[test]
@@ -30,11 +54,12 @@ fn bad_lines_get_precise_errors() {
     let e = parse_line(r#"{"id": 6, "cmd": "accept"}"#).unwrap_err();
     assert_eq!(e.code, "badArgument");
     assert!(e.message.contains("callId"));
-    let e = parse_line(r#"{"id": 7, "cmd": "reject", "callId": "c", "reason": "bored"}"#).unwrap_err();
+    let e =
+        parse_line(r#"{"id": 7, "cmd": "reject", "callId": "c", "reason": "bored"}"#).unwrap_err();
     assert!(e.message.contains("bored"));
     let e = parse_line(r#"{"id": 8, "cmd": "call", "to": [1]}"#).unwrap_err();
     assert_eq!(e.code, "badArgument");
-    let e = parse_line(r#"{"id": 9, "cmd": "transfer", "callId": "c"}"#).unwrap_err();
+    let e = parse_line(r#"{"id": 9, "cmd": "join", "groupId": "c"}"#).unwrap_err();
     assert_eq!(e.code, "notImplemented");
     let e = parse_line("[1,2]").unwrap_err();
     assert_eq!(e.code, "badJson");
@@ -42,11 +67,22 @@ fn bad_lines_get_precise_errors() {
 
 #[test]
 fn events_render_as_the_contract_says() {
-    let v = event_json(&EngineEvent::Core(Event::CallEnded { call_id: "c".into(), reason: CallEndReason::DECLINED })).unwrap();
+    let v = event_json(&EngineEvent::Core(Event::CallEnded {
+        call_id: "c".into(),
+        reason: CallEndReason::DECLINED,
+    }))
+    .unwrap();
     assert_eq!(v["event"], "callEnded");
     assert_eq!(v["callEndReason"], json!({"code": 603, "subCode": 0}));
-    let v = event_json(&EngineEvent::Core(Event::CallStateChanged { call_id: "c".into(), state: CallState::LocalHold })).unwrap();
-    assert_eq!(v, json!({"event": "callStateChanged", "callId": "c", "state": "LocalHold"}));
+    let v = event_json(&EngineEvent::Core(Event::CallStateChanged {
+        call_id: "c".into(),
+        state: CallState::LocalHold,
+    }))
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "callStateChanged", "callId": "c", "state": "LocalHold"})
+    );
 }
 
 #[tokio::test]
@@ -57,7 +93,64 @@ async fn line_reader_caps_length_and_recovers() {
     bytes[n - 2] = 0xff;
     let mut r = LineReader::new(&bytes[..], 50);
     assert!(r.next_line().await.unwrap().unwrap().is_err());
-    assert_eq!(r.next_line().await.unwrap().unwrap().unwrap(), r#"{"cmd":"calls"}"#);
+    assert_eq!(
+        r.next_line().await.unwrap().unwrap().unwrap(),
+        r#"{"cmd":"calls"}"#
+    );
     assert!(r.next_line().await.unwrap().unwrap().is_err());
     assert!(r.next_line().await.unwrap().is_none());
+}
+
+#[test]
+fn parses_transfer_and_voicemail_commands() {
+    let (_, c) =
+        parse_line(r#"{"cmd": "transfer", "callId": "c", "targetParticipant": "carol"}"#).unwrap();
+    assert_eq!(
+        c,
+        AgentCommand::Core(Command::Transfer {
+            call_id: "c".into(),
+            target: TransferTarget::Participant("carol".into()),
+            disable_forwarding: false
+        })
+    );
+    let (_, c) = parse_line(
+        r#"{"cmd": "transfer", "callId": "c", "targetParticipantVoicemail": "carol", "disableForwardingAndUnanswered": true}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        c,
+        AgentCommand::Core(Command::Transfer {
+            target: TransferTarget::Voicemail(_),
+            disable_forwarding: true,
+            ..
+        })
+    ));
+    let e = parse_line(r#"{"id": 1, "cmd": "transfer", "callId": "c", "targetParticipant": "a", "targetCallId": "b"}"#).unwrap_err();
+    assert_eq!(e.code, "badArgument");
+    let e = parse_line(r#"{"id": 1, "cmd": "transfer", "callId": "c", "targetCallId": 5}"#)
+        .unwrap_err();
+    assert!(e.message.contains("targetCallId"), "{}", e.message);
+    let (_, c) = parse_line(r#"{"cmd": "setForwarding", "mode": "unanswered", "target": "voicemail", "unansweredAfterSecs": 9}"#).unwrap();
+    assert_eq!(
+        c,
+        AgentCommand::Core(Command::SetForwarding(Forwarding {
+            mode: ForwardMode::Unanswered,
+            target: Some("voicemail".into()),
+            unanswered_after_secs: 9
+        }))
+    );
+    let e = parse_line(r#"{"id": 2, "cmd": "setForwarding", "mode": "sometimes"}"#).unwrap_err();
+    assert!(e.message.contains("sometimes"));
+    let (_, c) =
+        parse_line(r#"{"cmd": "fetchVoicemail", "messageId": "m", "path": "/tmp/x.opus"}"#)
+            .unwrap();
+    assert_eq!(
+        c,
+        AgentCommand::FetchVoicemail {
+            message_id: "m".into(),
+            path: "/tmp/x.opus".into()
+        }
+    );
+    let e = parse_line(r#"{"id": 3, "cmd": "markVoicemail", "messageId": "m"}"#).unwrap_err();
+    assert!(e.message.contains("isNew"));
 }

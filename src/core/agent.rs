@@ -6,33 +6,68 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::{CallEndReason, CallState, ConnectionState, Direction, DisconnectReason, Now, RejectReason};
+use super::{
+    CallEndReason, CallState, ConnectionState, Direction, DisconnectReason, Now, RejectReason,
+};
 use crate::protocol::{
-    ClientMessage, ErrorCode, Forwarding, Identity, PROTOCOL_VERSION, Participant, ServerMessage, TransferState,
-    TransferTarget, TransferTargetInfo, VoicemailInfo,
+    ClientMessage, ErrorCode, Forwarding, Identity, PROTOCOL_VERSION, Participant, ServerMessage,
+    TransferState, TransferTarget, TransferTargetInfo, VoicemailInfo,
 };
 
 /// What a front end asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Call { to: Vec<String> },
-    Accept { call_id: String },
-    Reject { call_id: String, reason: RejectReason },
-    HangUp { call_id: String, for_everyone: bool },
-    Mute { call_id: String },
-    Unmute { call_id: String },
-    Hold { call_id: String },
-    Resume { call_id: String },
-    Transfer { call_id: String, target: TransferTarget, disable_forwarding: bool },
-    AcceptTransfer { call_id: String },
-    RejectTransfer { call_id: String },
+    Call {
+        to: Vec<String>,
+    },
+    Accept {
+        call_id: String,
+    },
+    Reject {
+        call_id: String,
+        reason: RejectReason,
+    },
+    HangUp {
+        call_id: String,
+        for_everyone: bool,
+    },
+    Mute {
+        call_id: String,
+    },
+    Unmute {
+        call_id: String,
+    },
+    Hold {
+        call_id: String,
+    },
+    Resume {
+        call_id: String,
+    },
+    Transfer {
+        call_id: String,
+        target: TransferTarget,
+        disable_forwarding: bool,
+    },
+    AcceptTransfer {
+        call_id: String,
+    },
+    RejectTransfer {
+        call_id: String,
+    },
     SetForwarding(Forwarding),
     /// The answer comes as `Event::Voicemails`.
     ListVoicemail,
     /// The answer comes as `Event::VoicemailData` chunks.
-    FetchVoicemail { message_id: String },
-    DeleteVoicemail { message_id: String },
-    MarkVoicemail { message_id: String, is_new: bool },
+    FetchVoicemail {
+        message_id: String,
+    },
+    DeleteVoicemail {
+        message_id: String,
+    },
+    MarkVoicemail {
+        message_id: String,
+        is_new: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +85,11 @@ pub enum CommandError {
     #[error("no call with id {0:?}")]
     UnknownCall(String),
     #[error("cannot {action} call {call_id:?} while it is {state:?}")]
-    InvalidState { call_id: String, action: &'static str, state: CallState },
+    InvalidState {
+        call_id: String,
+        action: &'static str,
+        state: CallState,
+    },
     #[error("{0}")]
     InvalidArgument(String),
 }
@@ -76,7 +115,9 @@ pub enum Input {
     TransportDown,
     Server(ServerMessage),
     /// The endpoint's media connection was offered by the media adapter.
-    MediaOfferReady { sdp: String },
+    MediaOfferReady {
+        sdp: String,
+    },
     MediaConnected(bool),
     /// Voice activity of the local microphone changed (after its own hold time).
     LocalSpeaking(bool),
@@ -89,7 +130,9 @@ pub enum Output {
     Event(Event),
     /// Build the media connection and come back with `Input::MediaOfferReady`.
     CreateMediaOffer,
-    ApplyMediaAnswer { sdp: String },
+    ApplyMediaAnswer {
+        sdp: String,
+    },
     Media(MediaControl),
 }
 
@@ -106,26 +149,68 @@ pub enum MediaControl {
 /// Events for front ends; names follow the ACS SDK and shared/agent-contract.md.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    ConnectionStateChanged { old: ConnectionState, new: ConnectionState, reason: Option<DisconnectReason> },
+    ConnectionStateChanged {
+        old: ConnectionState,
+        new: ConnectionState,
+        reason: Option<DisconnectReason>,
+    },
     IncomingCall {
         call_id: String,
         caller: Identity,
         transferred_by: Option<Identity>,
         forwarded_from: Option<Identity>,
     },
-    CallStateChanged { call_id: String, state: CallState },
-    CallEnded { call_id: String, reason: CallEndReason },
-    RemoteParticipantsUpdated { call_id: String, added: Vec<Participant>, removed: Vec<Participant> },
-    ParticipantStateChanged { call_id: String, participant: Participant },
-    TransferRequested { call_id: String, transfer_id: String, transferor: Identity, target: TransferTargetInfo },
-    TransferStateChanged { call_id: String, transfer_id: String, state: TransferState, error: Option<CallEndReason> },
-    TransferAccepted { call_id: String, target_call_id: String },
+    CallStateChanged {
+        call_id: String,
+        state: CallState,
+    },
+    CallEnded {
+        call_id: String,
+        reason: CallEndReason,
+    },
+    RemoteParticipantsUpdated {
+        call_id: String,
+        added: Vec<Participant>,
+        removed: Vec<Participant>,
+    },
+    ParticipantStateChanged {
+        call_id: String,
+        participant: Participant,
+    },
+    TransferRequested {
+        call_id: String,
+        transfer_id: String,
+        transferor: Identity,
+        target: TransferTargetInfo,
+    },
+    TransferStateChanged {
+        call_id: String,
+        transfer_id: String,
+        state: TransferState,
+        error: Option<CallEndReason>,
+    },
+    TransferAccepted {
+        call_id: String,
+        target_call_id: String,
+    },
     ForwardingChanged(Forwarding),
-    MessageWaiting { new_count: u32, total_count: u32 },
+    MessageWaiting {
+        new_count: u32,
+        total_count: u32,
+    },
     Voicemails(Vec<VoicemailInfo>),
-    VoicemailData { message_id: String, seq: u32, data: String, last: bool },
+    VoicemailData {
+        message_id: String,
+        seq: u32,
+        data: String,
+        last: bool,
+    },
     /// The switchboard reported a problem that is not tied to a command reply.
-    Error { code: ErrorCode, message: String, call_id: Option<String> },
+    Error {
+        code: ErrorCode,
+        message: String,
+        call_id: Option<String>,
+    },
 }
 
 /// A snapshot of one call, for `calls` and for screens.
@@ -153,7 +238,12 @@ struct Call {
 
 impl Call {
     fn new(info: CallInfo) -> Call {
-        Call { info, local_hold: false, transfer: None, transfer_request: None }
+        Call {
+            info,
+            local_hold: false,
+            transfer: None,
+            transfer_request: None,
+        }
     }
 }
 
@@ -242,7 +332,9 @@ impl CallAgentCore {
                     return Err(CommandError::InvalidArgument("\"to\" names nobody".into()));
                 }
                 if let Some(bad) = to.iter().find(|t| t.trim().is_empty()) {
-                    return Err(CommandError::InvalidArgument(format!("callee {bad:?} is empty")));
+                    return Err(CommandError::InvalidArgument(format!(
+                        "callee {bad:?} is empty"
+                    )));
                 }
                 let call_id = (self.new_call_id)();
                 let info = CallInfo {
@@ -256,8 +348,14 @@ impl CallAgentCore {
                     end_reason: None,
                 };
                 self.calls.insert(call_id.clone(), Call::new(info));
-                self.send(ClientMessage::PlaceCall { call_id: call_id.clone(), to });
-                self.event(Event::CallStateChanged { call_id: call_id.clone(), state: CallState::Connecting });
+                self.send(ClientMessage::PlaceCall {
+                    call_id: call_id.clone(),
+                    to,
+                });
+                self.event(Event::CallStateChanged {
+                    call_id: call_id.clone(),
+                    state: CallState::Connecting,
+                });
                 Ok(CommandOk::CallId(call_id))
             }
             Command::Accept { call_id } => {
@@ -271,7 +369,10 @@ impl CallAgentCore {
                 self.send(ClientMessage::Reject { call_id, reason });
                 Ok(CommandOk::Done)
             }
-            Command::HangUp { call_id, for_everyone } => {
+            Command::HangUp {
+                call_id,
+                for_everyone,
+            } => {
                 let call = self.call(&call_id)?;
                 if call.info.state == CallState::Disconnecting {
                     return Err(CommandError::InvalidState {
@@ -281,45 +382,76 @@ impl CallAgentCore {
                     });
                 }
                 self.set_state(&call_id, CallState::Disconnecting);
-                self.send(ClientMessage::HangUp { call_id, for_everyone });
+                self.send(ClientMessage::HangUp {
+                    call_id,
+                    for_everyone,
+                });
                 self.update_media();
                 Ok(CommandOk::Done)
             }
-            Command::Mute { call_id } | Command::Unmute { call_id } if self.call(&call_id).is_err() => {
+            Command::Mute { call_id } | Command::Unmute { call_id }
+                if self.call(&call_id).is_err() =>
+            {
                 Err(CommandError::UnknownCall(call_id))
             }
             Command::Mute { call_id } => self.set_muted(call_id, true),
             Command::Unmute { call_id } => self.set_muted(call_id, false),
             Command::Hold { call_id } => {
-                self.expect_state(&call_id, "hold", &[CallState::Connected, CallState::RemoteHold])?;
-                self.calls.get_mut(&call_id).expect("checked above").local_hold = true;
-                self.send(ClientMessage::Hold { call_id: call_id.clone() });
+                self.expect_state(
+                    &call_id,
+                    "hold",
+                    &[CallState::Connected, CallState::RemoteHold],
+                )?;
+                self.calls
+                    .get_mut(&call_id)
+                    .expect("checked above")
+                    .local_hold = true;
+                self.send(ClientMessage::Hold {
+                    call_id: call_id.clone(),
+                });
                 self.recompute_state(&call_id);
                 Ok(CommandOk::Done)
             }
             Command::Resume { call_id } => {
                 self.expect_state(&call_id, "resume", &[CallState::LocalHold])?;
-                self.calls.get_mut(&call_id).expect("checked above").local_hold = false;
-                self.send(ClientMessage::Resume { call_id: call_id.clone() });
+                self.calls
+                    .get_mut(&call_id)
+                    .expect("checked above")
+                    .local_hold = false;
+                self.send(ClientMessage::Resume {
+                    call_id: call_id.clone(),
+                });
                 self.recompute_state(&call_id);
                 Ok(CommandOk::Done)
             }
-            Command::Transfer { call_id, target, disable_forwarding } => {
-                self.transfer(call_id, target, disable_forwarding)
-            }
+            Command::Transfer {
+                call_id,
+                target,
+                disable_forwarding,
+            } => self.transfer(call_id, target, disable_forwarding),
             Command::AcceptTransfer { call_id } | Command::RejectTransfer { call_id }
                 if self.call(&call_id)?.transfer_request.is_none() =>
             {
                 let state = self.call(&call_id)?.info.state;
-                Err(CommandError::InvalidState { call_id, action: "answer a transfer request on", state })
+                Err(CommandError::InvalidState {
+                    call_id,
+                    action: "answer a transfer request on",
+                    state,
+                })
             }
             Command::AcceptTransfer { call_id } => {
-                self.calls.get_mut(&call_id).expect("checked above").transfer_request = None;
+                self.calls
+                    .get_mut(&call_id)
+                    .expect("checked above")
+                    .transfer_request = None;
                 self.send(ClientMessage::AcceptTransfer { call_id });
                 Ok(CommandOk::Done)
             }
             Command::RejectTransfer { call_id } => {
-                self.calls.get_mut(&call_id).expect("checked above").transfer_request = None;
+                self.calls
+                    .get_mut(&call_id)
+                    .expect("checked above")
+                    .transfer_request = None;
                 self.send(ClientMessage::RejectTransfer { call_id });
                 Ok(CommandOk::Done)
             }
@@ -352,16 +484,32 @@ impl CallAgentCore {
         target: TransferTarget,
         disable_forwarding: bool,
     ) -> Result<CommandOk, CommandError> {
-        self.expect_state(&call_id, "transfer", &[CallState::Connected, CallState::LocalHold, CallState::RemoteHold])?;
+        self.expect_state(
+            &call_id,
+            "transfer",
+            &[
+                CallState::Connected,
+                CallState::LocalHold,
+                CallState::RemoteHold,
+            ],
+        )?;
         if let Some((id, TransferState::Transferring)) = &self.calls[&call_id].transfer {
-            return Err(CommandError::InvalidArgument(format!("transfer {id:?} of this call is still under way")));
+            return Err(CommandError::InvalidArgument(format!(
+                "transfer {id:?} of this call is still under way"
+            )));
         }
         match &target {
-            TransferTarget::Participant(t) | TransferTarget::Voicemail(t) if t.trim().is_empty() => {
-                return Err(CommandError::InvalidArgument("the transfer target is empty".into()));
+            TransferTarget::Participant(t) | TransferTarget::Voicemail(t)
+                if t.trim().is_empty() =>
+            {
+                return Err(CommandError::InvalidArgument(
+                    "the transfer target is empty".into(),
+                ));
             }
             TransferTarget::CallId(other) if *other == call_id => {
-                return Err(CommandError::InvalidArgument("a call cannot be transferred to itself".into()));
+                return Err(CommandError::InvalidArgument(
+                    "a call cannot be transferred to itself".into(),
+                ));
             }
             TransferTarget::CallId(other) if !self.calls.contains_key(other) => {
                 return Err(CommandError::UnknownCall(other.clone()));
@@ -369,8 +517,10 @@ impl CallAgentCore {
             _ => {}
         }
         let transfer_id = (self.new_call_id)();
-        self.calls.get_mut(&call_id).expect("checked above").transfer =
-            Some((transfer_id.clone(), TransferState::Transferring));
+        self.calls
+            .get_mut(&call_id)
+            .expect("checked above")
+            .transfer = Some((transfer_id.clone(), TransferState::Transferring));
         self.send(ClientMessage::Transfer {
             call_id: call_id.clone(),
             transfer_id: transfer_id.clone(),
@@ -423,8 +573,15 @@ impl CallAgentCore {
                 self.set_connection(ConnectionState::Connected, None);
                 self.outputs.push_back(Output::CreateMediaOffer);
             }
-            ServerMessage::MediaAnswer { sdp } => self.outputs.push_back(Output::ApplyMediaAnswer { sdp }),
-            ServerMessage::IncomingCall { call_id, caller, transferred_by, forwarded_from } => {
+            ServerMessage::MediaAnswer { sdp } => {
+                self.outputs.push_back(Output::ApplyMediaAnswer { sdp })
+            }
+            ServerMessage::IncomingCall {
+                call_id,
+                caller,
+                transferred_by,
+                forwarded_from,
+            } => {
                 if self.calls.contains_key(&call_id) {
                     return;
                 }
@@ -445,8 +602,16 @@ impl CallAgentCore {
                     end_reason: None,
                 };
                 self.calls.insert(call_id.clone(), Call::new(info));
-                self.event(Event::IncomingCall { call_id: call_id.clone(), caller, transferred_by, forwarded_from });
-                self.event(Event::CallStateChanged { call_id: call_id.clone(), state: CallState::Incoming });
+                self.event(Event::IncomingCall {
+                    call_id: call_id.clone(),
+                    caller,
+                    transferred_by,
+                    forwarded_from,
+                });
+                self.event(Event::CallStateChanged {
+                    call_id: call_id.clone(),
+                    state: CallState::Incoming,
+                });
                 self.event(Event::RemoteParticipantsUpdated {
                     call_id: call_id.clone(),
                     added: vec![participant],
@@ -458,11 +623,18 @@ impl CallAgentCore {
                 }
             }
             ServerMessage::CallRinging { call_id } => {
-                if self.calls.get(&call_id).is_some_and(|c| c.info.state == CallState::Connecting) {
+                if self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.info.state == CallState::Connecting)
+                {
                     self.set_state(&call_id, CallState::Ringing);
                 }
             }
-            ServerMessage::CallConnected { call_id, participants } => {
+            ServerMessage::CallConnected {
+                call_id,
+                participants,
+            } => {
                 if !self.calls.contains_key(&call_id) {
                     // A call that starts connected: the transferee's new call after a transfer.
                     let info = CallInfo {
@@ -477,7 +649,9 @@ impl CallAgentCore {
                     };
                     self.calls.insert(call_id.clone(), Call::new(info));
                 }
-                let Some(call) = self.calls.get_mut(&call_id) else { return };
+                let Some(call) = self.calls.get_mut(&call_id) else {
+                    return;
+                };
                 call.info.connected_unix_ms.get_or_insert(now.unix_ms);
                 let old = std::mem::take(&mut call.info.remote);
                 let added: Vec<Participant> = participants
@@ -487,18 +661,36 @@ impl CallAgentCore {
                     .collect();
                 let removed: Vec<Participant> = old
                     .iter()
-                    .filter(|o| !participants.iter().any(|p| p.identity.raw_id == o.identity.raw_id))
+                    .filter(|o| {
+                        !participants
+                            .iter()
+                            .any(|p| p.identity.raw_id == o.identity.raw_id)
+                    })
                     .cloned()
                     .collect();
                 call.info.remote = participants;
                 if !added.is_empty() || !removed.is_empty() {
-                    self.event(Event::RemoteParticipantsUpdated { call_id: call_id.clone(), added, removed });
+                    self.event(Event::RemoteParticipantsUpdated {
+                        call_id: call_id.clone(),
+                        added,
+                        removed,
+                    });
                 }
                 self.recompute_state(&call_id);
             }
-            ServerMessage::ParticipantUpdated { call_id, participant } => {
-                let Some(call) = self.calls.get_mut(&call_id) else { return };
-                match call.info.remote.iter_mut().find(|p| p.identity.raw_id == participant.identity.raw_id) {
+            ServerMessage::ParticipantUpdated {
+                call_id,
+                participant,
+            } => {
+                let Some(call) = self.calls.get_mut(&call_id) else {
+                    return;
+                };
+                match call
+                    .info
+                    .remote
+                    .iter_mut()
+                    .find(|p| p.identity.raw_id == participant.identity.raw_id)
+                {
                     Some(p) if *p == participant => return,
                     Some(p) => *p = participant.clone(),
                     None => {
@@ -510,20 +702,40 @@ impl CallAgentCore {
                         });
                     }
                 }
-                self.event(Event::ParticipantStateChanged { call_id: call_id.clone(), participant });
+                self.event(Event::ParticipantStateChanged {
+                    call_id: call_id.clone(),
+                    participant,
+                });
                 self.recompute_state(&call_id);
             }
             ServerMessage::CallEnded { call_id, reason } => self.end_call(&call_id, reason),
-            ServerMessage::TransferRequested { call_id, transfer_id, transferor, target } => {
-                let Some(call) = self.calls.get_mut(&call_id) else { return };
+            ServerMessage::TransferRequested {
+                call_id,
+                transfer_id,
+                transferor,
+                target,
+            } => {
+                let Some(call) = self.calls.get_mut(&call_id) else {
+                    return;
+                };
                 call.transfer_request = Some(transfer_id.clone());
-                self.event(Event::TransferRequested { call_id: call_id.clone(), transfer_id, transferor, target });
+                self.event(Event::TransferRequested {
+                    call_id: call_id.clone(),
+                    transfer_id,
+                    transferor,
+                    target,
+                });
                 if self.auto_accept_transfers {
                     let accepted = self.handle_command(Command::AcceptTransfer { call_id }, now);
                     debug_assert!(accepted.is_ok(), "a fresh transfer request can be accepted");
                 }
             }
-            ServerMessage::TransferStateChanged { call_id, transfer_id, state, error } => {
+            ServerMessage::TransferStateChanged {
+                call_id,
+                transfer_id,
+                state,
+                error,
+            } => {
                 if let Some(call) = self.calls.get_mut(&call_id) {
                     match &call.transfer {
                         Some(current) if *current == (transfer_id.clone(), state) => return,
@@ -532,34 +744,69 @@ impl CallAgentCore {
                         _ => call.transfer = Some((transfer_id.clone(), state)),
                     }
                 }
-                self.event(Event::TransferStateChanged { call_id, transfer_id, state, error });
+                self.event(Event::TransferStateChanged {
+                    call_id,
+                    transfer_id,
+                    state,
+                    error,
+                });
             }
-            ServerMessage::TransferAccepted { call_id, target_call_id } => {
-                self.event(Event::TransferAccepted { call_id, target_call_id });
+            ServerMessage::TransferAccepted {
+                call_id,
+                target_call_id,
+            } => {
+                self.event(Event::TransferAccepted {
+                    call_id,
+                    target_call_id,
+                });
             }
             ServerMessage::ForwardingChanged { forwarding } => {
                 self.forwarding = forwarding.clone();
                 self.event(Event::ForwardingChanged(forwarding));
             }
-            ServerMessage::MessageWaiting { new_count, total_count } => {
-                self.event(Event::MessageWaiting { new_count, total_count })
-            }
+            ServerMessage::MessageWaiting {
+                new_count,
+                total_count,
+            } => self.event(Event::MessageWaiting {
+                new_count,
+                total_count,
+            }),
             ServerMessage::Voicemails { messages } => self.event(Event::Voicemails(messages)),
-            ServerMessage::VoicemailData { message_id, seq, data, last } => {
-                self.event(Event::VoicemailData { message_id, seq, data, last })
-            }
+            ServerMessage::VoicemailData {
+                message_id,
+                seq,
+                data,
+                last,
+            } => self.event(Event::VoicemailData {
+                message_id,
+                seq,
+                data,
+                last,
+            }),
             ServerMessage::Pong { .. } => {}
-            ServerMessage::Error { code, message, call_id } => {
+            ServerMessage::Error {
+                code,
+                message,
+                call_id,
+            } => {
                 if code == ErrorCode::InvalidToken {
                     self.refused_token = true;
                 }
-                self.event(Event::Error { code, message, call_id });
+                self.event(Event::Error {
+                    code,
+                    message,
+                    call_id,
+                });
             }
         }
     }
 
     fn transport_down(&mut self) {
-        let reason = if self.refused_token { DisconnectReason::InvalidToken } else { DisconnectReason::ConnectionIssue };
+        let reason = if self.refused_token {
+            DisconnectReason::InvalidToken
+        } else {
+            DisconnectReason::ConnectionIssue
+        };
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for id in ids {
             self.end_call(&id, CallEndReason::CONNECTION_LOST);
@@ -577,20 +824,36 @@ impl CallAgentCore {
     }
 
     fn end_call(&mut self, call_id: &str, reason: CallEndReason) {
-        let Some(mut call) = self.calls.remove(call_id) else { return };
+        let Some(mut call) = self.calls.remove(call_id) else {
+            return;
+        };
         call.info.end_reason = Some(reason);
-        self.event(Event::CallStateChanged { call_id: call_id.to_string(), state: CallState::Disconnected });
-        self.event(Event::CallEnded { call_id: call_id.to_string(), reason });
+        self.event(Event::CallStateChanged {
+            call_id: call_id.to_string(),
+            state: CallState::Disconnected,
+        });
+        self.event(Event::CallEnded {
+            call_id: call_id.to_string(),
+            reason,
+        });
         self.update_media();
         if self.calls.is_empty() {
-            self.outputs.push_back(Output::Media(MediaControl::FinalizeRecording));
+            self.outputs
+                .push_back(Output::Media(MediaControl::FinalizeRecording));
         }
     }
 
     fn set_muted(&mut self, call_id: String, muted: bool) -> Result<CommandOk, CommandError> {
-        let call = self.calls.get_mut(&call_id).ok_or_else(|| CommandError::UnknownCall(call_id.clone()))?;
+        let call = self
+            .calls
+            .get_mut(&call_id)
+            .ok_or_else(|| CommandError::UnknownCall(call_id.clone()))?;
         if call.info.state.is_ended() {
-            return Err(CommandError::InvalidState { call_id, action: "mute", state: call.info.state });
+            return Err(CommandError::InvalidState {
+                call_id,
+                action: "mute",
+                state: call.info.state,
+            });
         }
         if call.info.muted != muted {
             call.info.muted = muted;
@@ -603,11 +866,17 @@ impl CallAgentCore {
     /// The state shown follows from facts: our hold flag, the remote parties' hold, and whether
     /// the switchboard said the call is connected.
     fn recompute_state(&mut self, call_id: &str) {
-        let Some(call) = self.calls.get(call_id) else { return };
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
         if call.info.connected_unix_ms.is_none() || call.info.state == CallState::Disconnecting {
             return;
         }
-        let remote_hold = call.info.remote.iter().any(|p| p.state == crate::core::ParticipantState::Hold);
+        let remote_hold = call
+            .info
+            .remote
+            .iter()
+            .any(|p| p.state == crate::core::ParticipantState::Hold);
         let state = if call.local_hold {
             CallState::LocalHold
         } else if remote_hold {
@@ -619,10 +888,15 @@ impl CallAgentCore {
     }
 
     fn set_state(&mut self, call_id: &str, state: CallState) {
-        let Some(call) = self.calls.get_mut(call_id) else { return };
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
         if call.info.state != state {
             call.info.state = state;
-            self.event(Event::CallStateChanged { call_id: call_id.to_string(), state });
+            self.event(Event::CallStateChanged {
+                call_id: call_id.to_string(),
+                state,
+            });
             self.update_media();
         }
     }
@@ -633,25 +907,38 @@ impl CallAgentCore {
         let capture = self.calls.values().filter(live).any(|c| !c.info.muted);
         if (capture, playout) != self.media {
             if capture != self.media.0 {
-                self.outputs.push_back(Output::Media(MediaControl::Capture(capture)));
+                self.outputs
+                    .push_back(Output::Media(MediaControl::Capture(capture)));
             }
             if playout != self.media.1 {
-                self.outputs.push_back(Output::Media(MediaControl::Playout(playout)));
+                self.outputs
+                    .push_back(Output::Media(MediaControl::Playout(playout)));
             }
             self.media = (capture, playout);
         }
     }
 
     fn call(&self, call_id: &str) -> Result<&Call, CommandError> {
-        self.calls.get(call_id).ok_or_else(|| CommandError::UnknownCall(call_id.to_string()))
+        self.calls
+            .get(call_id)
+            .ok_or_else(|| CommandError::UnknownCall(call_id.to_string()))
     }
 
-    fn expect_state(&self, call_id: &str, action: &'static str, allowed: &[CallState]) -> Result<(), CommandError> {
+    fn expect_state(
+        &self,
+        call_id: &str,
+        action: &'static str,
+        allowed: &[CallState],
+    ) -> Result<(), CommandError> {
         let call = self.call(call_id)?;
         if allowed.contains(&call.info.state) {
             Ok(())
         } else {
-            Err(CommandError::InvalidState { call_id: call_id.to_string(), action, state: call.info.state })
+            Err(CommandError::InvalidState {
+                call_id: call_id.to_string(),
+                action,
+                state: call.info.state,
+            })
         }
     }
 

@@ -93,6 +93,9 @@ mod tests {
                 assert_ne!(a, b);
             }
         }
-        assert_eq!(CallEndReason::DECLINED.describe(), "the callee declined the call");
+        assert_eq!(
+            CallEndReason::DECLINED.describe(),
+            "the callee declined the call"
+        );
     }
 }

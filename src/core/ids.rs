@@ -10,11 +10,17 @@ pub const GREETING_NAME: &str = "greeting";
 pub const GREETING_RAW_ID: &str = "8:dialtone-greeting";
 
 pub fn greeting_identity() -> Identity {
-    Identity { raw_id: GREETING_RAW_ID.to_string(), display_name: "Greeting recorder".to_string() }
+    Identity {
+        raw_id: GREETING_RAW_ID.to_string(),
+        display_name: "Greeting recorder".to_string(),
+    }
 }
 
 pub fn echo_identity() -> Identity {
-    Identity { raw_id: ECHO_RAW_ID.to_string(), display_name: "Echo test".to_string() }
+    Identity {
+        raw_id: ECHO_RAW_ID.to_string(),
+        display_name: "Echo test".to_string(),
+    }
 }
 
 /// User names are what people type and what ends up in raw ids, so they are kept to a safe,
@@ -23,8 +29,13 @@ pub fn validate_user_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err(format!("user name {name:?} must be 1 to 64 characters"));
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)) {
-        return Err(format!("user name {name:?} may only hold a-z, 0-9, '.', '_' and '-'"));
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+    {
+        return Err(format!(
+            "user name {name:?} may only hold a-z, 0-9, '.', '_' and '-'"
+        ));
     }
     if name == ECHO_NAME || name == GREETING_NAME || name == "voicemail" {
         return Err(format!("user name {name:?} is reserved for a service"));
@@ -52,7 +63,11 @@ impl Callee {
             Callee::Greeting
         } else if s.starts_with("8:acs:") {
             Callee::RawUser(s.to_string())
-        } else if let Some(num) = s.strip_prefix("4:").or(Some(s)).filter(|n| n.starts_with('+')) {
+        } else if let Some(num) = s
+            .strip_prefix("4:")
+            .or(Some(s))
+            .filter(|n| n.starts_with('+'))
+        {
             if num.len() >= 3 && num.len() <= 16 && num[1..].chars().all(|c| c.is_ascii_digit()) {
                 Callee::Phone(num.to_string())
             } else {
@@ -61,7 +76,9 @@ impl Callee {
         } else if validate_user_name(&s.to_ascii_lowercase()).is_ok() {
             Callee::Name(s.to_ascii_lowercase())
         } else {
-            Callee::Invalid(format!("{s:?} is neither a user name, a raw id nor an E.164 number"))
+            Callee::Invalid(format!(
+                "{s:?} is neither a user name, a raw id nor an E.164 number"
+            ))
         }
     }
 }
@@ -75,9 +92,18 @@ mod tests {
         assert_eq!(Callee::parse("echo"), Callee::Echo);
         assert_eq!(Callee::parse("8:echo123"), Callee::Echo);
         assert_eq!(Callee::parse("Bob"), Callee::Name("bob".into()));
-        assert_eq!(Callee::parse("8:acs:r_bob"), Callee::RawUser("8:acs:r_bob".into()));
-        assert_eq!(Callee::parse("+15551234567"), Callee::Phone("+15551234567".into()));
-        assert_eq!(Callee::parse("4:+15551234567"), Callee::Phone("+15551234567".into()));
+        assert_eq!(
+            Callee::parse("8:acs:r_bob"),
+            Callee::RawUser("8:acs:r_bob".into())
+        );
+        assert_eq!(
+            Callee::parse("+15551234567"),
+            Callee::Phone("+15551234567".into())
+        );
+        assert_eq!(
+            Callee::parse("4:+15551234567"),
+            Callee::Phone("+15551234567".into())
+        );
         assert!(matches!(Callee::parse("+1555abc"), Callee::Invalid(_)));
         assert!(matches!(Callee::parse("bob smith"), Callee::Invalid(_)));
         assert!(validate_user_name("echo").is_err());

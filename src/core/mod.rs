@@ -9,10 +9,17 @@ mod end_reason;
 mod ids;
 mod states;
 
-pub use agent::{CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event, Input, MediaControl, Output};
+pub use agent::{
+    CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event, Input, MediaControl, Output,
+};
 pub use end_reason::CallEndReason;
-pub use ids::{Callee, ECHO_NAME, ECHO_RAW_ID, GREETING_NAME, GREETING_RAW_ID, echo_identity, greeting_identity, validate_user_name};
-pub use states::{CallState, ConnectionState, Direction, DisconnectReason, ParticipantState, RejectReason};
+pub use ids::{
+    Callee, ECHO_NAME, ECHO_RAW_ID, GREETING_NAME, GREETING_RAW_ID, echo_identity,
+    greeting_identity, validate_user_name,
+};
+pub use states::{
+    CallState, ConnectionState, Direction, DisconnectReason, ParticipantState, RejectReason,
+};
 
 /// Time as the core sees it: a monotonic instant for timers and durations, and wall-clock
 /// milliseconds for what is shown to people or stored (token expiry, call records).
@@ -25,6 +32,9 @@ pub struct Now {
 impl Now {
     /// Advances both clocks together; handy in tests that simulate time.
     pub fn plus(self, d: std::time::Duration) -> Now {
-        Now { mono: self.mono + d, unix_ms: self.unix_ms + d.as_millis() as u64 }
+        Now {
+            mono: self.mono + d,
+            unix_ms: self.unix_ms + d.as_millis() as u64,
+        }
     }
 }

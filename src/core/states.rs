@@ -19,7 +19,10 @@ pub enum CallState {
 impl CallState {
     /// Answered and not over: media may flow (or is paused by hold).
     pub fn is_established(self) -> bool {
-        matches!(self, CallState::Connected | CallState::LocalHold | CallState::RemoteHold)
+        matches!(
+            self,
+            CallState::Connected | CallState::LocalHold | CallState::RemoteHold
+        )
     }
     pub fn is_ended(self) -> bool {
         matches!(self, CallState::Disconnected)
@@ -73,7 +76,9 @@ impl std::str::FromStr for RejectReason {
             "none" => Ok(RejectReason::None),
             "busy" => Ok(RejectReason::Busy),
             "forbidden" => Ok(RejectReason::Forbidden),
-            other => Err(format!("unknown reject reason {other:?}, expected none, busy or forbidden")),
+            other => Err(format!(
+                "unknown reject reason {other:?}, expected none, busy or forbidden"
+            )),
         }
     }
 }

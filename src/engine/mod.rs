@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event as CoreEvent, Input, MediaControl, Output};
-use crate::devices::{list_devices, DeviceList, DeviceSpec};
+use crate::core::{
+    CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event as CoreEvent, Input,
+    MediaControl, Output,
+};
+use crate::devices::{DeviceList, DeviceSpec, list_devices};
 use crate::media::audio::{AudioEngine, AudioEvent, EncodedFrame};
 use crate::media::peer::{AudioSender, MediaConfig, MediaEvent, MediaLink};
 use crate::protocol::VoicemailInfo;
@@ -42,6 +45,8 @@ pub struct EngineOptions {
 pub enum EngineEvent {
     Core(CoreEvent),
     Audio(AudioEvent),
+    /// The microphone's level (RMS, 0..1), about 15 times a second while asked for.
+    MicLevel(f32),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +75,8 @@ enum Request {
     SetMicrophone(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
     SetSpeaker(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
     SetCamera(String, oneshot::Sender<Result<(), EngineError>>),
+    ReportLevels(bool),
+    TestTone(oneshot::Sender<Result<(), EngineError>>),
     Voicemails(ListReply),
     FetchVoicemail(String, FetchReply),
     Shutdown(oneshot::Sender<()>),
@@ -87,22 +94,28 @@ pub struct EngineHandle {
 impl EngineHandle {
     pub async fn command(&self, cmd: Command) -> Result<CommandOk, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::Command(cmd, tx)).map_err(|_| EngineError::Stopped)?;
+        self.tx
+            .send(Request::Command(cmd, tx))
+            .map_err(|_| EngineError::Stopped)?;
         Ok(rx.await.map_err(|_| EngineError::Stopped)??)
     }
 
     pub async fn calls(&self) -> Result<Vec<CallInfo>, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::Calls(tx)).map_err(|_| EngineError::Stopped)?;
+        self.tx
+            .send(Request::Calls(tx))
+            .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)
     }
 
     pub async fn set_microphone(&self, spec: DeviceSpec) -> Result<(), EngineError> {
-        self.device_request(|tx| Request::SetMicrophone(spec, tx)).await
+        self.device_request(|tx| Request::SetMicrophone(spec, tx))
+            .await
     }
 
     pub async fn set_speaker(&self, spec: DeviceSpec) -> Result<(), EngineError> {
-        self.device_request(|tx| Request::SetSpeaker(spec, tx)).await
+        self.device_request(|tx| Request::SetSpeaker(spec, tx))
+            .await
     }
 
     pub async fn set_camera(&self, spec: String) -> Result<(), EngineError> {
@@ -118,27 +131,51 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// Turns `EngineEvent::MicLevel` reports on or off (a meter is on screen).
+    pub fn report_levels(&self, on: bool) {
+        let _ = self.tx.send(Request::ReportLevels(on));
+    }
+
+    /// Plays a one-second 440 Hz tone on the speaker, through the same decoder and device as a
+    /// call's audio.
+    pub async fn play_test_tone(&self) -> Result<(), EngineError> {
+        self.device_request(Request::TestTone).await
+    }
+
     /// This user's voicemail messages, newest first (asks the switchboard).
     pub async fn voicemails(&self) -> Result<Vec<VoicemailInfo>, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::Voicemails(tx)).map_err(|_| EngineError::Stopped)?;
+        self.tx
+            .send(Request::Voicemails(tx))
+            .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// The Ogg Opus file of one message.
     pub async fn fetch_voicemail(&self, message_id: String) -> Result<Vec<u8>, EngineError> {
-        let known = self.voicemails().await?.iter().any(|m| m.message_id == message_id);
+        let known = self
+            .voicemails()
+            .await?
+            .iter()
+            .any(|m| m.message_id == message_id);
         if !known {
-            return Err(CommandError::InvalidArgument(format!("no voicemail message {message_id:?} in your mailbox")).into());
+            return Err(CommandError::InvalidArgument(format!(
+                "no voicemail message {message_id:?} in your mailbox"
+            ))
+            .into());
         }
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::FetchVoicemail(message_id, tx)).map_err(|_| EngineError::Stopped)?;
+        self.tx
+            .send(Request::FetchVoicemail(message_id, tx))
+            .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// Lists devices off the engine loop: cpal enumeration can take tens of milliseconds.
     pub async fn devices(&self) -> anyhow::Result<DeviceList> {
-        tokio::task::spawn_blocking(list_devices).await.context("device listing panicked")
+        tokio::task::spawn_blocking(list_devices)
+            .await
+            .context("device listing panicked")
     }
 
     /// Ends calls, finalises recordings and closes connections.
@@ -159,9 +196,14 @@ enum Event {
     Audio(AudioEvent),
     Frame(EncodedFrame),
     SpeakingPoll,
+    LevelTick,
+    /// One frame of the speaker test tone is due.
+    ToneFrame(u32),
 }
 
-pub fn start(opts: EngineOptions) -> anyhow::Result<(EngineHandle, mpsc::UnboundedReceiver<EngineEvent>)> {
+pub fn start(
+    opts: EngineOptions,
+) -> anyhow::Result<(EngineHandle, mpsc::UnboundedReceiver<EngineEvent>)> {
     let (audio_tx, audio_rx) = mpsc::unbounded_channel();
     let (audio, frames) =
         AudioEngine::start(&opts.mic, &opts.speaker, audio_tx).context("starting audio devices")?;
@@ -189,6 +231,9 @@ pub fn start(opts: EngineOptions) -> anyhow::Result<(EngineHandle, mpsc::Unbound
         speaking: false,
         listings: VecDeque::new(),
         fetches: HashMap::new(),
+        levels: false,
+        playout: true,
+        tone: None,
     };
     tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames));
     Ok((EngineHandle { tx: req_tx }, ev_rx))
@@ -208,7 +253,17 @@ struct Driver {
     listings: VecDeque<ListReply>,
     /// Downloads in progress: the bytes so far and who waits for them.
     fetches: HashMap<String, (Vec<u8>, FetchReply)>,
+    /// Mic level reports wanted.
+    levels: bool,
+    /// Playout as the core last asked for it (the test tone opens it for a moment).
+    playout: bool,
+    /// The test tone's encoded frames while it plays.
+    tone: Option<Vec<bytes::Bytes>>,
 }
+
+/// The source id the test tone uses in the mixer; calls use 0.
+const TONE_SOURCE: u32 = u32::MAX;
+const TONE_FRAMES: u32 = 50;
 
 impl Driver {
     async fn run(
@@ -222,6 +277,10 @@ impl Driver {
         let (media_tx, mut media_rx) = mpsc::unbounded_channel::<MediaEvent>();
         let mut speaking_poll = tokio::time::interval(Duration::from_millis(100));
         speaking_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut level_tick = tokio::time::interval(Duration::from_millis(66));
+        level_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut tone_tick = tokio::time::interval(Duration::from_millis(20));
+        let mut tone_frame = 0u32;
         loop {
             let ev = tokio::select! {
                 Some(r) = req_rx.recv() => Event::Request(r),
@@ -231,8 +290,16 @@ impl Driver {
                 Some(f) = frames.recv() => Event::Frame(f),
                 Some(i) = internal_rx.recv() => i,
                 _ = speaking_poll.tick() => Event::SpeakingPoll,
+                _ = level_tick.tick(), if self.levels => Event::LevelTick,
+                _ = tone_tick.tick(), if self.tone.is_some() => {
+                    tone_frame += 1;
+                    Event::ToneFrame(tone_frame - 1)
+                }
                 else => return,
             };
+            if self.tone.is_none() {
+                tone_frame = 0;
+            }
             match ev {
                 Event::Request(Request::Shutdown(done)) => {
                     self.shutdown().await;
@@ -245,14 +312,21 @@ impl Driver {
                     self.drop_media().await;
                     self.core.handle_input(Input::TransportDown, now());
                 }
-                Event::Signaling(SigEvent::Message(m)) => self.core.handle_input(Input::Server(m), now()),
-                Event::Signaling(SigEvent::BadFrame(why)) => tracing::warn!("switchboard sent a bad frame: {why}"),
+                Event::Signaling(SigEvent::Message(m)) => {
+                    self.core.handle_input(Input::Server(m), now())
+                }
+                Event::Signaling(SigEvent::BadFrame(why)) => {
+                    tracing::warn!("switchboard sent a bad frame: {why}")
+                }
                 Event::MediaOffered(Ok((link, sdp))) => {
                     self.sender = Some(link.sender());
                     self.link = Some(link);
-                    self.core.handle_input(Input::MediaOfferReady { sdp }, now());
+                    self.core
+                        .handle_input(Input::MediaOfferReady { sdp }, now());
                 }
-                Event::MediaOffered(Err(e)) => tracing::error!("could not create the media connection: {e:#}"),
+                Event::MediaOffered(Err(e)) => {
+                    tracing::error!("could not create the media connection: {e:#}")
+                }
                 Event::Media(MediaEvent::Audio(rtp)) => {
                     if let Some(a) = &self.audio {
                         // One stream from the switchboard per endpoint for now: source 0.
@@ -260,8 +334,12 @@ impl Driver {
                     }
                     continue;
                 }
-                Event::Media(MediaEvent::Connected) => self.core.handle_input(Input::MediaConnected(true), now()),
-                Event::Media(MediaEvent::Disconnected) => self.core.handle_input(Input::MediaConnected(false), now()),
+                Event::Media(MediaEvent::Connected) => {
+                    self.core.handle_input(Input::MediaConnected(true), now())
+                }
+                Event::Media(MediaEvent::Disconnected) => {
+                    self.core.handle_input(Input::MediaConnected(false), now())
+                }
                 Event::Audio(a) => {
                     let _ = self.out.send(EngineEvent::Audio(a));
                 }
@@ -274,13 +352,24 @@ impl Driver {
                     }
                     continue;
                 }
+                Event::LevelTick => {
+                    if let Some(a) = &self.audio {
+                        let _ = self.out.send(EngineEvent::MicLevel(a.mic_level()));
+                    }
+                    continue;
+                }
+                Event::ToneFrame(n) => {
+                    self.tone_frame(n);
+                    continue;
+                }
                 Event::SpeakingPoll => {
                     let speaking = self.audio.as_ref().is_some_and(|a| a.speaking());
                     if speaking == self.speaking {
                         continue;
                     }
                     self.speaking = speaking;
-                    self.core.handle_input(Input::LocalSpeaking(speaking), now());
+                    self.core
+                        .handle_input(Input::LocalSpeaking(speaking), now());
                 }
             }
             self.drain(&internal_tx, &media_tx).await;
@@ -297,14 +386,18 @@ impl Driver {
             }
             Request::SetMicrophone(spec, reply) => {
                 let r = match &self.audio {
-                    Some(a) => a.set_microphone(&spec).map_err(|e| EngineError::Device(e.to_string())),
+                    Some(a) => a
+                        .set_microphone(&spec)
+                        .map_err(|e| EngineError::Device(e.to_string())),
                     None => Err(EngineError::Stopped),
                 };
                 let _ = reply.send(r);
             }
             Request::SetSpeaker(spec, reply) => {
                 let r = match &self.audio {
-                    Some(a) => a.set_speaker(&spec).map_err(|e| EngineError::Device(e.to_string())),
+                    Some(a) => a
+                        .set_speaker(&spec)
+                        .map_err(|e| EngineError::Device(e.to_string())),
                     None => Err(EngineError::Stopped),
                 };
                 let _ = reply.send(r);
@@ -314,14 +407,37 @@ impl Driver {
                 self.opts.camera = Some(spec);
                 let _ = reply.send(Ok(()));
             }
-            Request::Voicemails(reply) => match self.core.handle_command(Command::ListVoicemail, now()) {
-                Ok(_) => self.listings.push_back(reply),
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
+            Request::ReportLevels(on) => self.levels = on,
+            Request::TestTone(reply) => {
+                let r = match (&self.audio, &self.tone) {
+                    (None, _) => Err(EngineError::Stopped),
+                    (Some(_), Some(_)) => Ok(()),
+                    (Some(a), None) => match tone_frames() {
+                        Ok(frames) => {
+                            a.set_playout(true);
+                            self.tone = Some(frames);
+                            Ok(())
+                        }
+                        Err(e) => Err(EngineError::Device(e)),
+                    },
+                };
+                let _ = reply.send(r);
+            }
+            Request::Voicemails(reply) => {
+                match self.core.handle_command(Command::ListVoicemail, now()) {
+                    Ok(_) => self.listings.push_back(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
                 }
-            },
+            }
             Request::FetchVoicemail(id, reply) => {
-                match self.core.handle_command(Command::FetchVoicemail { message_id: id.clone() }, now()) {
+                match self.core.handle_command(
+                    Command::FetchVoicemail {
+                        message_id: id.clone(),
+                    },
+                    now(),
+                ) {
                     Ok(_) => {
                         self.fetches.insert(id, (Vec::new(), reply));
                     }
@@ -334,7 +450,11 @@ impl Driver {
         }
     }
 
-    async fn drain(&mut self, internal_tx: &mpsc::UnboundedSender<Event>, media_tx: &mpsc::UnboundedSender<MediaEvent>) {
+    async fn drain(
+        &mut self,
+        internal_tx: &mpsc::UnboundedSender<Event>,
+        media_tx: &mpsc::UnboundedSender<MediaEvent>,
+    ) {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send(msg) => self.signaling.send(&msg),
@@ -364,7 +484,10 @@ impl Driver {
                     }
                 }
                 Output::Media(MediaControl::Playout(on)) => {
-                    if let Some(a) = &self.audio {
+                    self.playout = on;
+                    if let Some(a) = &self.audio
+                        && self.tone.is_none()
+                    {
                         a.set_playout(on);
                     }
                 }
@@ -373,6 +496,20 @@ impl Driver {
                         a.finalize_recording();
                     }
                 }
+            }
+        }
+    }
+
+    /// Hands one tone frame to the mixer, paced by the loop's 20 ms tick like a far end would.
+    fn tone_frame(&mut self, n: u32) {
+        let (Some(a), Some(frames)) = (&self.audio, &self.tone) else {
+            return;
+        };
+        match frames.get(n as usize) {
+            Some(f) => a.push_rtp(TONE_SOURCE, n as u16, n * 960, f.clone()),
+            None => {
+                self.tone = None;
+                a.set_playout(self.playout);
             }
         }
     }
@@ -386,13 +523,22 @@ impl Driver {
                     let _ = reply.send(Ok(list.clone()));
                 }
             }
-            CoreEvent::VoicemailData { message_id, data, last, .. } => {
-                let Some((buf, _)) = self.fetches.get_mut(message_id) else { return };
+            CoreEvent::VoicemailData {
+                message_id,
+                data,
+                last,
+                ..
+            } => {
+                let Some((buf, _)) = self.fetches.get_mut(message_id) else {
+                    return;
+                };
                 match base64::engine::general_purpose::STANDARD.decode(data) {
                     Ok(bytes) => buf.extend_from_slice(&bytes),
                     Err(e) => {
                         let (_, reply) = self.fetches.remove(message_id).expect("present above");
-                        let _ = reply.send(Err(EngineError::Device(format!("voicemail data is not base64: {e}"))));
+                        let _ = reply.send(Err(EngineError::Device(format!(
+                            "voicemail data is not base64: {e}"
+                        ))));
                         return;
                     }
                 }
@@ -401,7 +547,10 @@ impl Driver {
                     let _ = reply.send(Ok(bytes));
                 }
             }
-            CoreEvent::ConnectionStateChanged { new: crate::core::ConnectionState::Disconnected, .. } => {
+            CoreEvent::ConnectionStateChanged {
+                new: crate::core::ConnectionState::Disconnected,
+                ..
+            } => {
                 for reply in self.listings.drain(..) {
                     let _ = reply.send(Err(CommandError::NotConnected.into()));
                 }
@@ -422,7 +571,13 @@ impl Driver {
 
     async fn shutdown(&mut self) {
         for call in self.core.calls() {
-            let _ = self.core.handle_command(Command::HangUp { call_id: call.call_id, for_everyone: false }, now());
+            let _ = self.core.handle_command(
+                Command::HangUp {
+                    call_id: call.call_id,
+                    for_everyone: false,
+                },
+                now(),
+            );
         }
         while let Some(out) = self.core.poll_output() {
             if let Output::Send(msg) = out {
@@ -435,6 +590,22 @@ impl Driver {
             a.shutdown();
         }
     }
+}
+
+/// One second of 440 Hz, encoded like a call's audio.
+fn tone_frames() -> Result<Vec<bytes::Bytes>, String> {
+    let mut enc = crate::media::audio::codec::OpusEncoder::new().map_err(|e| e.to_string())?;
+    (0..TONE_FRAMES)
+        .map(|f| {
+            let pcm: Vec<f32> = (0..960)
+                .map(|i| {
+                    let t = (f * 960 + i) as f32 / 48_000.0;
+                    0.25 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
+                })
+                .collect();
+            enc.encode(&pcm).map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// Sequence numbers and timestamps for the outbound stream. Timestamps follow the wall clock
@@ -485,7 +656,10 @@ mod tests {
         let (s0, ts0, m0) = p.next(t0);
         assert!(m0);
         let (s1, ts1, m1) = p.next(t0 + Duration::from_millis(20));
-        assert_eq!((s1, ts1, m1), (s0.wrapping_add(1), ts0.wrapping_add(960), false));
+        assert_eq!(
+            (s1, ts1, m1),
+            (s0.wrapping_add(1), ts0.wrapping_add(960), false)
+        );
         let (s2, ts2, m2) = p.next(t0 + Duration::from_millis(1020));
         assert_eq!(s2, s0.wrapping_add(2));
         assert_eq!(ts2, ts1.wrapping_add(960 * 50));

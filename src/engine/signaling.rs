@@ -7,7 +7,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::protocol::{decode_server, encode, ClientMessage, ErrorCode, ServerMessage};
+use crate::protocol::{ClientMessage, ErrorCode, ServerMessage, decode_server, encode};
 
 #[derive(Debug)]
 pub enum SigEvent {
@@ -47,7 +47,11 @@ impl Signaling {
     }
 }
 
-async fn run(url: String, mut cmds: mpsc::UnboundedReceiver<SigCmd>, events: mpsc::UnboundedSender<SigEvent>) {
+async fn run(
+    url: String,
+    mut cmds: mpsc::UnboundedReceiver<SigCmd>,
+    events: mpsc::UnboundedSender<SigEvent>,
+) {
     let mut backoff = Duration::from_millis(250);
     loop {
         let ws = match tokio_tungstenite::connect_async(url.as_str()).await {

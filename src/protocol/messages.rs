@@ -6,7 +6,11 @@ use crate::core::{CallEndReason, ParticipantState, RejectReason};
 
 /// Client to switchboard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ClientMessage {
     /// First frame on a connection. `user` is only honoured by a `--dev` switchboard for loopback
     /// peers; otherwise `token` is required.
@@ -21,11 +25,18 @@ pub enum ClientMessage {
         client: Option<String>,
     },
     /// WebRTC offer for the endpoint's one media connection (kept warm for all its calls).
-    MediaOffer { sdp: String },
+    MediaOffer {
+        sdp: String,
+    },
     /// Place a call. The client picks the call id (a UUID) so that it can track the call before
     /// the switchboard answers; a duplicate id is refused.
-    PlaceCall { call_id: String, to: Vec<String> },
-    Accept { call_id: String },
+    PlaceCall {
+        call_id: String,
+        to: Vec<String>,
+    },
+    Accept {
+        call_id: String,
+    },
     Reject {
         call_id: String,
         #[serde(default)]
@@ -36,10 +47,20 @@ pub enum ClientMessage {
         #[serde(default)]
         for_everyone: bool,
     },
-    SetMuted { call_id: String, muted: bool },
-    Hold { call_id: String },
-    Resume { call_id: String },
-    Speaking { call_id: String, speaking: bool },
+    SetMuted {
+        call_id: String,
+        muted: bool,
+    },
+    Hold {
+        call_id: String,
+    },
+    Resume {
+        call_id: String,
+    },
+    Speaking {
+        call_id: String,
+        speaking: bool,
+    },
     /// Ask the switchboard to move the other party of `callId` (the transferee) elsewhere.
     Transfer {
         call_id: String,
@@ -49,15 +70,28 @@ pub enum ClientMessage {
         disable_forwarding_and_unanswered: bool,
     },
     /// The transferee's answer to `transferRequested`.
-    AcceptTransfer { call_id: String },
-    RejectTransfer { call_id: String },
+    AcceptTransfer {
+        call_id: String,
+    },
+    RejectTransfer {
+        call_id: String,
+    },
     /// Replace this user's call forwarding settings.
-    SetForwarding { forwarding: Forwarding },
+    SetForwarding {
+        forwarding: Forwarding,
+    },
     ListVoicemail,
     /// Sent back as `voicemailData` chunks.
-    FetchVoicemail { message_id: String },
-    DeleteVoicemail { message_id: String },
-    MarkVoicemail { message_id: String, is_new: bool },
+    FetchVoicemail {
+        message_id: String,
+    },
+    DeleteVoicemail {
+        message_id: String,
+    },
+    MarkVoicemail {
+        message_id: String,
+        is_new: bool,
+    },
     Ping {
         #[serde(default)]
         nonce: u64,
@@ -66,7 +100,11 @@ pub enum ClientMessage {
 
 /// Switchboard to client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMessage {
     Welcome {
         protocol: u32,
@@ -74,7 +112,9 @@ pub enum ServerMessage {
         endpoint_id: String,
         server: String,
     },
-    MediaAnswer { sdp: String },
+    MediaAnswer {
+        sdp: String,
+    },
     /// The callee side: a call rings this endpoint. `transferredBy` is set when the caller was
     /// transferred here; `forwardedFrom` when the call was forwarded from another user.
     IncomingCall {
@@ -86,7 +126,9 @@ pub enum ServerMessage {
         forwarded_from: Option<Identity>,
     },
     /// The caller side: at least one device of the callee rings.
-    CallRinging { call_id: String },
+    CallRinging {
+        call_id: String,
+    },
     /// The call is answered. `participants` are the remote parties as this endpoint sees them.
     CallConnected {
         call_id: String,
@@ -118,12 +160,22 @@ pub enum ServerMessage {
         error: Option<CallEndReason>,
     },
     /// To the transferee: the transfer succeeded; `targetCallId` is its new call.
-    TransferAccepted { call_id: String, target_call_id: String },
+    TransferAccepted {
+        call_id: String,
+        target_call_id: String,
+    },
     /// This user's forwarding settings (on sign-in and whenever they change).
-    ForwardingChanged { forwarding: Forwarding },
+    ForwardingChanged {
+        forwarding: Forwarding,
+    },
     /// Message-waiting indication for this user's mailbox.
-    MessageWaiting { new_count: u32, total_count: u32 },
-    Voicemails { messages: Vec<VoicemailInfo> },
+    MessageWaiting {
+        new_count: u32,
+        total_count: u32,
+    },
+    Voicemails {
+        messages: Vec<VoicemailInfo>,
+    },
     /// A piece of a message's Ogg Opus file, base64; `last` closes it.
     VoicemailData {
         message_id: String,
@@ -131,7 +183,9 @@ pub enum ServerMessage {
         data: String,
         last: bool,
     },
-    Pong { nonce: u64 },
+    Pong {
+        nonce: u64,
+    },
     /// A request failed or a frame was bad. `callId` is set when it concerns one call; the call
     /// itself is left as it was.
     Error {
@@ -236,7 +290,11 @@ fn default_unanswered_secs() -> u32 {
 
 impl Default for Forwarding {
     fn default() -> Self {
-        Forwarding { mode: ForwardMode::Off, target: None, unanswered_after_secs: default_unanswered_secs() }
+        Forwarding {
+            mode: ForwardMode::Off,
+            target: None,
+            unanswered_after_secs: default_unanswered_secs(),
+        }
     }
 }
 

@@ -11,9 +11,18 @@ fn client_messages_round_trip() {
             device_name: "desk".into(),
             client: None,
         },
-        ClientMessage::PlaceCall { call_id: "c1".into(), to: vec!["bob".into()] },
-        ClientMessage::Reject { call_id: "c1".into(), reason: RejectReason::Busy },
-        ClientMessage::HangUp { call_id: "c1".into(), for_everyone: false },
+        ClientMessage::PlaceCall {
+            call_id: "c1".into(),
+            to: vec!["bob".into()],
+        },
+        ClientMessage::Reject {
+            call_id: "c1".into(),
+            reason: RejectReason::Busy,
+        },
+        ClientMessage::HangUp {
+            call_id: "c1".into(),
+            for_everyone: false,
+        },
     ];
     for m in msgs {
         let text = encode(&m);
@@ -23,18 +32,35 @@ fn client_messages_round_trip() {
 
 #[test]
 fn wire_names_are_camel_case() {
-    let text = encode(&ClientMessage::PlaceCall { call_id: "c".into(), to: vec![] });
+    let text = encode(&ClientMessage::PlaceCall {
+        call_id: "c".into(),
+        to: vec![],
+    });
     assert_eq!(text, r#"{"type":"placeCall","callId":"c","to":[]}"#);
     let r = decode_client(r#"{"type":"reject","callId":"x"}"#).unwrap();
-    assert_eq!(r, ClientMessage::Reject { call_id: "x".into(), reason: RejectReason::None });
+    assert_eq!(
+        r,
+        ClientMessage::Reject {
+            call_id: "x".into(),
+            reason: RejectReason::None
+        }
+    );
 }
 
 #[test]
 fn decode_errors_are_precise() {
-    assert_eq!(decode_client("nope"), Err(DecodeError::NotJson("expected ident at line 1 column 2".into())));
+    assert_eq!(
+        decode_client("nope"),
+        Err(DecodeError::NotJson(
+            "expected ident at line 1 column 2".into()
+        ))
+    );
     assert_eq!(decode_client("{}"), Err(DecodeError::MissingType));
     assert_eq!(decode_client(r#"{"type":3}"#), Err(DecodeError::BadType));
-    assert_eq!(decode_client(r#"{"type":"launchRocket"}"#), Err(DecodeError::UnknownType("launchRocket".into())));
+    assert_eq!(
+        decode_client(r#"{"type":"launchRocket"}"#),
+        Err(DecodeError::UnknownType("launchRocket".into()))
+    );
     match decode_client(r#"{"type":"accept"}"#) {
         Err(DecodeError::BadFields { ty, message }) => {
             assert_eq!(ty, "accept");
@@ -42,8 +68,14 @@ fn decode_errors_are_precise() {
         }
         other => panic!("{other:?}"),
     }
-    let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
-    assert!(matches!(decode_client(&big), Err(DecodeError::TooLarge { .. })));
+    let big = format!(
+        r#"{{"type":"ping","pad":"{}"}}"#,
+        "x".repeat(MAX_FRAME_BYTES)
+    );
+    assert!(matches!(
+        decode_client(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
 }
 
 /// A cheap deterministic fuzz: random bytes and mutated valid frames never panic the decoder.

@@ -7,4 +7,4 @@ pub mod switchboard;
 pub mod token;
 pub mod voicemail;
 
-pub use runtime::{serve, ServeOptions, ServerHandle};
+pub use runtime::{ServeOptions, ServerHandle, serve};

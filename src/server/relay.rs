@@ -51,15 +51,31 @@ impl Rewriter {
 }
 
 pub enum RelayMsg {
-    Add { conn: ConnId, sender: AudioSender },
-    Remove { conn: ConnId },
+    Add {
+        conn: ConnId,
+        sender: AudioSender,
+    },
+    Remove {
+        conn: ConnId,
+    },
     Routes(BTreeMap<ConnId, Vec<ConnId>>),
-    Packet { from: ConnId, rtp: RtpAudio },
+    Packet {
+        from: ConnId,
+        rtp: RtpAudio,
+    },
     /// Also hand what `from` sends to a server-side listener (a voicemail recording).
-    Tap { from: ConnId, tx: mpsc::Sender<RtpAudio> },
-    Untap { from: ConnId },
+    Tap {
+        from: ConnId,
+        tx: mpsc::Sender<RtpAudio>,
+    },
+    Untap {
+        from: ConnId,
+    },
     /// Audio the switchboard itself plays to `to` (a greeting).
-    Inject { to: ConnId, rtp: RtpAudio },
+    Inject {
+        to: ConnId,
+        rtp: RtpAudio,
+    },
 }
 
 /// The source id of audio the switchboard makes itself; connections are numbered from 1.
@@ -94,7 +110,9 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                 taps.remove(&from);
             }
             RelayMsg::Inject { to, rtp } => {
-                let Some((sender, rw)) = senders.get_mut(&to) else { continue };
+                let Some((sender, rw)) = senders.get_mut(&to) else {
+                    continue;
+                };
                 let (seq, ts, marker) = rw.map(SERVER_SOURCE, rtp.seq, rtp.timestamp, rtp.marker);
                 if let Err(e) = sender.send(seq, ts, marker, rtp.payload).await {
                     tracing::debug!(to, "injecting audio failed: {e:#}");
@@ -106,9 +124,13 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                     // A recorder that falls behind loses packets rather than stalling the relay.
                     let _ = tap.try_send(rtp.clone());
                 }
-                let Some(targets) = routes.get(&from) else { continue };
+                let Some(targets) = routes.get(&from) else {
+                    continue;
+                };
                 for to in targets {
-                    let Some((sender, rw)) = senders.get_mut(to) else { continue };
+                    let Some((sender, rw)) = senders.get_mut(to) else {
+                        continue;
+                    };
                     let (seq, ts, marker) = rw.map(from, rtp.seq, rtp.timestamp, rtp.marker);
                     match sender.send(seq, ts, marker, rtp.payload.clone()).await {
                         Ok(()) => {
@@ -141,7 +163,10 @@ mod tests {
         rw.map(1, 65_535, 4_294_966_000, false);
         let (s, t, m) = rw.map(2, 7, 123, false);
         assert_eq!((s, t, m), (0, 4_294_966_000u32.wrapping_add(960), true));
-        assert_eq!(rw.map(2, 8, 123 + 960, false), (1, 4_294_966_000u32.wrapping_add(1920), false));
+        assert_eq!(
+            rw.map(2, 8, 123 + 960, false),
+            (1, 4_294_966_000u32.wrapping_add(1920), false)
+        );
     }
 
     #[test]

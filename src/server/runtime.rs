@@ -11,17 +11,19 @@ use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{
+    CloseFrame, WebSocketConfig, frame::coding::CloseCode,
+};
 
 use super::relay::{self, RelayMsg, RelayStats};
-use super::store::{load_or_create_key, Store};
+use super::store::{Store, load_or_create_key};
+use super::switchboard::{ConnId, Input, Output, StoreOp, Switchboard, SwitchboardConfig};
 use super::voicemail::session::EndedBy;
 use super::voicemail::{Greeting, run_session};
-use super::switchboard::{ConnId, Input, Output, StoreOp, Switchboard, SwitchboardConfig};
 use crate::core::Now;
 use crate::media::peer::{MediaConfig, MediaEvent, MediaLink};
-use crate::protocol::{encode, ErrorCode, ServerMessage, MAX_FRAME_BYTES};
+use crate::protocol::{ErrorCode, MAX_FRAME_BYTES, ServerMessage, encode};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -58,8 +60,16 @@ enum Event {
     Core(Input),
     /// Token ids revoked since start-up (`dialtone token revoke` writes them from another process).
     Revoked(BTreeSet<String>),
-    NewConn { conn: ConnId, tx: mpsc::UnboundedSender<Outgoing>, loopback: bool },
-    MediaReady { conn: ConnId, link: Arc<MediaLink>, sdp: String },
+    NewConn {
+        conn: ConnId,
+        tx: mpsc::UnboundedSender<Outgoing>,
+        loopback: bool,
+    },
+    MediaReady {
+        conn: ConnId,
+        link: Arc<MediaLink>,
+        sdp: String,
+    },
 }
 
 enum Outgoing {
@@ -70,21 +80,27 @@ enum Outgoing {
 pub fn now() -> Now {
     Now {
         mono: Instant::now(),
-        unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+        unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
     }
 }
 
 /// Binds, then serves in a background task. Returns once the socket accepts connections.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
-    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
     let key = load_or_create_key(&opts.data_dir)?;
     let db_path = Store::path_in(&opts.data_dir);
     let store = Store::open(&db_path)?;
     let resource = store.resource()?;
     let startup = store.startup()?;
     let voicemail_dir = opts.data_dir.join("voicemail");
-    std::fs::create_dir_all(&voicemail_dir).with_context(|| format!("creating {}", voicemail_dir.display()))?;
-    let greeting = Greeting::default_greeting().context("loading the default voicemail greeting")?;
+    std::fs::create_dir_all(&voicemail_dir)
+        .with_context(|| format!("creating {}", voicemail_dir.display()))?;
+    let greeting =
+        Greeting::default_greeting().context("loading the default voicemail greeting")?;
     let core = Switchboard::new(
         SwitchboardConfig {
             dev: opts.dev,
@@ -97,20 +113,24 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         key,
         startup,
     );
-    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
     let addr = listener.local_addr()?;
     if opts.dev && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "dev mode: token-less sign-in is refused for peers that are not on loopback");
     }
 
     let (store_tx, store_rx) = std::sync::mpsc::channel::<StoreOp>();
-    std::thread::Builder::new().name("store".into()).spawn(move || {
-        for op in store_rx {
-            if let Err(e) = store.apply(&op, now().unix_ms) {
-                tracing::error!("store write failed for {op:?}: {e:#}");
+    std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || {
+            for op in store_rx {
+                if let Err(e) = store.apply(&op, now().unix_ms) {
+                    tracing::error!("store write failed for {op:?}: {e:#}");
+                }
             }
-        }
-    })?;
+        })?;
 
     let stats = Arc::new(RelayStats::default());
     let (relay_tx, relay_rx) = mpsc::unbounded_channel();
@@ -119,11 +139,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     tokio::spawn(accept_loop(listener, ev_tx.clone()));
     tokio::spawn(watch_revocations(db_path, ev_tx.clone()));
-    let media_cfg = MediaConfig { bind_ip: opts.media_ip };
-    let beep: Vec<f32> =
-        (0..14_400).map(|i| 0.3 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin()).collect();
+    let media_cfg = MediaConfig {
+        bind_ip: opts.media_ip,
+    };
+    let beep: Vec<f32> = (0..14_400)
+        .map(|i| 0.3 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin())
+        .collect();
     let beep = Greeting::from_pcm(&beep).context("encoding the greeting beep")?;
-    let ctx = LoopCtx { ev_tx, relay_tx, store_tx, media_cfg, greeting, beep, voicemail_max: opts.voicemail_max };
+    let ctx = LoopCtx {
+        ev_tx,
+        relay_tx,
+        store_tx,
+        media_cfg,
+        greeting,
+        beep,
+        voicemail_max: opts.voicemail_max,
+    };
     let task = tokio::spawn(main_loop(core, ev_rx, ctx));
     Ok(ServerHandle { addr, stats, task })
 }
@@ -146,10 +177,17 @@ async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>)
     }
 }
 
-async fn connection(conn: ConnId, stream: TcpStream, peer: SocketAddr, ev_tx: mpsc::UnboundedSender<Event>) {
+async fn connection(
+    conn: ConnId,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ev_tx: mpsc::UnboundedSender<Event>,
+) {
     // Frames up to 1 MiB reach the core, which refuses anything over MAX_FRAME_BYTES with an
     // error and keeps the connection; larger ones end it at the WebSocket layer.
-    let cfg = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
+    let cfg = WebSocketConfig::default()
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20));
     let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(cfg)).await {
         Ok(ws) => ws,
         Err(e) => {
@@ -159,7 +197,11 @@ async fn connection(conn: ConnId, stream: TcpStream, peer: SocketAddr, ev_tx: mp
     };
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
-    let _ = ev_tx.send(Event::NewConn { conn, tx: tx.clone(), loopback: peer.ip().is_loopback() });
+    let _ = ev_tx.send(Event::NewConn {
+        conn,
+        tx: tx.clone(),
+        loopback: peer.ip().is_loopback(),
+    });
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             match out {
@@ -169,7 +211,10 @@ async fn connection(conn: ConnId, stream: TcpStream, peer: SocketAddr, ev_tx: mp
                     }
                 }
                 Outgoing::Close(reason) => {
-                    let frame = CloseFrame { code: CloseCode::Policy, reason: truncate(&reason, 120).into() };
+                    let frame = CloseFrame {
+                        code: CloseCode::Policy,
+                        reason: truncate(&reason, 120).into(),
+                    };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     break;
                 }
@@ -179,11 +224,15 @@ async fn connection(conn: ConnId, stream: TcpStream, peer: SocketAddr, ev_tx: mp
     while let Some(msg) = source.next().await {
         match msg {
             Ok(Message::Text(t)) => {
-                let _ = ev_tx.send(Event::Core(Input::Frame { conn, text: t.to_string() }));
+                let _ = ev_tx.send(Event::Core(Input::Frame {
+                    conn,
+                    text: t.to_string(),
+                }));
             }
             Ok(Message::Binary(b)) => {
                 // Not part of the protocol; the core answers it as a frame that is not JSON.
-                let text = String::from_utf8_lossy(&b[..b.len().min(MAX_FRAME_BYTES + 1)]).into_owned();
+                let text =
+                    String::from_utf8_lossy(&b[..b.len().min(MAX_FRAME_BYTES + 1)]).into_owned();
                 let _ = ev_tx.send(Event::Core(Input::Frame { conn, text }));
             }
             Ok(Message::Close(_)) => break,
@@ -226,7 +275,13 @@ struct LoopCtx {
 }
 
 async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Event>, ctx: LoopCtx) {
-    let LoopCtx { ev_tx, relay_tx, store_tx, media_cfg, .. } = &ctx;
+    let LoopCtx {
+        ev_tx,
+        relay_tx,
+        store_tx,
+        media_cfg,
+        ..
+    } = &ctx;
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
     let mut links: HashMap<ConnId, Arc<MediaLink>> = HashMap::new();
     let mut recordings: HashMap<String, oneshot::Sender<()>> = HashMap::new();
@@ -250,7 +305,10 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
             }
             Event::MediaReady { conn, link, sdp } => {
                 if conns.contains_key(&conn) {
-                    let _ = relay_tx.send(RelayMsg::Add { conn, sender: link.sender() });
+                    let _ = relay_tx.send(RelayMsg::Add {
+                        conn,
+                        sender: link.sender(),
+                    });
                     if let Some(old) = links.insert(conn, link) {
                         tokio::spawn(async move { old.close().await });
                     }
@@ -261,7 +319,11 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                 }
             }
         };
-        let closed = if let Input::Closed { conn } = &input { Some(*conn) } else { None };
+        let closed = if let Input::Closed { conn } = &input {
+            Some(*conn)
+        } else {
+            None
+        };
         core.handle(input, now());
         while let Some(out) = core.poll_output() {
             match out {
@@ -279,7 +341,9 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                     let ev_tx = ev_tx.clone();
                     let relay_tx = relay_tx.clone();
                     let cfg = media_cfg.clone();
-                    tokio::spawn(async move { answer_media(conn, offer_sdp, cfg, ev_tx, relay_tx).await });
+                    tokio::spawn(async move {
+                        answer_media(conn, offer_sdp, cfg, ev_tx, relay_tx).await
+                    });
                 }
                 Output::DropMedia { conn } => {
                     let _ = relay_tx.send(RelayMsg::Remove { conn });
@@ -293,21 +357,47 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                 Output::Store(op) => {
                     let _ = store_tx.send(op);
                 }
-                Output::StartVoicemail { call_id, conn, owner, greeting, path } => {
+                Output::StartVoicemail {
+                    call_id,
+                    conn,
+                    owner,
+                    greeting,
+                    path,
+                } => {
                     let (stop_tx, stop_rx) = oneshot::channel();
                     recordings.insert(call_id.clone(), stop_tx);
                     tracing::info!(%call_id, %owner, "voicemail answers");
                     // A user's own greeting, or the default one if it cannot be read.
                     let prompt = greeting
-                        .and_then(|p| Greeting::from_ogg_opus(&p).map_err(|e| tracing::warn!("own greeting: {e}")).ok())
+                        .and_then(|p| {
+                            Greeting::from_ogg_opus(&p)
+                                .map_err(|e| tracing::warn!("own greeting: {e}"))
+                                .ok()
+                        })
                         .unwrap_or_else(|| ctx.greeting.clone());
-                    let rec = Recording { call_id, conn, path, prompt, max: ctx.voicemail_max };
+                    let rec = Recording {
+                        call_id,
+                        conn,
+                        path,
+                        prompt,
+                        max: ctx.voicemail_max,
+                    };
                     tokio::spawn(record(rec, stop_rx, ev_tx.clone(), relay_tx.clone()));
                 }
-                Output::RecordGreeting { call_id, conn, path } => {
+                Output::RecordGreeting {
+                    call_id,
+                    conn,
+                    path,
+                } => {
                     let (stop_tx, stop_rx) = oneshot::channel();
                     recordings.insert(call_id.clone(), stop_tx);
-                    let rec = Recording { call_id, conn, path, prompt: ctx.beep.clone(), max: GREETING_MAX };
+                    let rec = Recording {
+                        call_id,
+                        conn,
+                        path,
+                        prompt: ctx.beep.clone(),
+                        max: GREETING_MAX,
+                    };
                     tokio::spawn(record(rec, stop_rx, ev_tx.clone(), relay_tx.clone()));
                 }
                 Output::StopVoicemail { call_id } => {
@@ -315,14 +405,20 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                         let _ = stop.send(());
                     }
                 }
-                Output::SendVoicemail { conn, message_id, path } => {
+                Output::SendVoicemail {
+                    conn,
+                    message_id,
+                    path,
+                } => {
                     if let Some(tx) = conns.get(&conn) {
                         tokio::spawn(send_voicemail(tx.clone(), message_id, path));
                     }
                 }
                 Output::DeleteFile { path } => {
                     tokio::task::spawn_blocking(move || {
-                        if let Err(e) = std::fs::remove_file(&path) && e.kind() != std::io::ErrorKind::NotFound {
+                        if let Err(e) = std::fs::remove_file(&path)
+                            && e.kind() != std::io::ErrorKind::NotFound
+                        {
                             tracing::warn!("cannot delete {}: {e}", path.display());
                         }
                     });
@@ -356,12 +452,21 @@ async fn record(
     ev_tx: mpsc::UnboundedSender<Event>,
     relay_tx: mpsc::UnboundedSender<RelayMsg>,
 ) {
-    let Recording { call_id, conn, path, prompt: greeting, max } = rec;
+    let Recording {
+        call_id,
+        conn,
+        path,
+        prompt: greeting,
+        max,
+    } = rec;
     if let Some(dir) = path.parent() {
         let _ = tokio::fs::create_dir_all(dir).await;
     }
     let (tap_tx, tap_rx) = mpsc::channel(256);
-    let _ = relay_tx.send(RelayMsg::Tap { from: conn, tx: tap_tx });
+    let _ = relay_tx.send(RelayMsg::Tap {
+        from: conn,
+        tx: tap_tx,
+    });
     let inject = relay_tx.clone();
     let send = move |rtp| {
         let _ = inject.send(RelayMsg::Inject { to: conn, rtp });
@@ -369,13 +474,20 @@ async fn record(
     let result = run_session(greeting, send, tap_rx, path.clone(), max, stop).await;
     let _ = relay_tx.send(RelayMsg::Untap { from: conn });
     let (duration_ms, full) = match result {
-        Ok(done) => (done.duration.as_millis() as u64, done.ended_by == EndedBy::MaxLength),
+        Ok(done) => (
+            done.duration.as_millis() as u64,
+            done.ended_by == EndedBy::MaxLength,
+        ),
         Err(e) => {
             tracing::error!(%call_id, "voicemail recording to {} failed: {e}", path.display());
             (0, false)
         }
     };
-    let _ = ev_tx.send(Event::Core(Input::VoicemailEnded { call_id, duration_ms, full }));
+    let _ = ev_tx.send(Event::Core(Input::VoicemailEnded {
+        call_id,
+        duration_ms,
+        full,
+    }));
 }
 
 /// Streams a recording to a device in base64 chunks small enough for any client's frame limit.
@@ -394,7 +506,11 @@ async fn send_voicemail(tx: mpsc::UnboundedSender<Outgoing>, message_id: String,
             return;
         }
     };
-    let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(CHUNK).collect() };
+    let chunks: Vec<&[u8]> = if bytes.is_empty() {
+        vec![&[][..]]
+    } else {
+        bytes.chunks(CHUNK).collect()
+    };
     let n = chunks.len();
     for (i, c) in chunks.into_iter().enumerate() {
         let msg = ServerMessage::VoicemailData {
@@ -419,10 +535,17 @@ async fn answer_media(
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
     match MediaLink::answer(&cfg, &offer, media_tx).await {
         Ok((link, sdp)) => {
-            let _ = ev_tx.send(Event::MediaReady { conn, link: Arc::new(link), sdp });
+            let _ = ev_tx.send(Event::MediaReady {
+                conn,
+                link: Arc::new(link),
+                sdp,
+            });
         }
         Err(e) => {
-            let _ = ev_tx.send(Event::Core(Input::MediaFailed { conn, error: format!("{e:#}") }));
+            let _ = ev_tx.send(Event::Core(Input::MediaFailed {
+                conn,
+                error: format!("{e:#}"),
+            }));
             return;
         }
     }
@@ -451,7 +574,8 @@ async fn watch_revocations(db_path: PathBuf, ev_tx: mpsc::UnboundedSender<Event>
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let path = db_path.clone();
-        let read = tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| s.revoked())).await;
+        let read =
+            tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| s.revoked())).await;
         match read {
             Ok(Ok(all)) => {
                 let new: BTreeSet<String> = all.difference(&seen).cloned().collect();

@@ -6,11 +6,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::switchboard::{Startup, StoreOp, StoredMessage};
-use crate::protocol::{Forwarding, Identity};
 use super::token::TokenKey;
+use crate::protocol::{Forwarding, Identity};
 
 pub struct Store {
     db: Connection,
@@ -45,11 +45,13 @@ CREATE TABLE IF NOT EXISTS voicemails (
 
 impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Store> {
-        let db = Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
+        let db = Connection::open(path)
+            .with_context(|| format!("opening database {}", path.display()))?;
         // WAL keeps readers (the `token` command, a second process) from blocking the server.
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "busy_timeout", 5000)?;
-        db.execute_batch(SCHEMA).with_context(|| format!("creating schema in {}", path.display()))?;
+        db.execute_batch(SCHEMA)
+            .with_context(|| format!("creating schema in {}", path.display()))?;
         Ok(Store { db })
     }
 
@@ -59,13 +61,20 @@ impl Store {
 
     /// The resource id used in raw ids, made once per data dir so ids stay stable across restarts.
     pub fn resource(&self) -> anyhow::Result<String> {
-        let existing: Option<String> =
-            self.db.query_row("SELECT value FROM meta WHERE key = 'resource'", [], |r| r.get(0)).optional()?;
+        let existing: Option<String> = self
+            .db
+            .query_row("SELECT value FROM meta WHERE key = 'resource'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
         if let Some(r) = existing {
             return Ok(r);
         }
         let r = uuid::Uuid::new_v4().to_string();
-        self.db.execute("INSERT INTO meta (key, value) VALUES ('resource', ?1)", [&r])?;
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('resource', ?1)",
+            [&r],
+        )?;
         Ok(r)
     }
 
@@ -94,7 +103,12 @@ impl Store {
 
     pub fn greetings(&self) -> anyhow::Result<HashMap<String, PathBuf>> {
         let mut st = self.db.prepare("SELECT raw_id, path FROM greetings")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, PathBuf::from(r.get::<_, String>(1)?))))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                PathBuf::from(r.get::<_, String>(1)?),
+            ))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -108,7 +122,9 @@ impl Store {
                 Ok(f) => {
                     out.insert(raw_id, f);
                 }
-                Err(e) => tracing::warn!(%raw_id, "ignoring unreadable forwarding settings {json:?}: {e}"),
+                Err(e) => {
+                    tracing::warn!(%raw_id, "ignoring unreadable forwarding settings {json:?}: {e}")
+                }
             }
         }
         Ok(out)
@@ -123,7 +139,10 @@ impl Store {
             Ok(StoredMessage {
                 message_id: r.get(0)?,
                 owner: r.get(1)?,
-                caller: Identity { raw_id: r.get(2)?, display_name: r.get(3)? },
+                caller: Identity {
+                    raw_id: r.get(2)?,
+                    display_name: r.get(3)?,
+                },
                 received_unix_ms: r.get::<_, i64>(4)? as u64,
                 duration_ms: r.get::<_, i64>(5)? as u64,
                 is_new: r.get(6)?,
@@ -134,7 +153,10 @@ impl Store {
     }
 
     pub fn revoke(&self, jti: &str, now_ms: u64) -> anyhow::Result<()> {
-        self.db.execute("INSERT OR IGNORE INTO revocations (jti, revoked_ms) VALUES (?1, ?2)", params![jti, now_ms as i64])?;
+        self.db.execute(
+            "INSERT OR IGNORE INTO revocations (jti, revoked_ms) VALUES (?1, ?2)",
+            params![jti, now_ms as i64],
+        )?;
         Ok(())
     }
 
@@ -146,14 +168,22 @@ impl Store {
                     params![raw_id, name, now_ms as i64],
                 )?;
             }
-            StoreOp::CallStarted { call_id, caller, callees, at_ms } => {
+            StoreOp::CallStarted {
+                call_id,
+                caller,
+                callees,
+                at_ms,
+            } => {
                 self.db.execute(
                     "INSERT OR REPLACE INTO calls (call_id, caller, callees, started_ms) VALUES (?1, ?2, ?3, ?4)",
                     params![call_id, caller, callees.join(","), *at_ms as i64],
                 )?;
             }
             StoreOp::CallConnected { call_id, at_ms } => {
-                self.db.execute("UPDATE calls SET connected_ms = ?2 WHERE call_id = ?1", params![call_id, *at_ms as i64])?;
+                self.db.execute(
+                    "UPDATE calls SET connected_ms = ?2 WHERE call_id = ?1",
+                    params![call_id, *at_ms as i64],
+                )?;
             }
             StoreOp::SetForwarding { raw_id, forwarding } => {
                 let json = serde_json::to_string(forwarding)?;
@@ -181,7 +211,10 @@ impl Store {
                 )?;
             }
             StoreOp::MarkMessage { message_id, is_new } => {
-                self.db.execute("UPDATE voicemails SET is_new = ?2 WHERE message_id = ?1", params![message_id, is_new])?;
+                self.db.execute(
+                    "UPDATE voicemails SET is_new = ?2 WHERE message_id = ?1",
+                    params![message_id, is_new],
+                )?;
             }
             StoreOp::SetGreeting { raw_id, path } => {
                 self.db.execute(
@@ -191,9 +224,16 @@ impl Store {
                 )?;
             }
             StoreOp::DeleteMessage { message_id } => {
-                self.db.execute("DELETE FROM voicemails WHERE message_id = ?1", params![message_id])?;
+                self.db.execute(
+                    "DELETE FROM voicemails WHERE message_id = ?1",
+                    params![message_id],
+                )?;
             }
-            StoreOp::CallEnded { call_id, at_ms, reason } => {
+            StoreOp::CallEnded {
+                call_id,
+                at_ms,
+                reason,
+            } => {
                 self.db.execute(
                     "UPDATE calls SET ended_ms = ?2, end_code = ?3, end_sub_code = ?4 WHERE call_id = ?1",
                     params![call_id, *at_ms as i64, reason.code, reason.sub_code],
@@ -229,14 +269,18 @@ pub fn load_or_create_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
     let path = data_dir.join("token.key");
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let arr: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("token key {} must be 32 bytes, found {}", path.display(), bytes.len()))?;
+            let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "token key {} must be 32 bytes, found {}",
+                    path.display(),
+                    bytes.len()
+                )
+            })?;
             Ok(TokenKey::from_bytes(arr))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
             let key: [u8; 32] = rand::random();
             write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
             Ok(TokenKey::from_bytes(key))
@@ -248,7 +292,11 @@ pub fn load_or_create_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)
 }
 
@@ -263,35 +311,98 @@ mod tests {
         let path = Store::path_in(dir.path());
         let s = Store::open(&path).unwrap();
         let res = s.resource().unwrap();
-        s.apply(&StoreOp::UpsertIdentity { raw_id: "8:acs:r_bob".into(), name: "bob".into() }, 1).unwrap();
-        s.apply(&StoreOp::CallStarted { call_id: "c".into(), caller: "a".into(), callees: vec!["b".into()], at_ms: 10 }, 10).unwrap();
-        s.apply(&StoreOp::CallEnded { call_id: "c".into(), at_ms: 20, reason: CallEndReason::DECLINED }, 20).unwrap();
+        s.apply(
+            &StoreOp::UpsertIdentity {
+                raw_id: "8:acs:r_bob".into(),
+                name: "bob".into(),
+            },
+            1,
+        )
+        .unwrap();
+        s.apply(
+            &StoreOp::CallStarted {
+                call_id: "c".into(),
+                caller: "a".into(),
+                callees: vec!["b".into()],
+                at_ms: 10,
+            },
+            10,
+        )
+        .unwrap();
+        s.apply(
+            &StoreOp::CallEnded {
+                call_id: "c".into(),
+                at_ms: 20,
+                reason: CallEndReason::DECLINED,
+            },
+            20,
+        )
+        .unwrap();
         s.revoke("j1", 5).unwrap();
-        let fwd = Forwarding { mode: crate::protocol::ForwardMode::Unanswered, target: Some("voicemail".into()), unanswered_after_secs: 7 };
-        s.apply(&StoreOp::SetForwarding { raw_id: "8:acs:r_bob".into(), forwarding: fwd.clone() }, 1).unwrap();
+        let fwd = Forwarding {
+            mode: crate::protocol::ForwardMode::Unanswered,
+            target: Some("voicemail".into()),
+            unanswered_after_secs: 7,
+        };
+        s.apply(
+            &StoreOp::SetForwarding {
+                raw_id: "8:acs:r_bob".into(),
+                forwarding: fwd.clone(),
+            },
+            1,
+        )
+        .unwrap();
         let msg = StoredMessage {
             message_id: "m1".into(),
             owner: "8:acs:r_bob".into(),
-            caller: Identity { raw_id: "8:acs:r_al".into(), display_name: "al".into() },
+            caller: Identity {
+                raw_id: "8:acs:r_al".into(),
+                display_name: "al".into(),
+            },
             received_unix_ms: 9,
             duration_ms: 1500,
             is_new: true,
             path: "/x/m1.opus".into(),
         };
         s.apply(&StoreOp::SaveMessage(msg.clone()), 1).unwrap();
-        s.apply(&StoreOp::MarkMessage { message_id: "m1".into(), is_new: false }, 1).unwrap();
+        s.apply(
+            &StoreOp::MarkMessage {
+                message_id: "m1".into(),
+                is_new: false,
+            },
+            1,
+        )
+        .unwrap();
         drop(s);
         let s = Store::open(&path).unwrap();
         assert_eq!(s.resource().unwrap(), res);
-        assert_eq!(s.identities().unwrap().get("8:acs:r_bob").map(String::as_str), Some("bob"));
+        assert_eq!(
+            s.identities()
+                .unwrap()
+                .get("8:acs:r_bob")
+                .map(String::as_str),
+            Some("bob")
+        );
         assert!(s.revoked().unwrap().contains("j1"));
         let calls = s.calls(10).unwrap();
         assert_eq!(calls[0].end_code, Some(603));
         assert_eq!(calls[0].ended_ms, Some(20));
         let startup = s.startup().unwrap();
         assert_eq!(startup.forwarding["8:acs:r_bob"], fwd);
-        assert_eq!(startup.messages, vec![StoredMessage { is_new: false, ..msg }]);
-        s.apply(&StoreOp::DeleteMessage { message_id: "m1".into() }, 1).unwrap();
+        assert_eq!(
+            startup.messages,
+            vec![StoredMessage {
+                is_new: false,
+                ..msg
+            }]
+        );
+        s.apply(
+            &StoreOp::DeleteMessage {
+                message_id: "m1".into(),
+            },
+            1,
+        )
+        .unwrap();
         assert!(s.messages().unwrap().is_empty());
     }
 
@@ -302,7 +413,10 @@ mod tests {
         let a = load_or_create_key(dir.path()).unwrap();
         let b = load_or_create_key(dir.path()).unwrap();
         assert_eq!(a.as_bytes(), b.as_bytes());
-        let mode = std::fs::metadata(dir.path().join("token.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("token.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -62,20 +62,31 @@ impl TokenKey {
     /// Checks the signature first (constant time), then the expiry.
     pub fn verify(&self, token: &str, now_secs: u64) -> Result<Claims, TokenError> {
         let mut parts = token.trim().split('.');
-        let (Some(prefix), Some(body), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(prefix), Some(body), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(TokenError::Malformed("expected three dot-separated parts"));
         };
         if prefix != PREFIX {
             return Err(TokenError::Malformed("unknown token version"));
         }
-        let sig = B64.decode(sig).map_err(|_| TokenError::Malformed("signature is not base64url"))?;
+        let sig = B64
+            .decode(sig)
+            .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
         let mut mac = self.mac();
         mac.update(body.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
-        let raw = B64.decode(body).map_err(|_| TokenError::Malformed("claims are not base64url"))?;
-        let claims: Claims = serde_json::from_slice(&raw).map_err(|_| TokenError::Malformed("claims are not JSON"))?;
+        mac.verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
+        let raw = B64
+            .decode(body)
+            .map_err(|_| TokenError::Malformed("claims are not base64url"))?;
+        let claims: Claims = serde_json::from_slice(&raw)
+            .map_err(|_| TokenError::Malformed("claims are not JSON"))?;
         if claims.exp <= now_secs {
-            return Err(TokenError::Expired { exp: claims.exp, now: now_secs });
+            return Err(TokenError::Expired {
+                exp: claims.exp,
+                now: now_secs,
+            });
         }
         Ok(claims)
     }
@@ -86,7 +97,12 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> Claims {
-        Claims { sub: "alice".into(), iat: 100, exp, jti: "j1".into() }
+        Claims {
+            sub: "alice".into(),
+            iat: 100,
+            exp,
+            jti: "j1".into(),
+        }
     }
 
     #[test]
@@ -94,11 +110,20 @@ mod tests {
         let k = TokenKey::from_bytes([7; 32]);
         let t = k.issue(&claims(200));
         assert_eq!(k.verify(&t, 150).unwrap(), claims(200));
-        assert_eq!(k.verify(&t, 200), Err(TokenError::Expired { exp: 200, now: 200 }));
+        assert_eq!(
+            k.verify(&t, 200),
+            Err(TokenError::Expired { exp: 200, now: 200 })
+        );
         let other = TokenKey::from_bytes([8; 32]);
         assert_eq!(other.verify(&t, 150), Err(TokenError::BadSignature));
-        assert!(matches!(k.verify("garbage", 0), Err(TokenError::Malformed(_))));
-        assert!(matches!(k.verify("dt1.a.b.c", 0), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            k.verify("garbage", 0),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            k.verify("dt1.a.b.c", 0),
+            Err(TokenError::Malformed(_))
+        ));
         let mut tampered = t.clone();
         tampered.insert(5, 'x');
         assert!(k.verify(&tampered, 150).is_err());

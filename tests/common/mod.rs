@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dialtone");
 
@@ -25,7 +25,10 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(extra)
-            .env("DIALTONE_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error")
+            .env(
+                "DIALTONE_LOG",
+                "warn,rtc=error,rtc_ice=error,rtc_dtls=error",
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -39,7 +42,11 @@ impl Server {
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
-        Server { child, url: format!("ws://{addr}"), data_dir }
+        Server {
+            child,
+            url: format!("ws://{addr}"),
+            data_dir,
+        }
     }
 
     pub fn dev(dir: &Path) -> Server {
@@ -87,7 +94,10 @@ impl Agent {
         }
         let mut child = cmd
             .args(args)
-            .env("DIALTONE_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error")
+            .env(
+                "DIALTONE_LOG",
+                "warn,rtc=error,rtc_ice=error,rtc_dtls=error",
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -107,12 +117,24 @@ impl Agent {
                 }
             }
         });
-        Agent { name: user.unwrap_or("agent").into(), child, stdin, rx, events: Vec::new(), next_id: 1, taken: Vec::new() }
+        Agent {
+            name: user.unwrap_or("agent").into(),
+            child,
+            stdin,
+            rx,
+            events: Vec::new(),
+            next_id: 1,
+            taken: Vec::new(),
+        }
     }
 
     /// Waits until signed in.
     pub fn connected(mut self) -> Agent {
-        self.wait_event("connectionStateChanged", |e| e["newState"] == "Connected", 10);
+        self.wait_event(
+            "connectionStateChanged",
+            |e| e["newState"] == "Connected",
+            10,
+        );
         self
     }
 
@@ -134,7 +156,9 @@ impl Agent {
     pub fn wait_reply(&mut self, id: &Value) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let v = self.next(deadline).unwrap_or_else(|| panic!("{}: no reply to id {id}", self.name));
+            let v = self
+                .next(deadline)
+                .unwrap_or_else(|| panic!("{}: no reply to id {id}", self.name));
             if v.get("event").is_some() {
                 self.events.push(v);
             } else if &v["id"] == id {
@@ -157,7 +181,10 @@ impl Agent {
     }
 
     pub fn call(&mut self, to: &str) -> String {
-        self.ok(json!({"cmd": "call", "to": [to]}))["callId"].as_str().unwrap().to_string()
+        self.ok(json!({"cmd": "call", "to": [to]}))["callId"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn next(&mut self, deadline: Instant) -> Option<Value> {
@@ -176,7 +203,10 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let Some(v) = self.next(deadline) else {
-                panic!("{}: no {name} event within {secs}s; saw {:#?}", self.name, self.events)
+                panic!(
+                    "{}: no {name} event within {secs}s; saw {:#?}",
+                    self.name, self.events
+                )
             };
             if v.get("event").is_some() {
                 self.events.push(v.clone());
@@ -188,13 +218,21 @@ impl Agent {
     }
 
     pub fn wait_state(&mut self, call: &str, state: &str) {
-        self.wait_event("callStateChanged", |e| e["callId"] == call && e["state"] == state, 10);
+        self.wait_event(
+            "callStateChanged",
+            |e| e["callId"] == call && e["state"] == state,
+            10,
+        );
     }
 
     /// The next incoming call not returned before.
     pub fn wait_incoming(&mut self) -> String {
         let taken = self.taken.clone();
-        let e = self.wait_event("incomingCall", |e| !taken.iter().any(|t| e["callId"] == t.as_str()), 10);
+        let e = self.wait_event(
+            "incomingCall",
+            |e| !taken.iter().any(|t| e["callId"] == t.as_str()),
+            10,
+        );
         let id = e["callId"].as_str().unwrap().to_string();
         self.taken.push(id.clone());
         id
@@ -202,7 +240,10 @@ impl Agent {
 
     pub fn wait_ended(&mut self, call: &str) -> (u64, u64) {
         let e = self.wait_event("callEnded", |e| e["callId"] == call, 15);
-        (e["callEndReason"]["code"].as_u64().unwrap(), e["callEndReason"]["subCode"].as_u64().unwrap())
+        (
+            e["callEndReason"]["code"].as_u64().unwrap(),
+            e["callEndReason"]["subCode"].as_u64().unwrap(),
+        )
     }
 
     /// Collects whatever arrives for a while.
@@ -217,7 +258,9 @@ impl Agent {
 
     /// The unix time (µs) at which this agent's device of `kind` started.
     pub fn device_started(&mut self, kind: &str) -> u64 {
-        self.wait_event("deviceStarted", |e| e["kind"] == kind, 10)["unixMicros"].as_u64().unwrap()
+        self.wait_event("deviceStarted", |e| e["kind"] == kind, 10)["unixMicros"]
+            .as_u64()
+            .unwrap()
     }
 
     pub fn states(&self, call: &str) -> Vec<String> {
@@ -242,7 +285,11 @@ impl Agent {
                 assert!(status.success(), "{} exited with {status}", self.name);
                 return;
             }
-            assert!(Instant::now() < deadline, "{} did not exit after quit", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit after quit",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -258,7 +305,10 @@ impl Drop for Agent {
 }
 
 pub fn unix_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 /// Speech at 48 kHz mono 16-bit, made with espeak-ng and sox (scripts/setup.sh installs them).
@@ -283,14 +333,24 @@ pub fn speech_wav(dir: &Path, name: &str, text: &str, voice: &str) -> PathBuf {
 }
 
 pub fn read_wav(path: &Path) -> Vec<f32> {
-    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut r =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let spec = r.spec();
-    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (48000, 1, 16), "{}", path.display());
-    r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect()
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (48000, 1, 16),
+        "{}",
+        path.display()
+    );
+    r.samples::<i16>()
+        .map(|s| s.unwrap() as f32 / 32768.0)
+        .collect()
 }
 
 fn block_rms(x: &[f32], block: usize) -> Vec<f32> {
-    x.chunks(block).map(|c| (c.iter().map(|v| v * v).sum::<f32>() / c.len() as f32).sqrt()).collect()
+    x.chunks(block)
+        .map(|c| (c.iter().map(|v| v * v).sum::<f32>() / c.len() as f32).sqrt())
+        .collect()
 }
 
 /// Where `needle` (the source) best aligns inside `hay` (the recording), and the normalised
@@ -300,7 +360,12 @@ pub fn best_alignment(needle: &[f32], hay: &[f32]) -> (f64, usize) {
     const B: usize = 240;
     let en = block_rms(needle, B);
     let eh = block_rms(hay, B);
-    assert!(eh.len() >= en.len(), "recording ({} blocks) shorter than source ({} blocks)", eh.len(), en.len());
+    assert!(
+        eh.len() >= en.len(),
+        "recording ({} blocks) shorter than source ({} blocks)",
+        eh.len(),
+        en.len()
+    );
     let mut best = (f64::MIN, 0usize);
     for lag in 0..=(eh.len() - en.len()) {
         let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
@@ -352,7 +417,10 @@ pub fn rms_between(rec: &[f32], rec_start_us: u64, from_us: u64, to_us: u64) -> 
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("dialtone-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("dialtone-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// How well `needle` (a source) is reproduced inside `hay` (a recording): the source is cut into

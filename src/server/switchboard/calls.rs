@@ -18,19 +18,38 @@ impl Switchboard {
     pub(super) fn place_call(&mut self, conn: ConnId, call_id: String, to: Vec<String>, now: Now) {
         let me = self.me(conn);
         if call_id.is_empty() || call_id.len() > 64 {
-            self.error(conn, ErrorCode::InvalidArgument, format!("call id {call_id:?} must be 1 to 64 characters"), None);
+            self.error(
+                conn,
+                ErrorCode::InvalidArgument,
+                format!("call id {call_id:?} must be 1 to 64 characters"),
+                None,
+            );
             return;
         }
         if self.calls.contains_key(&call_id) {
-            self.error(conn, ErrorCode::InvalidArgument, format!("call id {call_id:?} is already in use"), None);
+            self.error(
+                conn,
+                ErrorCode::InvalidArgument,
+                format!("call id {call_id:?} is already in use"),
+                None,
+            );
             return;
         }
         let refuse = |this: &mut Self, reason: CallEndReason, why: String| {
             this.error(conn, ErrorCode::InvalidArgument, why, Some(call_id.clone()));
-            this.send(conn, ServerMessage::CallEnded { call_id: call_id.clone(), reason });
+            this.send(
+                conn,
+                ServerMessage::CallEnded {
+                    call_id: call_id.clone(),
+                    reason,
+                },
+            );
         };
         if to.len() != 1 {
-            let why = format!("a call goes to exactly one callee for now, not {}", to.len());
+            let why = format!(
+                "a call goes to exactly one callee for now, not {}",
+                to.len()
+            );
             return refuse(self, CallEndReason::INVALID_CALLEE, why);
         }
         let callee_raw = match Callee::parse(&to[0]) {
@@ -38,7 +57,13 @@ impl Switchboard {
             Callee::Echo => None,
             Callee::Name(name) => Some(self.raw_id_for(&name)),
             Callee::RawUser(raw) => Some(raw),
-            Callee::Phone(num) => return refuse(self, CallEndReason::UNKNOWN_USER, format!("no user owns {num}")),
+            Callee::Phone(num) => {
+                return refuse(
+                    self,
+                    CallEndReason::UNKNOWN_USER,
+                    format!("no user owns {num}"),
+                );
+            }
             Callee::Invalid(why) => return refuse(self, CallEndReason::INVALID_CALLEE, why),
         };
         let mut caller = Party::new(me.clone(), PartyKind::Device);
@@ -47,19 +72,35 @@ impl Switchboard {
             // The echo service answers at once; the routes feed the caller's device to itself.
             let echo = Party::new(echo_identity(), PartyKind::Echo);
             self.store_started(&call_id, &me.raw_id, &echo.identity.raw_id, now);
-            self.calls.insert(call_id.clone(), Call::new(Phase::Connected, vec![caller, echo]));
-            self.outputs.push_back(Output::Store(StoreOp::CallConnected { call_id: call_id.clone(), at_ms: now.unix_ms }));
+            self.calls.insert(
+                call_id.clone(),
+                Call::new(Phase::Connected, vec![caller, echo]),
+            );
+            self.outputs
+                .push_back(Output::Store(StoreOp::CallConnected {
+                    call_id: call_id.clone(),
+                    at_ms: now.unix_ms,
+                }));
             self.announce_connected(&call_id);
             return;
         };
         if callee_raw == me.raw_id {
-            return refuse(self, CallEndReason::INVALID_CALLEE, "you cannot call yourself".into());
+            return refuse(
+                self,
+                CallEndReason::INVALID_CALLEE,
+                "you cannot call yourself".into(),
+            );
         }
         let Some(callee) = self.identity_of(&callee_raw) else {
-            return refuse(self, CallEndReason::UNKNOWN_USER, format!("no user {:?}", to[0]));
+            return refuse(
+                self,
+                CallEndReason::UNKNOWN_USER,
+                format!("no user {:?}", to[0]),
+            );
         };
         self.store_started(&call_id, &me.raw_id, &callee.raw_id, now);
-        self.calls.insert(call_id.clone(), Call::new(Phase::Ringing, vec![caller]));
+        self.calls
+            .insert(call_id.clone(), Call::new(Phase::Ringing, vec![caller]));
         self.route_to(&call_id, callee, true, None, now);
     }
 
@@ -73,7 +114,11 @@ impl Switchboard {
         forwarded_from: Option<Identity>,
         now: Now,
     ) {
-        let fwd = if allow_forwarding { self.forwarding.get(&callee.raw_id).cloned() } else { None };
+        let fwd = if allow_forwarding {
+            self.forwarding.get(&callee.raw_id).cloned()
+        } else {
+            None
+        };
         let target = fwd.as_ref().and_then(|f| self.forward_target(f, &callee));
         let mode = fwd.as_ref().map(|f| f.mode).unwrap_or_default();
         if let (ForwardMode::Always, Some(t)) = (mode, &target) {
@@ -86,7 +131,9 @@ impl Switchboard {
                 _ => self.fail_call(call_id, CallEndReason::OFFLINE, now),
             };
         }
-        let Some(call) = self.calls.get_mut(call_id) else { return };
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
         let caller = call.parties[0].identity.clone();
         let caller_conn = call.parties[0].conn;
         let transferred_by = call.origin.as_ref().map(|o| o.transferor.clone());
@@ -96,13 +143,17 @@ impl Switchboard {
         call.ring_deadline = Some(
             now.mono
                 + match (mode, &target) {
-                    (ForwardMode::Unanswered, Some(_)) => {
-                        std::time::Duration::from_secs(fwd.as_ref().map_or(20, |f| f.unanswered_after_secs.into()))
-                    }
+                    (ForwardMode::Unanswered, Some(_)) => std::time::Duration::from_secs(
+                        fwd.as_ref().map_or(20, |f| f.unanswered_after_secs.into()),
+                    ),
                     _ => self.cfg.ring_timeout,
                 },
         );
-        call.on_no_answer = if mode == ForwardMode::Unanswered { target } else { None };
+        call.on_no_answer = if mode == ForwardMode::Unanswered {
+            target
+        } else {
+            None
+        };
         for d in devices {
             self.send(
                 d,
@@ -115,7 +166,12 @@ impl Switchboard {
             );
         }
         if let Some(c) = caller_conn {
-            self.send(c, ServerMessage::CallRinging { call_id: call_id.into() });
+            self.send(
+                c,
+                ServerMessage::CallRinging {
+                    call_id: call_id.into(),
+                },
+            );
         }
     }
 
@@ -123,7 +179,9 @@ impl Switchboard {
         match (f.mode, f.target.as_deref()) {
             (ForwardMode::Off, _) | (_, None) => None,
             (_, Some("voicemail")) => Some(ForwardTo::Voicemail(callee.clone())),
-            (_, Some(name)) => self.identity_of(&self.raw_id_for(name)).map(ForwardTo::User),
+            (_, Some(name)) => self
+                .identity_of(&self.raw_id_for(name))
+                .map(ForwardTo::User),
         }
     }
 
@@ -132,7 +190,14 @@ impl Switchboard {
     fn forward(&mut self, call_id: &str, to: ForwardTo, from: Identity, now: Now) {
         match to {
             ForwardTo::Voicemail(owner) => self.connect_voicemail(call_id, owner, now),
-            ForwardTo::User(u) if u.raw_id == self.calls.get(call_id).map(|c| c.parties[0].identity.raw_id.clone()).unwrap_or_default() => {
+            ForwardTo::User(u)
+                if u.raw_id
+                    == self
+                        .calls
+                        .get(call_id)
+                        .map(|c| c.parties[0].identity.raw_id.clone())
+                        .unwrap_or_default() =>
+            {
                 // Forwarding back to the caller would ring the caller's own devices.
                 self.fail_call(call_id, CallEndReason::OFFLINE, now)
             }
@@ -142,21 +207,28 @@ impl Switchboard {
 
     /// The ringing callee did not answer in time, or its last ringing device went away.
     pub(super) fn no_answer(&mut self, call_id: &str, reason: CallEndReason, now: Now) {
-        let Some(call) = self.calls.get_mut(call_id) else { return };
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
         call.ring_deadline = None;
         if let Some(to) = call.on_no_answer.take() {
             // The callee is the party without a device of its own yet (ringing, or its last
             // ringing device just left).
-            let callee = call
-                .parties
-                .iter()
-                .rposition(|p| p.kind == PartyKind::Device && p.conn.is_none() && p.pending_conn.is_none());
+            let callee = call.parties.iter().rposition(|p| {
+                p.kind == PartyKind::Device && p.conn.is_none() && p.pending_conn.is_none()
+            });
             let Some(pi) = callee.filter(|i| *i > 0) else {
                 return self.fail_call(call_id, reason, now);
             };
             let callee = call.parties.remove(pi);
             for d in &callee.ringing {
-                self.send(*d, ServerMessage::CallEnded { call_id: call_id.into(), reason: CallEndReason::FORWARDED });
+                self.send(
+                    *d,
+                    ServerMessage::CallEnded {
+                        call_id: call_id.into(),
+                        reason: CallEndReason::FORWARDED,
+                    },
+                );
             }
             return self.forward(call_id, to, callee.identity, now);
         }
@@ -187,16 +259,31 @@ impl Switchboard {
             }
             return self.unknown_call(conn, call_id);
         };
-        let others: Vec<ConnId> = call.parties[pi].ringing.iter().copied().filter(|c| *c != conn).collect();
+        let others: Vec<ConnId> = call.parties[pi]
+            .ringing
+            .iter()
+            .copied()
+            .filter(|c| *c != conn)
+            .collect();
         call.parties[pi].ringing.clear();
         call.parties[pi].conn = Some(conn);
         call.phase = Phase::Connected;
         call.ring_deadline = None;
         call.on_no_answer = None;
         for other in others {
-            self.send(other, ServerMessage::CallEnded { call_id: call_id.into(), reason: CallEndReason::ANSWERED_ELSEWHERE });
+            self.send(
+                other,
+                ServerMessage::CallEnded {
+                    call_id: call_id.into(),
+                    reason: CallEndReason::ANSWERED_ELSEWHERE,
+                },
+            );
         }
-        self.outputs.push_back(Output::Store(StoreOp::CallConnected { call_id: call_id.into(), at_ms: now.unix_ms }));
+        self.outputs
+            .push_back(Output::Store(StoreOp::CallConnected {
+                call_id: call_id.into(),
+                at_ms: now.unix_ms,
+            }));
         self.call_connected(call_id, now);
     }
 
@@ -212,7 +299,9 @@ impl Switchboard {
 
     /// Tells every device in the call who the others are (each device's own view).
     pub(super) fn announce_connected(&mut self, call_id: &str) {
-        let Some(call) = self.calls.get(call_id) else { return };
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
         let mut msgs = Vec::new();
         for (i, p) in call.parties.iter().enumerate() {
             let Some(c) = p.conn else { continue };
@@ -223,7 +312,13 @@ impl Switchboard {
                 .filter(|(j, _)| *j != i)
                 .map(|(_, q)| q.participant(call.phase))
                 .collect();
-            msgs.push((c, ServerMessage::CallConnected { call_id: call_id.into(), participants }));
+            msgs.push((
+                c,
+                ServerMessage::CallConnected {
+                    call_id: call_id.into(),
+                    participants,
+                },
+            ));
         }
         for (c, m) in msgs {
             self.send(c, m);
@@ -231,7 +326,9 @@ impl Switchboard {
     }
 
     pub(super) fn reject(&mut self, conn: ConnId, call_id: &str, reason: RejectReason, now: Now) {
-        let Some(call) = self.calls.get(call_id) else { return self.unknown_call(conn, call_id) };
+        let Some(call) = self.calls.get(call_id) else {
+            return self.unknown_call(conn, call_id);
+        };
         let Some(pi) = call.parties.iter().position(|p| p.ringing.contains(&conn)) else {
             if call.parties.iter().any(|p| p.conn == Some(conn)) {
                 return self.error(
@@ -250,9 +347,20 @@ impl Switchboard {
         };
         // The rejecting user's other devices learn it was declined elsewhere; the rest of the
         // ending is that of any call that failed.
-        let others: Vec<ConnId> = call.parties[pi].ringing.iter().copied().filter(|d| *d != conn).collect();
+        let others: Vec<ConnId> = call.parties[pi]
+            .ringing
+            .iter()
+            .copied()
+            .filter(|d| *d != conn)
+            .collect();
         for d in others {
-            self.send(d, ServerMessage::CallEnded { call_id: call_id.into(), reason: CallEndReason::DECLINED_ELSEWHERE });
+            self.send(
+                d,
+                ServerMessage::CallEnded {
+                    call_id: call_id.into(),
+                    reason: CallEndReason::DECLINED_ELSEWHERE,
+                },
+            );
         }
         let call = self.calls.get_mut(call_id).expect("looked up above");
         call.parties[pi].ringing.retain(|d| *d == conn);
@@ -260,7 +368,9 @@ impl Switchboard {
     }
 
     pub(super) fn hang_up(&mut self, conn: ConnId, call_id: &str, now: Now) {
-        let Some(call) = self.calls.get(call_id) else { return self.unknown_call(conn, call_id) };
+        let Some(call) = self.calls.get(call_id) else {
+            return self.unknown_call(conn, call_id);
+        };
         if !call.parties.iter().any(|p| p.conn == Some(conn)) {
             // A ringing device hanging up is a reject; anyone else is not in the call.
             if call.parties.iter().any(|p| p.ringing.contains(&conn)) {
@@ -268,25 +378,49 @@ impl Switchboard {
             }
             return self.unknown_call(conn, call_id);
         }
-        let reason = if call.phase == Phase::Ringing { CallEndReason::CANCELLED } else { CallEndReason::NORMAL };
+        let reason = if call.phase == Phase::Ringing {
+            CallEndReason::CANCELLED
+        } else {
+            CallEndReason::NORMAL
+        };
         self.end_call(call_id, reason, Some(conn), now);
     }
 
     /// Ends a call for every device in it or ringing for it. `by` is the device whose action
     /// (hang-up, vanishing) ended it, if any; a pending transfer on the call fails accordingly.
-    pub(super) fn end_call(&mut self, call_id: &str, reason: CallEndReason, by: Option<ConnId>, now: Now) {
-        let Some(call) = self.calls.remove(call_id) else { return };
+    pub(super) fn end_call(
+        &mut self,
+        call_id: &str,
+        reason: CallEndReason,
+        by: Option<ConnId>,
+        now: Now,
+    ) {
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
         if let Some(pending) = &call.transfer {
             self.abandon_transfer(call_id, pending, by, now);
         }
-        if call.parties.iter().any(|p| matches!(p.kind, PartyKind::Voicemail | PartyKind::GreetingRecorder)) {
-            self.outputs.push_back(Output::StopVoicemail { call_id: call_id.into() });
+        if call
+            .parties
+            .iter()
+            .any(|p| matches!(p.kind, PartyKind::Voicemail | PartyKind::GreetingRecorder))
+        {
+            self.outputs.push_back(Output::StopVoicemail {
+                call_id: call_id.into(),
+            });
         }
         let mut told = BTreeSet::new();
         for p in &call.parties {
             for c in p.conn.iter().chain(p.ringing.iter()) {
                 if told.insert(*c) {
-                    self.send(*c, ServerMessage::CallEnded { call_id: call_id.into(), reason });
+                    self.send(
+                        *c,
+                        ServerMessage::CallEnded {
+                            call_id: call_id.into(),
+                            reason,
+                        },
+                    );
                 }
             }
         }
@@ -303,12 +437,23 @@ impl Switchboard {
     }
 
     pub(super) fn store_ended(&mut self, call_id: &str, reason: CallEndReason, now: Now) {
-        self.outputs.push_back(Output::Store(StoreOp::CallEnded { call_id: call_id.into(), at_ms: now.unix_ms, reason }));
+        self.outputs.push_back(Output::Store(StoreOp::CallEnded {
+            call_id: call_id.into(),
+            at_ms: now.unix_ms,
+            reason,
+        }));
     }
 }
 
 impl Call {
     pub(super) fn new(phase: Phase, parties: Vec<Party>) -> Call {
-        Call { phase, parties, ring_deadline: None, origin: None, transfer: None, on_no_answer: None }
+        Call {
+            phase,
+            parties,
+            ring_deadline: None,
+            origin: None,
+            transfer: None,
+            on_no_answer: None,
+        }
     }
 }

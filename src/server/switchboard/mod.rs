@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use super::token::{TokenError, TokenKey};
 use crate::core::{CallEndReason, Now, ParticipantState, validate_user_name};
 use crate::protocol::{
-    ClientMessage, ErrorCode, Forwarding, Identity, Participant, PROTOCOL_VERSION, ServerMessage, VoicemailInfo,
-    decode_client,
+    ClientMessage, ErrorCode, Forwarding, Identity, PROTOCOL_VERSION, Participant, ServerMessage,
+    VoicemailInfo, decode_client,
 };
 
 pub use mailbox::StoredMessage;
@@ -55,51 +55,127 @@ pub struct Startup {
 
 #[derive(Debug, Clone)]
 pub enum Input {
-    Opened { conn: ConnId, loopback: bool },
-    Frame { conn: ConnId, text: String },
-    Closed { conn: ConnId },
-    MediaAnswered { conn: ConnId, sdp: String },
-    MediaFailed { conn: ConnId, error: String },
-    MediaConnected { conn: ConnId, up: bool },
+    Opened {
+        conn: ConnId,
+        loopback: bool,
+    },
+    Frame {
+        conn: ConnId,
+        text: String,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    MediaAnswered {
+        conn: ConnId,
+        sdp: String,
+    },
+    MediaFailed {
+        conn: ConnId,
+        error: String,
+    },
+    MediaConnected {
+        conn: ConnId,
+        up: bool,
+    },
     /// A voicemail session finished (caller left, max length, or stopped).
-    VoicemailEnded { call_id: String, duration_ms: u64, full: bool },
+    VoicemailEnded {
+        call_id: String,
+        duration_ms: u64,
+        full: bool,
+    },
     /// A timer the core asked for (see `poll_timeout`) fired.
     Tick,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    Send { conn: ConnId, msg: ServerMessage },
-    Close { conn: ConnId, reason: String },
+    Send {
+        conn: ConnId,
+        msg: ServerMessage,
+    },
+    Close {
+        conn: ConnId,
+        reason: String,
+    },
     /// Answer this endpoint's media offer, then report back with MediaAnswered/MediaFailed.
-    CreateMedia { conn: ConnId, offer_sdp: String },
-    DropMedia { conn: ConnId },
+    CreateMedia {
+        conn: ConnId,
+        offer_sdp: String,
+    },
+    DropMedia {
+        conn: ConnId,
+    },
     /// The full forwarding table: audio arriving from the key goes to each listed connection.
     /// Sent whenever it changes; the relay swaps it in atomically.
     Routes(BTreeMap<ConnId, Vec<ConnId>>),
     /// Play the owner's greeting (`greeting`, or the default one) to `conn`, then record its
     /// audio to `path`.
-    StartVoicemail { call_id: String, conn: ConnId, owner: String, greeting: Option<PathBuf>, path: PathBuf },
+    StartVoicemail {
+        call_id: String,
+        conn: ConnId,
+        owner: String,
+        greeting: Option<PathBuf>,
+        path: PathBuf,
+    },
     /// Beep, then record `conn`'s new greeting to `path`.
-    RecordGreeting { call_id: String, conn: ConnId, path: PathBuf },
-    StopVoicemail { call_id: String },
+    RecordGreeting {
+        call_id: String,
+        conn: ConnId,
+        path: PathBuf,
+    },
+    StopVoicemail {
+        call_id: String,
+    },
     /// Send a recording to `conn` as `voicemailData` chunks.
-    SendVoicemail { conn: ConnId, message_id: String, path: PathBuf },
-    DeleteFile { path: PathBuf },
+    SendVoicemail {
+        conn: ConnId,
+        message_id: String,
+        path: PathBuf,
+    },
+    DeleteFile {
+        path: PathBuf,
+    },
     Store(StoreOp),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreOp {
-    UpsertIdentity { raw_id: String, name: String },
-    CallStarted { call_id: String, caller: String, callees: Vec<String>, at_ms: u64 },
-    CallConnected { call_id: String, at_ms: u64 },
-    CallEnded { call_id: String, at_ms: u64, reason: CallEndReason },
-    SetForwarding { raw_id: String, forwarding: Forwarding },
+    UpsertIdentity {
+        raw_id: String,
+        name: String,
+    },
+    CallStarted {
+        call_id: String,
+        caller: String,
+        callees: Vec<String>,
+        at_ms: u64,
+    },
+    CallConnected {
+        call_id: String,
+        at_ms: u64,
+    },
+    CallEnded {
+        call_id: String,
+        at_ms: u64,
+        reason: CallEndReason,
+    },
+    SetForwarding {
+        raw_id: String,
+        forwarding: Forwarding,
+    },
     SaveMessage(StoredMessage),
-    MarkMessage { message_id: String, is_new: bool },
-    DeleteMessage { message_id: String },
-    SetGreeting { raw_id: String, path: PathBuf },
+    MarkMessage {
+        message_id: String,
+        is_new: bool,
+    },
+    DeleteMessage {
+        message_id: String,
+    },
+    SetGreeting {
+        raw_id: String,
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug)]
@@ -169,7 +245,12 @@ impl Party {
             (Phase::Connected, true) => ParticipantState::Hold,
             (Phase::Connected, false) => ParticipantState::Connected,
         };
-        Participant { identity: self.identity.clone(), state, is_muted: self.muted, is_speaking: self.speaking && !self.muted }
+        Participant {
+            identity: self.identity.clone(),
+            state,
+            is_muted: self.muted,
+            is_speaking: self.speaking && !self.muted,
+        }
     }
 }
 
@@ -211,7 +292,11 @@ impl Switchboard {
             known: startup.known,
             revoked: startup.revoked,
             forwarding: startup.forwarding,
-            messages: startup.messages.into_iter().map(|m| (m.message_id.clone(), m)).collect(),
+            messages: startup
+                .messages
+                .into_iter()
+                .map(|m| (m.message_id.clone(), m))
+                .collect(),
             sessions: HashMap::new(),
             greetings: startup.greetings,
             calls: BTreeMap::new(),
@@ -245,7 +330,14 @@ impl Switchboard {
     pub fn handle(&mut self, input: Input, now: Now) {
         match input {
             Input::Opened { conn, loopback } => {
-                self.conns.insert(conn, Conn { loopback, endpoint: None, bad_frames: 0 });
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        loopback,
+                        endpoint: None,
+                        bad_frames: 0,
+                    },
+                );
             }
             Input::Frame { conn, text } => self.frame(conn, &text, now),
             Input::Closed { conn } => self.closed(conn, now),
@@ -255,21 +347,32 @@ impl Switchboard {
                 }
             }
             Input::MediaFailed { conn, error } => {
-                self.error(conn, ErrorCode::MediaFailed, format!("media connection failed: {error}"), None);
+                self.error(
+                    conn,
+                    ErrorCode::MediaFailed,
+                    format!("media connection failed: {error}"),
+                    None,
+                );
             }
             Input::MediaConnected { conn, up } => {
                 if let Some(ep) = self.endpoint_mut(conn) {
                     ep.media_up = up;
                 }
             }
-            Input::VoicemailEnded { call_id, duration_ms, full } => self.voicemail_ended(&call_id, duration_ms, full, now),
+            Input::VoicemailEnded {
+                call_id,
+                duration_ms,
+                full,
+            } => self.voicemail_ended(&call_id, duration_ms, full, now),
             Input::Tick => self.tick(now),
         }
         self.update_routes();
     }
 
     fn frame(&mut self, conn: ConnId, text: &str, now: Now) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let msg = match decode_client(text) {
             Ok(m) => {
                 c.bad_frames = 0;
@@ -290,38 +393,72 @@ impl Switchboard {
         };
         let signed_in = c.endpoint.is_some();
         match msg {
-            ClientMessage::Hello { protocol, user, token, device_name, .. } => {
+            ClientMessage::Hello {
+                protocol,
+                user,
+                token,
+                device_name,
+                ..
+            } => {
                 if signed_in {
-                    self.error(conn, ErrorCode::AlreadySignedIn, "this connection is already signed in".into(), None);
+                    self.error(
+                        conn,
+                        ErrorCode::AlreadySignedIn,
+                        "this connection is already signed in".into(),
+                        None,
+                    );
                 } else {
                     self.hello(conn, protocol, user, token, device_name, now);
                 }
             }
             ClientMessage::Ping { nonce } => self.send(conn, ServerMessage::Pong { nonce }),
-            _ if !signed_in => {
-                self.error(conn, ErrorCode::NotSignedIn, "send hello before anything else".into(), None)
-            }
-            ClientMessage::MediaOffer { sdp } => self.outputs.push_back(Output::CreateMedia { conn, offer_sdp: sdp }),
+            _ if !signed_in => self.error(
+                conn,
+                ErrorCode::NotSignedIn,
+                "send hello before anything else".into(),
+                None,
+            ),
+            ClientMessage::MediaOffer { sdp } => self.outputs.push_back(Output::CreateMedia {
+                conn,
+                offer_sdp: sdp,
+            }),
             ClientMessage::PlaceCall { call_id, to } => self.place_call(conn, call_id, to, now),
             ClientMessage::Accept { call_id } => self.accept(conn, &call_id, now),
             ClientMessage::Reject { call_id, reason } => self.reject(conn, &call_id, reason, now),
             ClientMessage::HangUp { call_id, .. } => self.hang_up(conn, &call_id, now),
-            ClientMessage::SetMuted { call_id, muted } => self.update_party(conn, &call_id, |p| p.muted = muted),
+            ClientMessage::SetMuted { call_id, muted } => {
+                self.update_party(conn, &call_id, |p| p.muted = muted)
+            }
             ClientMessage::Hold { call_id } => self.update_party(conn, &call_id, |p| p.held = true),
-            ClientMessage::Resume { call_id } => self.update_party(conn, &call_id, |p| p.held = false),
+            ClientMessage::Resume { call_id } => {
+                self.update_party(conn, &call_id, |p| p.held = false)
+            }
             ClientMessage::Speaking { call_id, speaking } => {
                 self.update_party(conn, &call_id, |p| p.speaking = speaking)
             }
-            ClientMessage::Transfer { call_id, transfer_id, target, disable_forwarding_and_unanswered } => {
-                self.transfer(conn, &call_id, transfer_id, target, disable_forwarding_and_unanswered)
-            }
+            ClientMessage::Transfer {
+                call_id,
+                transfer_id,
+                target,
+                disable_forwarding_and_unanswered,
+            } => self.transfer(
+                conn,
+                &call_id,
+                transfer_id,
+                target,
+                disable_forwarding_and_unanswered,
+            ),
             ClientMessage::AcceptTransfer { call_id } => self.accept_transfer(conn, &call_id, now),
             ClientMessage::RejectTransfer { call_id } => self.reject_transfer(conn, &call_id),
             ClientMessage::SetForwarding { forwarding } => self.set_forwarding(conn, forwarding),
             ClientMessage::ListVoicemail => self.list_voicemail(conn),
             ClientMessage::FetchVoicemail { message_id } => self.fetch_voicemail(conn, &message_id),
-            ClientMessage::DeleteVoicemail { message_id } => self.delete_voicemail(conn, &message_id),
-            ClientMessage::MarkVoicemail { message_id, is_new } => self.mark_voicemail(conn, &message_id, is_new),
+            ClientMessage::DeleteVoicemail { message_id } => {
+                self.delete_voicemail(conn, &message_id)
+            }
+            ClientMessage::MarkVoicemail { message_id, is_new } => {
+                self.mark_voicemail(conn, &message_id, is_new)
+            }
         }
     }
 
@@ -346,7 +483,11 @@ impl Switchboard {
         let name = match (token, user) {
             (Some(token), _) => match self.key.verify(&token, now.unix_ms / 1000) {
                 Ok(claims) if self.revoked.contains(&claims.jti) => {
-                    self.refuse(conn, ErrorCode::InvalidToken, format!("token {} was revoked", claims.jti));
+                    self.refuse(
+                        conn,
+                        ErrorCode::InvalidToken,
+                        format!("token {} was revoked", claims.jti),
+                    );
                     return;
                 }
                 Ok(claims) => claims.sub,
@@ -357,11 +498,19 @@ impl Switchboard {
             },
             (None, Some(user)) if self.cfg.dev && loopback => user,
             (None, Some(_)) if self.cfg.dev => {
-                self.refuse(conn, ErrorCode::InvalidToken, "dev sign-in without a token is for loopback only".into());
+                self.refuse(
+                    conn,
+                    ErrorCode::InvalidToken,
+                    "dev sign-in without a token is for loopback only".into(),
+                );
                 return;
             }
             (None, _) => {
-                self.refuse(conn, ErrorCode::InvalidToken, TokenError::Missing.to_string());
+                self.refuse(
+                    conn,
+                    ErrorCode::InvalidToken,
+                    TokenError::Missing.to_string(),
+                );
                 return;
             }
         };
@@ -369,17 +518,31 @@ impl Switchboard {
             self.refuse(conn, ErrorCode::InvalidArgument, e);
             return;
         }
-        let device_name = if device_name.trim().is_empty() { "device".to_string() } else { device_name };
+        let device_name = if device_name.trim().is_empty() {
+            "device".to_string()
+        } else {
+            device_name
+        };
         let raw_id = self.raw_id_for(&name);
         if !self.known.contains_key(&raw_id) {
             self.known.insert(raw_id.clone(), name.clone());
             self.outputs
-                .push_back(Output::Store(StoreOp::UpsertIdentity { raw_id: raw_id.clone(), name: name.clone() }));
+                .push_back(Output::Store(StoreOp::UpsertIdentity {
+                    raw_id: raw_id.clone(),
+                    name: name.clone(),
+                }));
         }
-        let identity = Identity { raw_id: raw_id.clone(), display_name: name };
+        let identity = Identity {
+            raw_id: raw_id.clone(),
+            display_name: name,
+        };
         let endpoint_id = format!("{conn}:{device_name}");
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.endpoint = Some(Endpoint { identity: identity.clone(), device_name, media_up: false });
+            c.endpoint = Some(Endpoint {
+                identity: identity.clone(),
+                device_name,
+                media_up: false,
+            });
         }
         self.send(
             conn,
@@ -393,22 +556,40 @@ impl Switchboard {
         let forwarding = self.forwarding.get(&raw_id).cloned().unwrap_or_default();
         self.send(conn, ServerMessage::ForwardingChanged { forwarding });
         let (new_count, total_count) = self.mailbox_counts(&raw_id);
-        self.send(conn, ServerMessage::MessageWaiting { new_count, total_count });
+        self.send(
+            conn,
+            ServerMessage::MessageWaiting {
+                new_count,
+                total_count,
+            },
+        );
     }
 
     fn closed(&mut self, conn: ConnId, now: Now) {
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         let Some(ep) = c.endpoint else { return };
         tracing::debug!(user = %ep.identity.display_name, device = %ep.device_name, "device left");
         self.outputs.push_back(Output::DropMedia { conn });
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for id in ids {
-            let Some(call) = self.calls.get_mut(&id) else { continue };
-            if let Some(pi) = call.parties.iter().position(|p| p.conn == Some(conn) || p.pending_conn == Some(conn)) {
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            if let Some(pi) = call
+                .parties
+                .iter()
+                .position(|p| p.conn == Some(conn) || p.pending_conn == Some(conn))
+            {
                 // A party with a live leg vanished: the call is over for everyone else.
                 call.parties[pi].conn = None;
                 call.parties[pi].pending_conn = None;
-                let reason = if call.phase == Phase::Ringing { CallEndReason::CANCELLED } else { CallEndReason::PEER_LOST };
+                let reason = if call.phase == Phase::Ringing {
+                    CallEndReason::CANCELLED
+                } else {
+                    CallEndReason::PEER_LOST
+                };
                 self.end_call(&id, reason, Some(conn), now);
             } else if let Some(pi) = call.parties.iter().position(|p| p.ringing.contains(&conn)) {
                 call.parties[pi].ringing.remove(&conn);
@@ -432,10 +613,17 @@ impl Switchboard {
     }
 
     fn update_party(&mut self, conn: ConnId, call_id: &str, f: impl FnOnce(&mut Party)) {
-        let Some(call) = self.calls.get_mut(call_id) else { return self.unknown_call(conn, call_id) };
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return self.unknown_call(conn, call_id);
+        };
         let Some(pi) = call.parties.iter().position(|p| p.conn == Some(conn)) else {
             if call.parties.iter().any(|p| p.ringing.contains(&conn)) {
-                return self.error(conn, ErrorCode::InvalidState, "answer the call first".into(), Some(call_id.into()));
+                return self.error(
+                    conn,
+                    ErrorCode::InvalidState,
+                    "answer the call first".into(),
+                    Some(call_id.into()),
+                );
             }
             return self.unknown_call(conn, call_id);
         };
@@ -445,10 +633,21 @@ impl Switchboard {
         if before == after {
             return;
         }
-        let targets: Vec<ConnId> =
-            call.parties.iter().enumerate().filter(|(j, _)| *j != pi).filter_map(|(_, p)| p.conn).collect();
+        let targets: Vec<ConnId> = call
+            .parties
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != pi)
+            .filter_map(|(_, p)| p.conn)
+            .collect();
         for t in targets {
-            self.send(t, ServerMessage::ParticipantUpdated { call_id: call_id.into(), participant: after.clone() });
+            self.send(
+                t,
+                ServerMessage::ParticipantUpdated {
+                    call_id: call_id.into(),
+                    participant: after.clone(),
+                },
+            );
         }
     }
 
@@ -492,16 +691,31 @@ impl Switchboard {
     }
 
     fn unknown_call(&mut self, conn: ConnId, call_id: &str) {
-        self.error(conn, ErrorCode::UnknownCall, format!("no call {call_id:?} on this device"), Some(call_id.into()));
+        self.error(
+            conn,
+            ErrorCode::UnknownCall,
+            format!("no call {call_id:?} on this device"),
+            Some(call_id.into()),
+        );
     }
 
     fn refuse(&mut self, conn: ConnId, code: ErrorCode, message: String) {
         self.error(conn, code, message.clone(), None);
-        self.outputs.push_back(Output::Close { conn, reason: message });
+        self.outputs.push_back(Output::Close {
+            conn,
+            reason: message,
+        });
     }
 
     fn error(&mut self, conn: ConnId, code: ErrorCode, message: String, call_id: Option<String>) {
-        self.send(conn, ServerMessage::Error { code, message, call_id });
+        self.send(
+            conn,
+            ServerMessage::Error {
+                code,
+                message,
+                call_id,
+            },
+        );
     }
 
     fn send(&mut self, conn: ConnId, msg: ServerMessage) {
@@ -517,20 +731,30 @@ impl Switchboard {
     }
 
     fn me(&self, conn: ConnId) -> Identity {
-        self.endpoint(conn).expect("only signed-in connections reach call handling").identity.clone()
+        self.endpoint(conn)
+            .expect("only signed-in connections reach call handling")
+            .identity
+            .clone()
     }
 
     /// Signed-in devices of a user.
     fn devices_of(&self, raw_id: &str) -> BTreeSet<ConnId> {
         self.conns
             .iter()
-            .filter(|(_, c)| c.endpoint.as_ref().is_some_and(|e| e.identity.raw_id == raw_id))
+            .filter(|(_, c)| {
+                c.endpoint
+                    .as_ref()
+                    .is_some_and(|e| e.identity.raw_id == raw_id)
+            })
             .map(|(id, _)| *id)
             .collect()
     }
 
     fn identity_of(&self, raw_id: &str) -> Option<Identity> {
-        self.known.get(raw_id).map(|name| Identity { raw_id: raw_id.to_string(), display_name: name.clone() })
+        self.known.get(raw_id).map(|name| Identity {
+            raw_id: raw_id.to_string(),
+            display_name: name.clone(),
+        })
     }
 
     fn voicemail_info(m: &StoredMessage) -> VoicemailInfo {

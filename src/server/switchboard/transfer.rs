@@ -12,7 +12,8 @@
 use super::{Call, ConnId, Output, Party, PartyKind, Phase, StoreOp, Switchboard};
 use crate::core::{CallEndReason, Callee, Now};
 use crate::protocol::{
-    ErrorCode, Identity, ServerMessage, TransferKind, TransferState, TransferTarget, TransferTargetInfo,
+    ErrorCode, Identity, ServerMessage, TransferKind, TransferState, TransferTarget,
+    TransferTargetInfo,
 };
 
 /// Set on a target leg: which call and transfer it completes.
@@ -55,29 +56,69 @@ impl Switchboard {
         let tid = transfer_id.clone();
         let bad = |this: &mut Self, code: ErrorCode, why: String| {
             this.error(conn, code, why, Some(call_id.into()));
-            this.transfer_state(conn, call_id, &tid, TransferState::Failed, Some(CallEndReason::TRANSFER_REFUSED));
+            this.transfer_state(
+                conn,
+                call_id,
+                &tid,
+                TransferState::Failed,
+                Some(CallEndReason::TRANSFER_REFUSED),
+            );
         };
         let Some(call) = self.calls.get(call_id) else {
-            return bad(self, ErrorCode::UnknownCall, format!("no call {call_id:?} on this device"));
+            return bad(
+                self,
+                ErrorCode::UnknownCall,
+                format!("no call {call_id:?} on this device"),
+            );
         };
         let Some(me) = call.parties.iter().position(|p| p.conn == Some(conn)) else {
-            return bad(self, ErrorCode::UnknownCall, format!("no call {call_id:?} on this device"));
+            return bad(
+                self,
+                ErrorCode::UnknownCall,
+                format!("no call {call_id:?} on this device"),
+            );
         };
         if transfer_id.is_empty() || transfer_id.len() > 64 {
-            return bad(self, ErrorCode::InvalidArgument, format!("transfer id {transfer_id:?} must be 1 to 64 characters"));
+            return bad(
+                self,
+                ErrorCode::InvalidArgument,
+                format!("transfer id {transfer_id:?} must be 1 to 64 characters"),
+            );
         }
         if call.phase != Phase::Connected {
-            return bad(self, ErrorCode::InvalidState, "only a connected call can be transferred".into());
+            return bad(
+                self,
+                ErrorCode::InvalidState,
+                "only a connected call can be transferred".into(),
+            );
         }
         if call.transfer.is_some() {
-            return bad(self, ErrorCode::InvalidState, "a transfer of this call is already under way".into());
+            return bad(
+                self,
+                ErrorCode::InvalidState,
+                "a transfer of this call is already under way".into(),
+            );
         }
-        let others: Vec<&Party> = call.parties.iter().enumerate().filter(|(i, _)| *i != me).map(|(_, p)| p).collect();
+        let others: Vec<&Party> = call
+            .parties
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != me)
+            .map(|(_, p)| p)
+            .collect();
         let (Some(transferee), true) = (others.first(), others.len() == 1) else {
-            return bad(self, ErrorCode::InvalidState, "only a call with one other party can be transferred".into());
+            return bad(
+                self,
+                ErrorCode::InvalidState,
+                "only a call with one other party can be transferred".into(),
+            );
         };
         let (Some(transferee_conn), PartyKind::Device) = (transferee.conn, &transferee.kind) else {
-            return bad(self, ErrorCode::InvalidState, "the other party of this call is a service, not a person".into());
+            return bad(
+                self,
+                ErrorCode::InvalidState,
+                "the other party of this call is a service, not a person".into(),
+            );
         };
         let my_raw = call.parties[me].identity.raw_id.clone();
         let transferee_raw = transferee.identity.raw_id.clone();
@@ -85,10 +126,18 @@ impl Switchboard {
             TransferTarget::Participant(who) => match self.resolve_user(&who) {
                 Err(why) => return bad(self, ErrorCode::InvalidArgument, why),
                 Ok(id) if id.raw_id == my_raw => {
-                    return bad(self, ErrorCode::InvalidArgument, "you cannot transfer a call to yourself".into());
+                    return bad(
+                        self,
+                        ErrorCode::InvalidArgument,
+                        "you cannot transfer a call to yourself".into(),
+                    );
                 }
                 Ok(id) if id.raw_id == transferee_raw => {
-                    return bad(self, ErrorCode::InvalidArgument, format!("{who:?} is already the other party of this call"));
+                    return bad(
+                        self,
+                        ErrorCode::InvalidArgument,
+                        format!("{who:?} is already the other party of this call"),
+                    );
                 }
                 Ok(id) => Target::User(id),
             },
@@ -98,7 +147,11 @@ impl Switchboard {
             },
             TransferTarget::CallId(other) => {
                 if other == call_id {
-                    return bad(self, ErrorCode::InvalidArgument, "a call cannot be transferred to itself".into());
+                    return bad(
+                        self,
+                        ErrorCode::InvalidArgument,
+                        "a call cannot be transferred to itself".into(),
+                    );
                 }
                 match self.consult_target(conn, &other) {
                     Ok(()) => Target::Call(other),
@@ -127,41 +180,68 @@ impl Switchboard {
                 target: info,
             },
         );
-        self.transfer_state(conn, call_id, &transfer_id, TransferState::Transferring, None);
+        self.transfer_state(
+            conn,
+            call_id,
+            &transfer_id,
+            TransferState::Transferring,
+            None,
+        );
     }
 
     fn resolve_user(&self, who: &str) -> Result<Identity, String> {
         let raw = match Callee::parse(who) {
             Callee::Name(n) => self.raw_id_for(&n),
             Callee::RawUser(r) => r,
-            Callee::Echo | Callee::Greeting => return Err(format!("{who:?} is a service and cannot take transfers")),
+            Callee::Echo | Callee::Greeting => {
+                return Err(format!("{who:?} is a service and cannot take transfers"));
+            }
             Callee::Phone(n) => return Err(format!("no user owns {n}")),
             Callee::Invalid(why) => return Err(why),
         };
-        self.identity_of(&raw).ok_or_else(|| format!("no user {who:?}"))
+        self.identity_of(&raw)
+            .ok_or_else(|| format!("no user {who:?}"))
     }
 
     /// A consultative target: another connected 1:1 call of the same device.
     fn consult_target(&self, conn: ConnId, other: &str) -> Result<(), (ErrorCode, String)> {
         let Some(c) = self.calls.get(other) else {
-            return Err((ErrorCode::UnknownCall, format!("no call {other:?} on this device")));
+            return Err((
+                ErrorCode::UnknownCall,
+                format!("no call {other:?} on this device"),
+            ));
         };
         if !c.parties.iter().any(|p| p.conn == Some(conn)) {
-            return Err((ErrorCode::UnknownCall, format!("no call {other:?} on this device")));
+            return Err((
+                ErrorCode::UnknownCall,
+                format!("no call {other:?} on this device"),
+            ));
         }
         if c.phase != Phase::Connected || c.parties.len() != 2 || c.transfer.is_some() {
-            return Err((ErrorCode::InvalidState, format!("call {other:?} is not a connected call with one other person")));
+            return Err((
+                ErrorCode::InvalidState,
+                format!("call {other:?} is not a connected call with one other person"),
+            ));
         }
         if c.parties.iter().any(|p| p.kind != PartyKind::Device) {
-            return Err((ErrorCode::InvalidState, format!("call {other:?} is with a service, not a person")));
+            return Err((
+                ErrorCode::InvalidState,
+                format!("call {other:?} is with a service, not a person"),
+            ));
         }
         Ok(())
     }
 
     fn target_info(&self, t: &Target, transferor: ConnId) -> TransferTargetInfo {
         match t {
-            Target::User(id) => TransferTargetInfo { kind: TransferKind::Participant, identity: id.clone() },
-            Target::Voicemail(id) => TransferTargetInfo { kind: TransferKind::Voicemail, identity: id.clone() },
+            Target::User(id) => TransferTargetInfo {
+                kind: TransferKind::Participant,
+                identity: id.clone(),
+            },
+            Target::Voicemail(id) => TransferTargetInfo {
+                kind: TransferKind::Voicemail,
+                identity: id.clone(),
+            },
             Target::Call(c) => {
                 // The person the transferor is consulting in that call.
                 let identity = self
@@ -170,17 +250,33 @@ impl Switchboard {
                     .and_then(|call| call.parties.iter().find(|p| p.conn != Some(transferor)))
                     .map(|p| p.identity.clone())
                     .expect("consult_target checked the call has another party");
-                TransferTargetInfo { kind: TransferKind::Call, identity }
+                TransferTargetInfo {
+                    kind: TransferKind::Call,
+                    identity,
+                }
             }
         }
     }
 
     pub(super) fn accept_transfer(&mut self, conn: ConnId, call_id: &str, now: Now) {
-        let Some(pending) = self.pending_for_transferee(conn, call_id) else { return };
-        let call = self.calls.get_mut(call_id).expect("pending_for_transferee checked it");
-        let p = call.transfer.as_mut().expect("pending_for_transferee checked it");
+        let Some(pending) = self.pending_for_transferee(conn, call_id) else {
+            return;
+        };
+        let call = self
+            .calls
+            .get_mut(call_id)
+            .expect("pending_for_transferee checked it");
+        let p = call
+            .transfer
+            .as_mut()
+            .expect("pending_for_transferee checked it");
         p.accepted = true;
-        let transferee = call.parties.iter().find(|p| p.conn == Some(conn)).map(|p| p.identity.clone()).expect("transferee is a party");
+        let transferee = call
+            .parties
+            .iter()
+            .find(|p| p.conn == Some(conn))
+            .map(|p| p.identity.clone())
+            .expect("transferee is a party");
         let leg_id = format!("xfer-{}", pending.id);
         match pending.target {
             Target::User(target) => {
@@ -195,7 +291,11 @@ impl Switchboard {
                     transferor: self.me(pending.transferor),
                 });
                 self.calls.insert(leg_id.clone(), leg);
-                if let Some(p) = self.calls.get_mut(call_id).and_then(|c| c.transfer.as_mut()) {
+                if let Some(p) = self
+                    .calls
+                    .get_mut(call_id)
+                    .and_then(|c| c.transfer.as_mut())
+                {
                     p.leg = Some(leg_id.clone());
                 }
                 self.store_started(&leg_id, &transferee.raw_id, &target.raw_id, now);
@@ -210,7 +310,11 @@ impl Switchboard {
                     transferor: self.me(pending.transferor),
                 });
                 self.calls.insert(leg_id.clone(), leg);
-                if let Some(p) = self.calls.get_mut(call_id).and_then(|c| c.transfer.as_mut()) {
+                if let Some(p) = self
+                    .calls
+                    .get_mut(call_id)
+                    .and_then(|c| c.transfer.as_mut())
+                {
                     p.leg = Some(leg_id.clone());
                 }
                 self.store_started(&leg_id, &transferee.raw_id, &owner.raw_id, now);
@@ -221,14 +325,27 @@ impl Switchboard {
                     return self.transfer_failed(call_id, CallEndReason::TRANSFER_CALL_GONE);
                 }
                 // The target call goes on: the transferee takes the transferor's place in it.
-                let consult = self.calls.get_mut(&other).expect("consult_target checked it");
-                let pi = consult.parties.iter().position(|p| p.conn == Some(pending.transferor)).expect("transferor is in it");
+                let consult = self
+                    .calls
+                    .get_mut(&other)
+                    .expect("consult_target checked it");
+                let pi = consult
+                    .parties
+                    .iter()
+                    .position(|p| p.conn == Some(pending.transferor))
+                    .expect("transferor is in it");
                 let mut party = Party::new(transferee, PartyKind::Device);
                 party.conn = Some(conn);
                 consult.parties[pi] = party;
                 self.complete_transfer(call_id, &other, now);
                 // The transferor's side of the consultation call is over too.
-                self.send(pending.transferor, ServerMessage::CallEnded { call_id: other, reason: CallEndReason::TRANSFERRED });
+                self.send(
+                    pending.transferor,
+                    ServerMessage::CallEnded {
+                        call_id: other,
+                        reason: CallEndReason::TRANSFERRED,
+                    },
+                );
             }
         }
     }
@@ -253,11 +370,21 @@ impl Switchboard {
         match &call.transfer {
             Some(p) if p.transferee == conn && !p.accepted => Some(p.clone()),
             Some(p) if p.transferee == conn => {
-                self.error(conn, ErrorCode::InvalidState, "this transfer was already accepted".into(), Some(call_id.into()));
+                self.error(
+                    conn,
+                    ErrorCode::InvalidState,
+                    "this transfer was already accepted".into(),
+                    Some(call_id.into()),
+                );
                 None
             }
             _ => {
-                self.error(conn, ErrorCode::InvalidState, "no transfer was requested on this call".into(), Some(call_id.into()));
+                self.error(
+                    conn,
+                    ErrorCode::InvalidState,
+                    "no transfer was requested on this call".into(),
+                    Some(call_id.into()),
+                );
                 None
             }
         }
@@ -265,7 +392,9 @@ impl Switchboard {
 
     /// The target answered (or voicemail picked up) on the leg.
     pub(super) fn transfer_leg_connected(&mut self, leg_id: &str, now: Now) {
-        let Some(leg) = self.calls.get_mut(leg_id) else { return };
+        let Some(leg) = self.calls.get_mut(leg_id) else {
+            return;
+        };
         let origin = leg.origin.take().expect("only legs get here");
         for p in &mut leg.parties {
             if let Some(c) = p.pending_conn.take() {
@@ -278,24 +407,47 @@ impl Switchboard {
     /// The transferee now lives in `new_call`: tell everyone, in this order, and end the
     /// original call. The routes change once, after all of it, in the caller's `handle`.
     fn complete_transfer(&mut self, call_id: &str, new_call: &str, now: Now) {
-        let Some(pending) = self.calls.get_mut(call_id).and_then(|c| c.transfer.take()) else { return };
-        self.transfer_state(pending.transferor, call_id, &pending.id, TransferState::Transferred, None);
+        let Some(pending) = self.calls.get_mut(call_id).and_then(|c| c.transfer.take()) else {
+            return;
+        };
+        self.transfer_state(
+            pending.transferor,
+            call_id,
+            &pending.id,
+            TransferState::Transferred,
+            None,
+        );
         self.send(
             pending.transferee,
-            ServerMessage::TransferAccepted { call_id: call_id.into(), target_call_id: new_call.into() },
+            ServerMessage::TransferAccepted {
+                call_id: call_id.into(),
+                target_call_id: new_call.into(),
+            },
         );
         self.announce_connected(new_call);
-        self.outputs.push_back(Output::Store(StoreOp::CallConnected { call_id: new_call.into(), at_ms: now.unix_ms }));
+        self.outputs
+            .push_back(Output::Store(StoreOp::CallConnected {
+                call_id: new_call.into(),
+                at_ms: now.unix_ms,
+            }));
         self.end_call(call_id, CallEndReason::TRANSFERRED, None, now);
     }
 
     /// The leg ended without connecting: its ringing devices learn why, the transferor gets
     /// Failed, the original call stays as it was.
     pub(super) fn transfer_leg_failed(&mut self, leg_id: &str, reason: CallEndReason, now: Now) {
-        let Some(leg) = self.calls.remove(leg_id) else { return };
+        let Some(leg) = self.calls.remove(leg_id) else {
+            return;
+        };
         for p in &leg.parties {
             for d in &p.ringing {
-                self.send(*d, ServerMessage::CallEnded { call_id: leg_id.into(), reason });
+                self.send(
+                    *d,
+                    ServerMessage::CallEnded {
+                        call_id: leg_id.into(),
+                        reason,
+                    },
+                );
             }
         }
         self.store_ended(leg_id, reason, now);
@@ -305,23 +457,45 @@ impl Switchboard {
     }
 
     fn transfer_failed(&mut self, call_id: &str, error: CallEndReason) {
-        let Some(pending) = self.calls.get_mut(call_id).and_then(|c| c.transfer.take()) else { return };
-        self.transfer_state(pending.transferor, call_id, &pending.id, TransferState::Failed, Some(error));
+        let Some(pending) = self.calls.get_mut(call_id).and_then(|c| c.transfer.take()) else {
+            return;
+        };
+        self.transfer_state(
+            pending.transferor,
+            call_id,
+            &pending.id,
+            TransferState::Failed,
+            Some(error),
+        );
     }
 
     /// The original call ended while its transfer was pending: cancel the leg, tell the
     /// transferor who left first.
-    pub(super) fn abandon_transfer(&mut self, call_id: &str, pending: &Pending, by: Option<ConnId>, now: Now) {
+    pub(super) fn abandon_transfer(
+        &mut self,
+        call_id: &str,
+        pending: &Pending,
+        by: Option<ConnId>,
+        now: Now,
+    ) {
         if let Some(leg) = &pending.leg
             && let Some(l) = self.calls.remove(leg)
         {
             for p in &l.parties {
                 for d in p.ringing.iter().chain(p.conn.iter()) {
-                    self.send(*d, ServerMessage::CallEnded { call_id: leg.clone(), reason: CallEndReason::CANCELLED });
+                    self.send(
+                        *d,
+                        ServerMessage::CallEnded {
+                            call_id: leg.clone(),
+                            reason: CallEndReason::CANCELLED,
+                        },
+                    );
                 }
             }
             if l.parties.iter().any(|p| p.kind == PartyKind::Voicemail) {
-                self.outputs.push_back(Output::StopVoicemail { call_id: leg.clone() });
+                self.outputs.push_back(Output::StopVoicemail {
+                    call_id: leg.clone(),
+                });
             }
             self.store_ended(leg, CallEndReason::CANCELLED, now);
         }
@@ -330,7 +504,13 @@ impl Switchboard {
         } else {
             CallEndReason::TRANSFEREE_LEFT
         };
-        self.transfer_state(pending.transferor, call_id, &pending.id, TransferState::Failed, Some(error));
+        self.transfer_state(
+            pending.transferor,
+            call_id,
+            &pending.id,
+            TransferState::Failed,
+            Some(error),
+        );
     }
 
     fn transfer_state(
@@ -343,7 +523,12 @@ impl Switchboard {
     ) {
         self.send(
             conn,
-            ServerMessage::TransferStateChanged { call_id: call_id.into(), transfer_id: transfer_id.into(), state, error },
+            ServerMessage::TransferStateChanged {
+                call_id: call_id.into(),
+                transfer_id: transfer_id.into(),
+                state,
+                error,
+            },
         );
     }
 }

@@ -1,0 +1,248 @@
+//! The `:` command line: parsing what was typed into a [`LineCmd`], and Tab completion. Pure.
+
+use crate::core::RejectReason;
+
+/// What a command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineCmd {
+    Call(Vec<String>),
+    Accept,
+    Reject(RejectReason),
+    HangUp,
+    Mute,
+    Unmute,
+    Hold,
+    Resume,
+    Echo,
+    Devices,
+    Microphone(String),
+    Speaker(String),
+    Camera(String),
+    /// Focus the n-th call of the list (1-based, as shown).
+    Focus(usize),
+    Dismiss,
+    Help,
+    Quit {
+        force: bool,
+    },
+}
+
+/// Every command name with its argument hint, in the order of the help overlay and docs/keys.md.
+/// The first name is the one completion offers; the others are accepted aliases.
+pub const COMMANDS: &[(&[&str], &str)] = &[
+    (&["call", "dial"], "NAME…"),
+    (&["accept", "answer"], ""),
+    (&["reject", "decline"], "[REASON]"),
+    (&["hangup", "hang-up", "end"], ""),
+    (&["mute"], ""),
+    (&["unmute"], ""),
+    (&["hold"], ""),
+    (&["resume", "unhold"], ""),
+    (&["echo"], ""),
+    (&["devices"], ""),
+    (&["mic", "microphone"], "SPEC"),
+    (&["speaker"], "SPEC"),
+    (&["camera"], "SPEC"),
+    (&["focus"], "N"),
+    (&["dismiss"], ""),
+    (&["help"], ""),
+    (&["quit", "q"], ""),
+    (&["quit!", "q!"], ""),
+];
+
+pub fn parse(line: &str) -> Result<LineCmd, String> {
+    let line = line.trim().trim_start_matches(':').trim();
+    let (name, rest) = match line.split_once(char::is_whitespace) {
+        Some((n, r)) => (n, r.trim()),
+        None => (line, ""),
+    };
+    let args: Vec<String> = rest
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let no_args = |cmd: LineCmd| {
+        if args.is_empty() {
+            Ok(cmd)
+        } else {
+            Err(format!(":{name} takes no argument, got {rest:?}"))
+        }
+    };
+    let one_arg = |make: fn(String) -> LineCmd| {
+        if rest.is_empty() {
+            Err(format!(":{name} needs a device, e.g. :{name} default"))
+        } else {
+            Ok(make(rest.to_string()))
+        }
+    };
+    match name {
+        "" => Err("type a command, e.g. :call bob (:help lists them)".to_string()),
+        "call" | "dial" | "c" => {
+            if args.is_empty() {
+                Err(format!(":{name} needs someone to call, e.g. :{name} bob"))
+            } else {
+                Ok(LineCmd::Call(args))
+            }
+        }
+        "accept" | "answer" => no_args(LineCmd::Accept),
+        "reject" | "decline" => match args.as_slice() {
+            [] => Ok(LineCmd::Reject(RejectReason::None)),
+            [reason] => reason.parse().map(LineCmd::Reject),
+            _ => Err(format!(
+                ":{name} takes one reason (busy or forbidden), got {rest:?}"
+            )),
+        },
+        "hangup" | "hang-up" | "end" => no_args(LineCmd::HangUp),
+        "mute" => no_args(LineCmd::Mute),
+        "unmute" => no_args(LineCmd::Unmute),
+        "hold" => no_args(LineCmd::Hold),
+        "resume" | "unhold" => no_args(LineCmd::Resume),
+        "echo" => no_args(LineCmd::Echo),
+        "devices" => no_args(LineCmd::Devices),
+        "mic" | "microphone" => one_arg(LineCmd::Microphone),
+        "speaker" => one_arg(LineCmd::Speaker),
+        "camera" => one_arg(LineCmd::Camera),
+        "focus" => match args.as_slice() {
+            [n] => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(LineCmd::Focus(n)),
+                _ => Err(format!(
+                    ":focus takes a call number from the list (1, 2, ...), got {n:?}"
+                )),
+            },
+            _ => Err(":focus takes a call number from the list, e.g. :focus 2".to_string()),
+        },
+        "dismiss" => no_args(LineCmd::Dismiss),
+        "help" | "h" | "?" => no_args(LineCmd::Help),
+        "quit" | "q" | "exit" => no_args(LineCmd::Quit { force: false }),
+        "quit!" | "q!" => no_args(LineCmd::Quit { force: true }),
+        other => Err(format!("unknown command {other:?} (:help lists them)")),
+    }
+}
+
+/// Completes the word under the cursor (at the end of the line): a command name for the first
+/// word, a name for `:call`. Returns the candidates, best first; the caller picks and cycles.
+pub fn complete(line: &str, names: &[String]) -> Vec<String> {
+    let trimmed = line.trim_start();
+    match trimmed.split_once(char::is_whitespace) {
+        None => COMMANDS
+            .iter()
+            .map(|(names, _)| names[0])
+            .filter(|n| n.starts_with(trimmed))
+            .map(|n| format!("{n} "))
+            .collect(),
+        Some((cmd, rest)) if matches!(cmd, "call" | "dial" | "c") => {
+            let word_start = rest.rfind([' ', ',']).map(|i| i + 1).unwrap_or(0);
+            let (before, word) = rest.split_at(word_start);
+            super::app::matching_names(names, word)
+                .into_iter()
+                .map(|n| format!("{cmd} {before}{n}"))
+                .collect()
+        }
+        Some((cmd, rest)) if matches!(cmd, "reject" | "decline") => ["busy", "forbidden"]
+            .iter()
+            .filter(|r| r.starts_with(rest.trim()))
+            .map(|r| format!("{cmd} {r}"))
+            .collect(),
+        Some(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cases: &[(&str, Result<LineCmd, &str>)] = &[
+            ("call bob", Ok(LineCmd::Call(s(&["bob"])))),
+            (":call bob", Ok(LineCmd::Call(s(&["bob"])))),
+            (
+                "  dial  bob, carol ",
+                Ok(LineCmd::Call(s(&["bob", "carol"]))),
+            ),
+            ("c +15551234567", Ok(LineCmd::Call(s(&["+15551234567"])))),
+            ("call", Err("needs someone")),
+            ("accept", Ok(LineCmd::Accept)),
+            ("answer", Ok(LineCmd::Accept)),
+            ("accept now", Err("takes no argument")),
+            ("reject", Ok(LineCmd::Reject(RejectReason::None))),
+            ("reject busy", Ok(LineCmd::Reject(RejectReason::Busy))),
+            (
+                "decline forbidden",
+                Ok(LineCmd::Reject(RejectReason::Forbidden)),
+            ),
+            ("reject later", Err("unknown reject reason \"later\"")),
+            ("hangup", Ok(LineCmd::HangUp)),
+            ("hang-up", Ok(LineCmd::HangUp)),
+            ("end", Ok(LineCmd::HangUp)),
+            ("mute", Ok(LineCmd::Mute)),
+            ("unmute", Ok(LineCmd::Unmute)),
+            ("hold", Ok(LineCmd::Hold)),
+            ("resume", Ok(LineCmd::Resume)),
+            ("echo", Ok(LineCmd::Echo)),
+            ("devices", Ok(LineCmd::Devices)),
+            ("mic tone:440", Ok(LineCmd::Microphone("tone:440".into()))),
+            (
+                "microphone Built-in Audio Analog Stereo",
+                Ok(LineCmd::Microphone("Built-in Audio Analog Stereo".into())),
+            ),
+            (
+                "speaker record:/tmp/a b.wav",
+                Ok(LineCmd::Speaker("record:/tmp/a b.wav".into())),
+            ),
+            ("speaker", Err("needs a device")),
+            (
+                "camera /dev/video0",
+                Ok(LineCmd::Camera("/dev/video0".into())),
+            ),
+            ("focus 2", Ok(LineCmd::Focus(2))),
+            ("focus 0", Err("call number")),
+            ("focus", Err("call number")),
+            ("dismiss", Ok(LineCmd::Dismiss)),
+            ("help", Ok(LineCmd::Help)),
+            ("quit", Ok(LineCmd::Quit { force: false })),
+            ("q", Ok(LineCmd::Quit { force: false })),
+            ("q!", Ok(LineCmd::Quit { force: true })),
+            ("quit!", Ok(LineCmd::Quit { force: true })),
+            ("", Err("type a command")),
+            ("frobnicate", Err("unknown command \"frobnicate\"")),
+        ];
+        for (line, want) in cases {
+            match (parse(line), want) {
+                (Ok(got), Ok(want)) => assert_eq!(&got, want, "{line:?}"),
+                (Err(got), Err(want)) => {
+                    assert!(got.contains(want), "{line:?}: {got:?} lacks {want:?}")
+                }
+                (got, want) => panic!("{line:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_listed_command_parses() {
+        for (names, arg) in COMMANDS {
+            for name in *names {
+                let line = match *arg {
+                    "" => name.to_string(),
+                    "[REASON]" => format!("{name} busy"),
+                    "N" => format!("{name} 1"),
+                    _ => format!("{name} x"),
+                };
+                assert!(parse(&line).is_ok(), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn completes_commands_and_names() {
+        let names = vec!["bob".to_string(), "bobby".to_string(), "carol".to_string()];
+        assert_eq!(complete("ca", &names), vec!["call ", "camera "]);
+        assert_eq!(complete("mu", &names), vec!["mute "]);
+        assert_eq!(complete("call b", &names), vec!["call bob", "call bobby"]);
+        assert_eq!(complete("call bob, c", &names), vec!["call bob, carol"]);
+        assert_eq!(complete("reject b", &names), vec!["reject busy"]);
+        assert!(complete("zz", &names).is_empty());
+        assert!(complete("mic x", &names).is_empty());
+    }
+}

@@ -1,0 +1,141 @@
+//! docs/keys.md is generated from the key table, so the two cannot drift: a test compares them
+//! (`UPDATE_DOCS=1 cargo test --lib tui::docs` rewrites the file).
+
+use std::fmt::Write as _;
+
+use super::cmdline::COMMANDS;
+use super::keymap::{Context, Keymap};
+use super::strings as s;
+
+const INTRO: &str = "\
+# Keys
+
+`dialtone` (the terminal softphone) is driven by single keys; `?` shows them all on screen and
+`:` opens a command line for everything else. Keys belong to the layer on top: the quit
+question, the help overlay, a text field (dialer, command line), the incoming-call prompt, the
+device manager, the main screen. A layer that does not use a key passes it down, so call keys
+(`h`, `m`, `p`, ...) also work from the incoming-call prompt and the device manager. A text field
+keeps every key while it is open: a call that rings while you type cannot be answered by a
+letter of what you type; press Esc to close the field and answer. Ctrl-C closes a text field,
+and otherwise quits (asking first when a call is live; a second Ctrl-C does not ask).
+
+This file is generated from `src/tui/keymap.rs` (`UPDATE_DOCS=1 cargo test --lib tui::docs`).
+";
+
+const FIELDS: &str = "\
+## Text fields (dialer, command line)
+
+| keys | what it does |
+| --- | --- |
+| any character | types it |
+| Enter | dial / run the command |
+| Esc, Ctrl-C | cancel |
+| Tab, Down / S-Tab, Up | next / previous completion (dialer: contacts, history, `echo`; command line: commands, names) |
+| Left, Right, Home, End, Ctrl-A, Ctrl-E | move the cursor |
+| Backspace, Del, Ctrl-U, Ctrl-K, Ctrl-W | delete a character, to the start, to the end, a word |
+
+These are fixed; they cannot be rebound.
+";
+
+const CONFIG: &str = "\
+## Changing keys
+
+In the config file (`~/.config/dialtone/config.toml`, or `--config PATH`), the `[tui.keys]`
+section gives a command new keys, one key or a list; an empty list unbinds it. The command's keys
+are replaced in every layer where it has keys. A key you give takes that key away from any other
+command of the same layer; two commands you rebind may not share a key in one layer.
+
+```toml
+[tui.keys]
+hang_up = \"x\"            # x now hangs up (and no longer clears ended calls)
+accept = [\"a\", \"y\"]
+echo_test = []           # unbound; `:echo` still works
+```
+
+Key names: a character (`a`, `A`, `?`, `:`), `space`, `enter`, `esc`, `tab`, `shift-tab`,
+`backspace`, `delete`, `insert`, `up`, `down`, `left`, `right`, `home`, `end`, `pageup`,
+`pagedown`, `f1`..`f12`, each optionally prefixed with `ctrl-` and/or `alt-`. A bad name or an
+unknown command stops `dialtone` with an error naming the key and the value.
+";
+
+/// The whole of docs/keys.md for a keymap (the default one in the repository).
+pub fn keys_markdown(map: &Keymap) -> String {
+    let mut out = String::from(INTRO);
+    for ctx in Context::ALL {
+        let _ = writeln!(out, "\n## {}\n", s::context_title(ctx));
+        let _ = writeln!(
+            out,
+            "| keys | config name | what it does |\n| --- | --- | --- |"
+        );
+        for (cmd, keys) in map.entries(ctx) {
+            let keys = keys
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                out,
+                "| {keys} | `{}` | {} |",
+                cmd.name(),
+                s::describe(ctx, cmd)
+            );
+        }
+    }
+    out.push('\n');
+    out.push_str(FIELDS);
+    let _ = writeln!(
+        out,
+        "\n## Command line (`:`)\n\n| command | also | what it does |\n| --- | --- | --- |"
+    );
+    for (names, arg) in COMMANDS {
+        let usage = if arg.is_empty() {
+            format!(":{}", names[0])
+        } else {
+            format!(":{} {arg}", names[0])
+        };
+        let also = names[1..]
+            .iter()
+            .map(|n| format!("`:{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "| `{usage}` | {also} | {} |",
+            s::describe_line(names[0])
+        );
+    }
+    out.push_str(
+        "\n`SPEC` is a device spec as for `--mic` and `--speaker`: `default`, a name from `dialtone devices`,\n\
+         `file:PATH.wav`, `record:PATH.wav`, `tone:HZ`, `silence`. `REASON` is `busy` (486) or `forbidden`\n\
+         (403); without it a rejection is a decline (603).\n\n",
+    );
+    out.push_str(CONFIG);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_keys_md_matches_the_table() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/keys.md");
+        let want = keys_markdown(&Keymap::default());
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/keys.md is out of date: run UPDATE_DOCS=1 cargo test --lib tui::docs"
+        );
+    }
+
+    #[test]
+    fn every_command_appears() {
+        let md = keys_markdown(&Keymap::default());
+        for cmd in super::super::keymap::Cmd::ALL {
+            assert!(md.contains(&format!("`{}`", cmd.name())), "{cmd:?}");
+        }
+    }
+}

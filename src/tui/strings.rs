@@ -1,0 +1,397 @@
+//! Every user-facing string of the TUI, in one place (as gitui's `strings.rs`), so wording stays
+//! consistent and a translation has one file to touch.
+
+use crate::core::{
+    CallEndReason, CallState, Command, Direction, DisconnectReason, ParticipantState,
+};
+use crate::devices::DeviceKind;
+use crate::protocol::ErrorCode;
+
+use super::app::Slot;
+use super::keymap::{Cmd, Context};
+
+pub const APP_NAME: &str = "dialtone";
+pub const UNKNOWN_PEER: &str = "…";
+
+// Panel titles.
+pub const TITLE_CALLS: &str = "Calls";
+pub const TITLE_PARTICIPANTS: &str = "Participants";
+pub const TITLE_HISTORY: &str = "History";
+pub const TITLE_DEVICES: &str = "Devices";
+pub const TITLE_HELP: &str = "Keys";
+pub const TITLE_INCOMING: &str = "Incoming call";
+pub const TITLE_CONFIRM: &str = "Quit?";
+pub const TITLE_TRANSFER: &str = "Transfer to";
+pub const TITLE_TRANSFER_REQUEST: &str = "Transfer requested";
+
+// Empty panels.
+pub const NO_CALLS: &str = "No calls. Press c to dial, e for an echo test.";
+pub const NO_PARTICIPANTS: &str = "Nobody yet.";
+pub const NO_HISTORY: &str = "No calls yet.";
+pub const LOADING_DEVICES: &str = "Listing devices…";
+pub const NO_DEVICES: &str = "(none)";
+
+// Notices.
+pub const NO_CALL: &str = "No call to act on";
+pub const NO_INCOMING: &str = "No incoming call";
+pub const DIAL_EMPTY: &str = "Type a name or a number to call";
+pub const RECONNECTED: &str = "Connected to the switchboard again";
+pub const DEVICES_CHANGED: &str = "Devices changed";
+pub const TRANSFER_LATER: &str = "Call transfer is not in this build yet";
+pub const ENGINE_STOPPED: &str = "the call engine stopped (see the log)";
+pub const ENGINE_NOT_RUNNING: &str = "the call engine is not running";
+pub const TEST_TONE_PLAYING: &str = "Playing a test tone (440 Hz, 1 s) on the speaker";
+pub const NOT_CONNECTED_YET: &str = "The engine is still starting; try again in a moment";
+
+// Prompts.
+pub const DIAL_PROMPT: &str = "Call: ";
+pub const CMD_PROMPT: &str = ":";
+pub const CONFIRM_QUIT: &str = "A call is live. Hang up and quit?";
+pub const INCOMING_CALLING: &str = "is calling you";
+pub const INCOMING_WHILE_TYPING: &str = "Esc closes the field to answer";
+pub const HELP_COMMANDS: &str = "Command line (:)";
+pub const HELP_FIELDS: &str =
+    "Dialer and command line: Tab/Up/Down complete, Enter runs, Esc cancels";
+pub const DEVICES_LEVEL: &str = "Mic level";
+pub const DEVICES_LEVEL_UNKNOWN: &str = "(no level from the engine yet)";
+pub const SELECTED_MARK: &str = "●";
+pub const DEFAULT_MARK: &str = "(system default)";
+pub const DEVICE_SPEC: &str = "spec";
+
+pub fn system_default(name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("System default ({n})"),
+        None => "System default".to_string(),
+    }
+}
+
+pub fn started_switchboard(url: &str) -> String {
+    format!("Started a switchboard on {url} (dev mode, this machine only)")
+}
+
+pub fn no_such_call(n: usize) -> String {
+    format!("There is no call {n}")
+}
+
+pub fn cannot_hold(state: CallState) -> String {
+    format!("Cannot hold a call that is {}", state_name(state))
+}
+
+pub fn type_path(spec: &str) -> String {
+    format!("Type the path for {spec} and press Enter")
+}
+
+pub fn wrong_end(spec: &str, kind: DeviceKind) -> String {
+    format!("{spec:?} cannot be used as a {kind}")
+}
+
+pub fn engine_failed(why: &str) -> String {
+    format!("The call engine could not start: {why}")
+}
+
+pub fn slot_name(slot: Slot) -> &'static str {
+    match slot {
+        Slot::Microphone => "Microphone",
+        Slot::Speaker => "Speaker",
+        Slot::Camera => "Camera",
+    }
+}
+
+pub fn slot_short(slot: Slot) -> &'static str {
+    match slot {
+        Slot::Microphone => "mic",
+        Slot::Speaker => "spk",
+        Slot::Camera => "cam",
+    }
+}
+
+pub fn device_set(slot: Slot, spec: &str) -> String {
+    format!("{}: {spec} (saved as the default)", slot_name(slot))
+}
+
+pub fn device_failed(slot: Slot, spec: &str, e: &str) -> String {
+    format!("{} {spec:?} failed: {e}", slot_name(slot))
+}
+
+pub fn device_error(kind: DeviceKind, message: &str) -> String {
+    format!("The {kind} stopped: {message}")
+}
+
+pub fn disconnected(reason: Option<DisconnectReason>) -> String {
+    match reason {
+        Some(DisconnectReason::InvalidToken) => {
+            "Disconnected: the switchboard refused the token".to_string()
+        }
+        Some(DisconnectReason::ConnectionIssue) | None => {
+            "Disconnected from the switchboard; reconnecting…".to_string()
+        }
+    }
+}
+
+pub fn connection_reason(reason: Option<DisconnectReason>) -> &'static str {
+    match reason {
+        Some(DisconnectReason::InvalidToken) => "invalid token",
+        Some(DisconnectReason::ConnectionIssue) => "connection issue",
+        None => "",
+    }
+}
+
+pub fn incoming_from(name: &str) -> String {
+    format!("Incoming call from {name}")
+}
+
+pub fn call_ended(label: &str, reason: CallEndReason) -> String {
+    format!(
+        "Call with {label} ended: {} ({}/{})",
+        reason.describe(),
+        reason.code,
+        reason.sub_code
+    )
+}
+
+/// A few words for the calls list: "declined 603".
+pub fn end_short(reason: CallEndReason) -> String {
+    let word = match (reason.code, reason.sub_code) {
+        (0, 10003) => "answered elsewhere",
+        (0, 10004) => "declined elsewhere",
+        (0, 7000) => "transferred",
+        (0, 7300) => "forwarded",
+        (0, 7400) => "voicemail full",
+        (0, 0) => "hung up",
+        (_, 7100..7200) => "transfer failed",
+        (400, _) => "invalid callee",
+        (403, _) => "forbidden",
+        (404, _) => "unknown user",
+        (408, _) => "no answer",
+        (410, _) => "peer lost",
+        (480, _) => "unavailable",
+        (481, _) => "no such call",
+        (486, _) => "busy",
+        (487, _) => "cancelled",
+        (500, _) => "server error",
+        (503, _) => "connection lost",
+        (603, _) => "declined",
+        // A reason this build has no short words for: the table's own text.
+        _ => return format!("{} {}/{}", reason.describe(), reason.code, reason.sub_code),
+    };
+    match (reason.code, reason.sub_code) {
+        (0, _) => word.to_string(),
+        (code, 0) => format!("{word} {code}"),
+        (code, sub) => format!("{word} {code}/{sub}"),
+    }
+}
+
+pub fn server_error(code: ErrorCode, message: &str) -> String {
+    format!("Switchboard: {message} ({code:?})")
+}
+
+pub fn verb(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Call { .. } => "call",
+        Command::Accept { .. } => "accept",
+        Command::Reject { .. } => "reject",
+        Command::HangUp { .. } => "hang up",
+        Command::Mute { .. } => "mute",
+        Command::Unmute { .. } => "unmute",
+        Command::Hold { .. } => "hold",
+        Command::Resume { .. } => "resume",
+        #[allow(unreachable_patterns)]
+        _ => "do that",
+    }
+}
+
+pub fn command_failed(cmd: &Command, e: &str) -> String {
+    match cmd {
+        Command::Call { to } => format!("Could not call {}: {e}", to.join(", ")),
+        other => format!("Could not {}: {e}", verb(other)),
+    }
+}
+
+pub fn state_name(state: CallState) -> &'static str {
+    match state {
+        CallState::None => "None",
+        CallState::Incoming => "Incoming",
+        CallState::Connecting => "Connecting",
+        CallState::Ringing => "Ringing",
+        CallState::EarlyMedia => "Early media",
+        CallState::Connected => "Connected",
+        CallState::LocalHold => "On hold",
+        CallState::RemoteHold => "Held by them",
+        CallState::Disconnecting => "Hanging up",
+        CallState::Disconnected => "Ended",
+    }
+}
+
+pub fn participant_state(state: ParticipantState) -> &'static str {
+    match state {
+        ParticipantState::Idle => "Idle",
+        ParticipantState::Connecting => "Connecting",
+        ParticipantState::Ringing => "Ringing",
+        ParticipantState::Connected => "Connected",
+        ParticipantState::Hold => "On hold",
+        ParticipantState::EarlyMedia => "Early media",
+        ParticipantState::Disconnected => "Left",
+    }
+}
+
+pub fn direction_arrow(d: Direction) -> &'static str {
+    match d {
+        Direction::Incoming => "←",
+        Direction::Outgoing => "→",
+    }
+}
+
+pub const MUTED: &str = "muted";
+pub const SPEAKING: &str = "speaking";
+
+// Status line.
+pub const CONN_STARTING: &str = "starting";
+pub const CONN_CONNECTING: &str = "connecting…";
+pub const CONN_CONNECTED: &str = "connected";
+pub const CONN_DISCONNECTED: &str = "disconnected";
+pub const CONN_FAILED: &str = "engine failed";
+pub const EMBEDDED: &str = "embedded";
+
+/// m:ss, or h:mm:ss from an hour.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// "just now", "5m ago", "3h ago", "2d ago".
+pub fn ago(then_ms: u64, now_ms: u64) -> String {
+    let s = now_ms.saturating_sub(then_ms) / 1000;
+    match s {
+        0..60 => "just now".to_string(),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+/// What a key does, for the help overlay and docs/keys.md.
+pub fn describe(ctx: Context, cmd: Cmd) -> &'static str {
+    match (ctx, cmd) {
+        (_, Cmd::Help) => "show this help",
+        (_, Cmd::Quit) => "quit (asks when a call is live)",
+        (_, Cmd::CommandLine) => "command line (:call bob, :mute, ...)",
+        (_, Cmd::Dial) => "dial (completes contacts and history)",
+        (Context::Incoming, Cmd::Accept) => "accept the call",
+        (_, Cmd::Accept) => "accept the ringing call",
+        (Context::Incoming, Cmd::Reject) => "decline (603)",
+        (_, Cmd::Reject) => "decline the ringing call",
+        (_, Cmd::RejectBusy) => "reject as busy (486)",
+        (_, Cmd::HangUp) => "hang up the focused call",
+        (_, Cmd::Mute) => "mute / unmute the focused call",
+        (_, Cmd::Hold) => "hold / resume the focused call",
+        (_, Cmd::NextCall) => "focus the next call",
+        (_, Cmd::PrevCall) => "focus the previous call",
+        (_, Cmd::NextPanel) => "switch between calls and history",
+        (Context::Help, Cmd::Up) => "scroll up",
+        (Context::Help, Cmd::Down) => "scroll down",
+        (_, Cmd::Up) => "move up",
+        (_, Cmd::Down) => "move down",
+        (Context::Devices, Cmd::Select) => "use this device (live, saved)",
+        (_, Cmd::Select) => "call back (history) / show prompt",
+        (_, Cmd::Devices) => "device manager",
+        (_, Cmd::EchoTest) => "call the echo test",
+        (_, Cmd::Dismiss) => "clear ended calls and the notice",
+        (Context::Main, Cmd::Back) => "clear the notice",
+        (Context::Incoming, Cmd::Back) => "put the prompt away (keeps ringing)",
+        (Context::Confirm, Cmd::Back) => "stay",
+        (_, Cmd::Back) => "close",
+        (_, Cmd::NextColumn) => "next column",
+        (_, Cmd::PrevColumn) => "previous column",
+        (_, Cmd::TestTone) => "play a test tone on the speaker",
+        (_, Cmd::Refresh) => "list devices again",
+        (_, Cmd::Confirm) => "hang up and quit",
+    }
+}
+
+pub fn context_title(ctx: Context) -> &'static str {
+    match ctx {
+        Context::Main => "Main screen",
+        Context::Incoming => "Incoming call",
+        Context::Devices => "Device manager",
+        Context::Help => "This help",
+        Context::Confirm => "Quit confirmation",
+    }
+}
+
+/// What each `:` command does, by its first name in `cmdline::COMMANDS`.
+pub fn describe_line(name: &str) -> &'static str {
+    match name {
+        "call" => "call people or numbers",
+        "accept" => "accept the ringing call",
+        "reject" => "decline; REASON busy or forbidden",
+        "hangup" => "hang up the focused call",
+        "mute" => "mute the focused call",
+        "unmute" => "unmute the focused call",
+        "hold" => "put the focused call on hold",
+        "resume" => "resume the focused call",
+        "echo" => "call the echo test",
+        "devices" => "open the device manager",
+        "mic" => "use this microphone",
+        "speaker" => "use this speaker",
+        "camera" => "use this camera",
+        "focus" => "focus call N of the list",
+        "dismiss" => "clear ended calls and notice",
+        "help" => "show the keys",
+        "quit" => "quit (asks if a call is live)",
+        "quit!" => "hang up everything and quit",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_ages() {
+        assert_eq!(duration(0), "0:00");
+        assert_eq!(duration(61_999), "1:01");
+        assert_eq!(duration(3_600_000 + 62_000), "1:01:02");
+        assert_eq!(ago(0, 59_000), "just now");
+        assert_eq!(ago(0, 5 * 60_000), "5m ago");
+        assert_eq!(ago(0, 3 * 3_600_000), "3h ago");
+        assert_eq!(ago(0, 49 * 3_600_000), "2d ago");
+        assert_eq!(ago(10, 0), "just now");
+    }
+
+    #[test]
+    fn every_end_reason_has_short_words() {
+        for (r, text) in CallEndReason::ALL {
+            assert!(!end_short(*r).starts_with(text), "{r:?} has no short words");
+        }
+        let unknown = CallEndReason {
+            code: 599,
+            sub_code: 1,
+        };
+        assert_eq!(end_short(unknown), "undocumented reason 599/1");
+        assert_eq!(end_short(CallEndReason::DECLINED), "declined 603");
+        assert_eq!(
+            end_short(CallEndReason::ANSWERED_ELSEWHERE),
+            "answered elsewhere"
+        );
+        assert_eq!(
+            end_short(CallEndReason::TRANSFER_TARGET_BUSY),
+            "transfer failed 486/7100"
+        );
+        assert_eq!(
+            call_ended("bob", CallEndReason::BUSY),
+            "Call with bob ended: the callee rejected the call as busy (486/0)"
+        );
+    }
+
+    #[test]
+    fn every_line_command_is_described() {
+        for (names, _) in super::super::cmdline::COMMANDS {
+            assert!(!describe_line(names[0]).is_empty(), "{}", names[0]);
+        }
+    }
+}

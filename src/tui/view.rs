@@ -1,0 +1,818 @@
+//! Pure rendering of an [`App`] into a ratatui frame. Nothing here changes state or does I/O, so
+//! the same App always draws the same screen (the snapshot tests rely on it).
+//!
+//! Layout, top to bottom: the status line, an optional banner, the body (calls and participants
+//! over history, or the device manager), the notifications line, and the key hints or the text
+//! field being typed into. Popups (incoming call, quit confirmation, help) are drawn last, over
+//! the body. Works from 80x24; extra room goes to the lists.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{
+    Block, BorderType, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap,
+};
+
+use crate::core::{CallState, Direction};
+
+use super::app::{App, Banner, CallRow, Connection, Layer, Level, Pane, Slot};
+use super::cmdline::COMMANDS;
+use super::input::TextField;
+use super::keymap::{Cmd, Context};
+use super::strings as s;
+use super::theme::Theme;
+
+pub fn render(f: &mut Frame, app: &App) {
+    let area = f.area();
+    let banner_h = u16::from(app.banner.is_some());
+    // A long notice (an error with its cause) wraps onto up to three lines.
+    let notice_h = app.notice.as_ref().map_or(1, |n| {
+        let w = n.text.chars().count() + 3;
+        (w.div_ceil(usize::from(area.width.max(1)))).clamp(1, 3) as u16
+    });
+    let [status, banner, body, notice, bottom] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(banner_h),
+        Constraint::Min(3),
+        Constraint::Length(notice_h),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    status_line(f, app, status);
+    if let Some(b) = &app.banner {
+        banner_line(f, app, b, banner);
+    }
+    if app.devman.open {
+        devices_panel(f, app, body);
+    } else {
+        main_body(f, app, body);
+    }
+    notice_line(f, app, notice);
+    bottom_line(f, app, bottom);
+
+    let layers = app.layers();
+    // Popups, lowest first so the top one is drawn last.
+    for layer in layers.iter().rev() {
+        match layer {
+            Layer::Incoming(id) => {
+                if let Some(c) = app.calls.iter().find(|c| &c.call_id == id) {
+                    incoming_popup(f, app, c, body);
+                }
+            }
+            Layer::TransferRequest => transfer_request_popup(f, app, body),
+            Layer::Help => help_popup(f, app, area),
+            Layer::Confirm => confirm_popup(f, app, body),
+            _ => {}
+        }
+    }
+}
+
+// ---- status line and banner ---------------------------------------------------------------------
+
+fn status_line(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let (mark, text, style) = match &app.connection {
+        Connection::Starting => ("○", s::CONN_STARTING.to_string(), t.dim()),
+        Connection::Connecting => ("○", s::CONN_CONNECTING.to_string(), t.warn()),
+        Connection::Connected => ("●", s::CONN_CONNECTED.to_string(), t.ok()),
+        Connection::Disconnected(r) => {
+            let reason = s::connection_reason(*r);
+            let text = if reason.is_empty() {
+                s::CONN_DISCONNECTED.to_string()
+            } else {
+                format!("{} ({reason})", s::CONN_DISCONNECTED)
+            };
+            ("○", text, t.error())
+        }
+        Connection::Failed(_) => ("✕", s::CONN_FAILED.to_string(), t.error()),
+    };
+    let mut mic = vec![
+        Span::styled(format!("{} ", s::slot_short(Slot::Microphone)), t.dim()),
+        Span::raw(app.devices.microphone.clone()),
+    ];
+    if let Some(level) = app.mic_level.filter(|_| app.wants_levels()) {
+        mic.push(Span::raw(" "));
+        mic.extend(meter(t, level, 6));
+    }
+    let server = if app.embedded {
+        format!("{} ({})", app.server, s::EMBEDDED)
+    } else {
+        app.server.clone()
+    };
+    // Segments in order of importance; the later ones are left out when the line is too narrow.
+    let segments: Vec<Vec<Span>> = vec![
+        vec![
+            Span::styled(app.user.clone(), t.title()),
+            Span::raw(format!(" @ {}", app.device_name)),
+        ],
+        vec![Span::styled(format!("{mark} {text}"), style)],
+        mic,
+        vec![
+            Span::styled(format!("{} ", s::slot_short(Slot::Speaker)), t.dim()),
+            Span::raw(app.devices.speaker.clone()),
+        ],
+        vec![Span::styled(server, t.dim())],
+    ];
+    let mut spans = vec![Span::styled(format!(" {} ", s::APP_NAME), t.title())];
+    let mut used = spans[0].width();
+    for (i, seg) in segments.into_iter().enumerate() {
+        let w: usize = 3 + seg.iter().map(Span::width).sum::<usize>();
+        // Identity and connection always show; the rest only when they fit whole.
+        if i >= 2 && used + w > area.width as usize {
+            break;
+        }
+        used += w;
+        spans.push(Span::styled(" │ ", t.dim()));
+        spans.extend(seg);
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// A level meter of `width` cells: filled cells ■, empty ones ·.
+fn meter(t: &Theme, level: f32, width: usize) -> Vec<Span<'static>> {
+    let filled = ((level.clamp(0.0, 1.0) * width as f32).round() as usize).min(width);
+    let style = if level > 0.9 { t.error() } else { t.ok() };
+    vec![
+        Span::styled("■".repeat(filled), style),
+        Span::styled("·".repeat(width - filled), t.dim()),
+    ]
+}
+
+fn banner_line(f: &mut Frame, app: &App, b: &Banner, area: Rect) {
+    let text = match b {
+        Banner::ActiveOnAnotherDevice { device, label } => {
+            format!(" A call with {label} is live on {device}")
+        }
+    };
+    f.render_widget(Paragraph::new(Span::styled(text, app.theme.warn())), area);
+}
+
+// ---- main body: calls, participants, history --------------------------------------------------------
+
+fn panel<'a>(app: &App, title: &'a str, focused: bool) -> Block<'a> {
+    let t = &app.theme;
+    let style = if focused { t.focused() } else { t.plain() };
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(style)
+        .title(Span::styled(
+            format!(" {title} "),
+            if focused { t.focused() } else { t.title() },
+        ))
+}
+
+/// Wide screens put the participants beside the calls; narrow ones (under 100 columns) put them
+/// under the calls, so the calls list gets the whole width.
+fn main_body(f: &mut Frame, app: &App, area: Rect) {
+    let calls_h = (app.calls.len() as u16 + 2).clamp(5, (area.height / 2).max(5));
+    if area.width >= 100 {
+        let [top, bottom] =
+            Layout::vertical([Constraint::Length(calls_h), Constraint::Min(3)]).areas(area);
+        let [calls, parts] =
+            Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(top);
+        calls_panel(f, app, calls);
+        participants_panel(f, app, parts);
+        history_panel(f, app, bottom);
+    } else {
+        let remote = app.focused_call().map_or(0, |c| c.remote.len()) as u16;
+        let parts_h = (remote.max(1) + 2).min(5);
+        let [calls, parts, history] = Layout::vertical([
+            Constraint::Length(calls_h),
+            Constraint::Length(parts_h),
+            Constraint::Min(3),
+        ])
+        .areas(area);
+        calls_panel(f, app, calls);
+        participants_panel(f, app, parts);
+        history_panel(f, app, history);
+    }
+}
+
+fn call_state_style(t: &Theme, c: &CallRow) -> Style {
+    if c.ended.is_some() {
+        return t.dim();
+    }
+    match c.state {
+        CallState::Connected => t.ok(),
+        CallState::Incoming | CallState::Ringing | CallState::EarlyMedia => t.alert(),
+        CallState::LocalHold | CallState::RemoteHold => t.warn(),
+        CallState::Disconnecting | CallState::Disconnected => t.dim(),
+        CallState::None | CallState::Connecting => t.plain(),
+    }
+}
+
+fn calls_panel(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let focused = app.pane == Pane::Calls && !app.devman.open;
+    let block = panel(app, s::TITLE_CALLS, focused);
+    if app.calls.is_empty() {
+        f.render_widget(
+            Paragraph::new(Span::styled(s::NO_CALLS, t.dim()))
+                .wrap(Wrap { trim: true })
+                .block(block),
+            area,
+        );
+        return;
+    }
+    let rows = app.calls.iter().enumerate().map(|(i, c)| {
+        let mark = if i == app.focus { "▶" } else { " " };
+        let mut flags = Vec::new();
+        if let Some(e) = c.ended {
+            flags.push(Span::styled(
+                s::end_short(e.reason),
+                if e.reason.code == 0 {
+                    t.dim()
+                } else {
+                    t.warn()
+                },
+            ));
+        } else if c.muted {
+            flags.push(Span::styled(s::MUTED, t.warn()));
+        }
+        Row::new(vec![
+            Cell::from(format!("{mark}{}", i + 1)),
+            Cell::from(s::direction_arrow(c.direction)),
+            Cell::from(c.label()),
+            Cell::from(Span::styled(s::state_name(c.state), call_state_style(t, c))),
+            Cell::from(s::duration(c.duration_ms(app.now.unix_ms))),
+            Cell::from(Line::from(flags)),
+        ])
+        .style(if c.ended.is_some() {
+            t.dim()
+        } else {
+            t.plain()
+        })
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(3),
+            Constraint::Length(1),
+            Constraint::Fill(2),
+            Constraint::Length(12),
+            Constraint::Length(7),
+            Constraint::Fill(1),
+        ],
+    )
+    .block(block)
+    .row_highlight_style(if focused { t.selected() } else { t.title() });
+    let mut state = TableState::default().with_selected(Some(app.focus));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let call = app.focused_call();
+    let title = match call {
+        Some(_) => format!("{} · {}", s::TITLE_PARTICIPANTS, app.focus + 1),
+        None => s::TITLE_PARTICIPANTS.to_string(),
+    };
+    let block = panel(app, &title, false);
+    let Some(c) = call.filter(|c| !c.remote.is_empty()) else {
+        f.render_widget(
+            Paragraph::new(Span::styled(s::NO_PARTICIPANTS, t.dim())).block(block),
+            area,
+        );
+        return;
+    };
+    let ended = c.ended.is_some();
+    let lines: Vec<Line> = c
+        .remote
+        .iter()
+        .map(|p| {
+            if ended {
+                return Line::from(Span::styled(p.identity.display_name.clone(), t.dim()));
+            }
+            let mut spans = vec![
+                Span::styled(p.identity.display_name.clone(), t.title()),
+                Span::styled(" · ", t.dim()),
+                Span::raw(s::participant_state(p.state)),
+            ];
+            if p.is_muted {
+                spans.push(Span::styled(format!(" · {}", s::MUTED), t.warn()));
+            }
+            if p.is_speaking {
+                spans.push(Span::styled(format!(" · {}", s::SPEAKING), t.ok()));
+            }
+            Line::from(spans)
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn history_panel(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let focused = app.pane == Pane::History;
+    let block = panel(app, s::TITLE_HISTORY, focused);
+    if app.history.is_empty() {
+        f.render_widget(
+            Paragraph::new(Span::styled(s::NO_HISTORY, t.dim())).block(block),
+            area,
+        );
+        return;
+    }
+    let rows = app.history.entries().map(|e| {
+        let outcome = match (e.direction, e.connected_ms) {
+            (_, Some(ms)) => Span::raw(s::duration(ms)),
+            (Direction::Incoming, None) => Span::styled("missed", t.warn()),
+            (Direction::Outgoing, None) => Span::styled("—", t.dim()),
+        };
+        let reason_style = if e.end_reason.code == 0 {
+            t.dim()
+        } else {
+            t.warn()
+        };
+        Row::new(vec![
+            Cell::from(s::direction_arrow(e.direction)),
+            Cell::from(e.label.clone()),
+            Cell::from(s::ago(e.started_unix_ms, app.now.unix_ms)),
+            Cell::from(outcome),
+            Cell::from(Span::styled(s::end_short(e.end_reason), reason_style)),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(1),
+            Constraint::Fill(1),
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(24),
+        ],
+    )
+    .block(block)
+    .row_highlight_style(if focused { t.selected() } else { Style::new() });
+    let mut state = TableState::default().with_selected(focused.then_some(app.history_cursor));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+// ---- device manager -----------------------------------------------------------------------------------
+
+fn devices_panel(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let block = panel(app, s::TITLE_DEVICES, true);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [lists, detail, spec_line, level, problems] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    let cols: [Rect; 3] = Layout::horizontal([
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+    ])
+    .spacing(1)
+    .areas(lists);
+    let dm = &app.devman;
+    for (i, slot) in Slot::ALL.into_iter().enumerate() {
+        let active = dm.column == i;
+        let title_style = if active { t.focused() } else { t.title() };
+        let block = Block::default()
+            .borders(Borders::TOP)
+            .border_style(if active { t.focused() } else { t.dim() })
+            .title(Span::styled(
+                format!(" {} ", s::slot_name(slot)),
+                title_style,
+            ));
+        let entries = dm.entries(slot);
+        if dm.list.is_none() || entries.is_empty() {
+            let text = if dm.list.is_none() {
+                s::LOADING_DEVICES
+            } else {
+                s::NO_DEVICES
+            };
+            f.render_widget(
+                Paragraph::new(Span::styled(text, t.dim())).block(block),
+                cols[i],
+            );
+            continue;
+        }
+        let current = app.devices.get(slot);
+        let rows = entries.iter().map(|e| {
+            let chosen = Some(e.spec.as_str()) == current;
+            let mark = if chosen { s::SELECTED_MARK } else { " " };
+            let name_style = if e.template { t.dim() } else { t.plain() };
+            Row::new(vec![
+                Cell::from(Span::styled(mark, t.ok())),
+                Cell::from(Span::styled(
+                    e.name.clone(),
+                    if chosen { t.title() } else { name_style },
+                )),
+            ])
+        });
+        let table = Table::new(rows, [Constraint::Length(1), Constraint::Fill(1)])
+            .block(block)
+            .row_highlight_style(if active { t.selected() } else { Style::new() });
+        let mut state = TableState::default().with_selected(Some(dm.cursor[i]));
+        f.render_stateful_widget(table, cols[i], &mut state);
+    }
+    // The entry under the cursor, in full: its spec is what the config and flags take.
+    let slot = dm.column_slot();
+    if let Some(e) = dm.entries(slot).get(dm.cursor[dm.column]) {
+        let mut spans = vec![
+            Span::styled(format!("{}: ", s::slot_name(slot)), t.dim()),
+            Span::styled(e.name.clone(), t.title()),
+        ];
+        if e.is_default {
+            spans.push(Span::styled(format!(" {}", s::DEFAULT_MARK), t.dim()));
+        }
+        f.render_widget(Paragraph::new(Line::from(spans)), detail);
+        let spec = vec![
+            Span::styled(format!("{}: ", s::DEVICE_SPEC), t.dim()),
+            Span::raw(e.spec.clone()),
+        ];
+        f.render_widget(Paragraph::new(Line::from(spec)), spec_line);
+    }
+    let mut spans = vec![Span::styled(format!("{} ", s::DEVICES_LEVEL), t.dim())];
+    match app.mic_level {
+        Some(l) => spans.extend(meter(t, l, 20)),
+        None => spans.push(Span::styled(s::DEVICES_LEVEL_UNKNOWN, t.dim())),
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), level);
+    if let Some(p) = dm.list.as_ref().and_then(|l| l.problems.first()) {
+        f.render_widget(
+            Paragraph::new(Span::styled(format!("note: {p}"), t.warn())),
+            problems,
+        );
+    }
+}
+
+// ---- bottom lines ---------------------------------------------------------------------------------------
+
+fn notice_line(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(n) = &app.notice else { return };
+    let (mark, style) = match n.level {
+        Level::Info => ("·", t.plain()),
+        Level::Warn => ("!", t.warn()),
+        Level::Error => ("✕", t.error()),
+    };
+    f.render_widget(
+        Paragraph::new(Span::styled(format!(" {mark} {}", n.text), style))
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+fn hint(app: &App, ctx: Context, cmd: Cmd, label: &str) -> Vec<Span<'static>> {
+    match app.keymap.first(ctx, cmd) {
+        Some(k) => vec![
+            Span::styled(k.to_string(), app.theme.key()),
+            Span::raw(format!(" {label}  ")),
+        ],
+        None => Vec::new(),
+    }
+}
+
+fn hints(app: &App, ctx: Context, items: &[(Cmd, &str)]) -> Line<'static> {
+    let mut spans = vec![Span::raw(" ")];
+    for (cmd, label) in items {
+        spans.extend(hint(app, ctx, *cmd, label));
+    }
+    Line::from(spans)
+}
+
+fn field_line(
+    f: &mut Frame,
+    app: &App,
+    area: Rect,
+    prompt: &str,
+    field: &TextField,
+    extra: Vec<Span<'static>>,
+) {
+    let t = &app.theme;
+    let text = field.text();
+    let mut spans = vec![Span::styled(prompt.to_string(), t.key()), Span::raw(text)];
+    spans.extend(extra);
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+    let x = area.x + (prompt.chars().count() + field.cursor()) as u16;
+    f.set_cursor_position(Position {
+        x: x.min(area.right().saturating_sub(1)),
+        y: area.y,
+    });
+}
+
+fn bottom_line(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    if let Some(p) = &app.cmdline {
+        let extra = match &p.completion {
+            Some((c, i)) if c.len() > 1 => {
+                vec![Span::styled(format!("   ({}/{})", i + 1, c.len()), t.dim())]
+            }
+            _ => Vec::new(),
+        };
+        return field_line(f, app, area, s::CMD_PROMPT, &p.field, extra);
+    }
+    if let Some(d) = &app.dialer {
+        let mut extra = vec![Span::raw("   ")];
+        for (i, name) in app.dialer_suggestions().into_iter().enumerate() {
+            let style = if d.selected == Some(i) {
+                t.selected()
+            } else {
+                t.dim()
+            };
+            extra.push(Span::styled(name, style));
+            extra.push(Span::raw(" "));
+        }
+        return field_line(f, app, area, s::DIAL_PROMPT, &d.field, extra);
+    }
+    if let Some(p) = &app.transfer {
+        return field_line(
+            f,
+            app,
+            area,
+            &format!("{}: ", s::TITLE_TRANSFER),
+            &p.field,
+            Vec::new(),
+        );
+    }
+    let line = match app.layers().first() {
+        Some(Layer::Devices) => hints(
+            app,
+            Context::Devices,
+            &[
+                (Cmd::Select, "use"),
+                (Cmd::NextColumn, "column"),
+                (Cmd::TestTone, "test tone"),
+                (Cmd::EchoTest, "echo call"),
+                (Cmd::Refresh, "refresh"),
+                (Cmd::Back, "close"),
+                (Cmd::Help, "help"),
+            ],
+        ),
+        Some(Layer::Help) => hints(
+            app,
+            Context::Help,
+            &[(Cmd::Down, "scroll"), (Cmd::Back, "close")],
+        ),
+        Some(Layer::Incoming(_)) => hints(
+            app,
+            Context::Incoming,
+            &[
+                (Cmd::Accept, "accept"),
+                (Cmd::Reject, "decline"),
+                (Cmd::RejectBusy, "busy"),
+                (Cmd::Back, "later"),
+            ],
+        ),
+        Some(Layer::Confirm) => hints(
+            app,
+            Context::Confirm,
+            &[(Cmd::Confirm, "hang up and quit"), (Cmd::Back, "stay")],
+        ),
+        _ => {
+            let live = app.focused_call().is_some_and(|c| c.is_live());
+            let items: &[(Cmd, &str)] = if live {
+                &[
+                    (Cmd::HangUp, "hang up"),
+                    (Cmd::Mute, "mute"),
+                    (Cmd::Hold, "hold"),
+                    (Cmd::Dial, "call"),
+                    (Cmd::NextCall, "next"),
+                    (Cmd::Devices, "devices"),
+                    (Cmd::CommandLine, "command"),
+                    (Cmd::Help, "help"),
+                    (Cmd::Quit, "quit"),
+                ]
+            } else {
+                &[
+                    (Cmd::Dial, "call"),
+                    (Cmd::EchoTest, "echo test"),
+                    (Cmd::Devices, "devices"),
+                    (Cmd::NextPanel, "history"),
+                    (Cmd::CommandLine, "command"),
+                    (Cmd::Help, "help"),
+                    (Cmd::Quit, "quit"),
+                ]
+            };
+            hints(app, Context::Main, items)
+        }
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+// ---- popups ---------------------------------------------------------------------------------------------
+
+fn popup(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn popup_block<'a>(title: &'a str, style: Style) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .border_style(style)
+        .title(Span::styled(format!(" {title} "), style))
+}
+
+fn incoming_popup(f: &mut Frame, app: &App, call: &CallRow, body: Rect) {
+    let t = &app.theme;
+    let caller = call.remote.first();
+    let name = caller
+        .map(|p| p.identity.display_name.clone())
+        .unwrap_or_else(|| call.label());
+    let raw = caller
+        .map(|p| p.identity.raw_id.clone())
+        .unwrap_or_default();
+    let typing = app.cmdline.is_some() || app.dialer.is_some();
+    let mut lines = vec![
+        Line::raw(""),
+        Line::from(vec![
+            Span::raw("  "),
+            Span::styled(name, t.title()),
+            Span::raw(format!(" {}", s::INCOMING_CALLING)),
+        ]),
+        Line::from(Span::styled(format!("  {raw}"), t.dim())),
+        Line::raw(""),
+    ];
+    let mut keys = vec![Span::raw(" ")];
+    for (cmd, label) in [
+        (Cmd::Accept, "accept"),
+        (Cmd::Reject, "decline"),
+        (Cmd::RejectBusy, "busy"),
+        (Cmd::Back, "later"),
+    ] {
+        keys.extend(hint(app, Context::Incoming, cmd, label));
+    }
+    lines.push(Line::from(keys));
+    if typing {
+        lines.push(Line::from(Span::styled(
+            format!("  {}", s::INCOMING_WHILE_TYPING),
+            t.warn(),
+        )));
+    }
+    let area = popup(body, 56, lines.len() as u16 + 2);
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines).block(popup_block(s::TITLE_INCOMING, t.alert())),
+        area,
+    );
+}
+
+fn transfer_request_popup(f: &mut Frame, app: &App, body: Rect) {
+    let t = &app.theme;
+    let Some(r) = &app.transfer_request else {
+        return;
+    };
+    let lines = vec![
+        Line::raw(""),
+        Line::raw(format!(
+            "  {} asks to transfer this call to {}",
+            r.from, r.target
+        )),
+        Line::raw(""),
+        hints(
+            app,
+            Context::Incoming,
+            &[
+                (Cmd::Accept, "accept"),
+                (Cmd::Reject, "decline"),
+                (Cmd::Back, "later"),
+            ],
+        ),
+    ];
+    let area = popup(body, 60, 6);
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines).block(popup_block(s::TITLE_TRANSFER_REQUEST, t.alert())),
+        area,
+    );
+}
+
+fn confirm_popup(f: &mut Frame, app: &App, body: Rect) {
+    let t = &app.theme;
+    let lines = vec![
+        Line::raw(""),
+        Line::raw(format!("  {}", s::CONFIRM_QUIT)),
+        Line::raw(""),
+        hints(
+            app,
+            Context::Confirm,
+            &[(Cmd::Confirm, "hang up and quit"), (Cmd::Back, "stay")],
+        ),
+    ];
+    let area = popup(body, 46, 6);
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines).block(popup_block(s::TITLE_CONFIRM, t.warn())),
+        area,
+    );
+}
+
+/// The help text: every binding of every context, then the `:` commands.
+pub fn help_lines(app: &App) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut lines = Vec::new();
+    for ctx in [
+        Context::Main,
+        Context::Incoming,
+        Context::Devices,
+        Context::Help,
+        Context::Confirm,
+    ] {
+        lines.push(Line::from(Span::styled(
+            s::context_title(ctx),
+            t.underline().patch(t.title()),
+        )));
+        for (cmd, keys) in app.keymap.entries(ctx) {
+            let keys = keys
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let keys = if keys.is_empty() {
+                "(unbound)".to_string()
+            } else {
+                keys
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {keys:<14}"), t.key()),
+                Span::raw(s::describe(ctx, cmd)),
+            ]));
+        }
+        lines.push(Line::raw(""));
+    }
+    lines.push(Line::from(Span::styled(
+        s::HELP_COMMANDS,
+        t.underline().patch(t.title()),
+    )));
+    let usage = |names: &[&str], arg: &str| {
+        if arg.is_empty() {
+            format!(":{}", names[0])
+        } else {
+            format!(":{} {arg}", names[0])
+        }
+    };
+    let width = COMMANDS
+        .iter()
+        .map(|(n, a)| usage(n, a).chars().count())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    for (names, arg) in COMMANDS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {:<width$}", usage(names, arg)), t.key()),
+            Span::raw(s::describe_line(names[0])),
+        ]));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled(s::HELP_FIELDS, t.dim())));
+    lines
+}
+
+fn help_popup(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let lines = help_lines(app);
+    let area = popup(
+        area,
+        area.width.saturating_sub(4).min(110),
+        area.height.saturating_sub(2),
+    );
+    let block = popup_block(s::TITLE_HELP, t.focused());
+    let inner = block.inner(area);
+    f.render_widget(Clear, area);
+    f.render_widget(block, area);
+    // Two columns when there is room: the key tables left, the commands right.
+    let split = lines.iter().position(|l| {
+        l.spans
+            .first()
+            .is_some_and(|s| s.content == s::HELP_COMMANDS)
+    });
+    let scroll = app
+        .help
+        .unwrap_or(0)
+        .min((lines.len() as u16).saturating_sub(inner.height.max(1)));
+    if inner.width >= 100
+        && let Some(split) = split
+    {
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .spacing(2)
+                .areas(inner);
+        let (l, r) = lines.split_at(split);
+        f.render_widget(
+            Paragraph::new(Text::from(l.to_vec())).scroll((scroll, 0)),
+            left,
+        );
+        f.render_widget(
+            Paragraph::new(Text::from(r.to_vec())).scroll((scroll, 0)),
+            right,
+        );
+        return;
+    }
+    f.render_widget(Paragraph::new(Text::from(lines)).scroll((scroll, 0)), inner);
+}

@@ -1,0 +1,403 @@
+//! insta snapshots of the TUI's screens on ratatui's TestBackend, at 80x24 and 120x40: the main
+//! screen, the device manager, an incoming call and the help overlay (plus a few more states).
+//! The App is built with fixed wall-clock times, so the screens are deterministic.
+//!
+//! To accept changed screens: `INSTA_UPDATE=always cargo test --test tui_snapshots`, then review
+//! the diff of tests/snapshots/.
+
+use std::time::Instant;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use dialtone::core::{
+    CallEndReason, CallState, Command, CommandOk, ConnectionState, Direction, Event, Now,
+    ParticipantState,
+};
+use dialtone::devices::list::DeviceBackend;
+use dialtone::devices::{DeviceInfo, DeviceList};
+use dialtone::protocol::{Identity, Participant};
+use dialtone::tui::app::{Level, SelectedDevices};
+use dialtone::tui::history::{History, HistoryEntry};
+use dialtone::tui::theme::Theme;
+use dialtone::tui::{App, AppOptions, Keymap, Update, view};
+
+const T0: u64 = 1_763_750_000_000;
+
+fn now_at(app_mono: Instant, ms: u64) -> Now {
+    Now {
+        mono: app_mono,
+        unix_ms: T0 + ms,
+    }
+}
+
+fn ident(name: &str) -> Identity {
+    Identity {
+        raw_id: format!("8:acs:3f2a9c_{name}"),
+        display_name: name.into(),
+    }
+}
+
+fn participant(name: &str, state: ParticipantState, muted: bool, speaking: bool) -> Participant {
+    Participant {
+        identity: ident(name),
+        state,
+        is_muted: muted,
+        is_speaking: speaking,
+    }
+}
+
+fn history() -> History {
+    let e = |ago_s: u64, dir, peer: &str, connected: Option<u64>, reason| HistoryEntry {
+        call_id: None,
+        started_unix_ms: T0 - ago_s * 1000,
+        direction: dir,
+        peer: peer.into(),
+        label: peer.into(),
+        connected_ms: connected,
+        end_reason: reason,
+    };
+    History::from_entries(vec![
+        e(
+            300,
+            Direction::Outgoing,
+            "bob",
+            Some(133_000),
+            CallEndReason::NORMAL,
+        ),
+        e(
+            4000,
+            Direction::Incoming,
+            "carol",
+            None,
+            CallEndReason::CANCELLED,
+        ),
+        e(
+            9000,
+            Direction::Outgoing,
+            "dave",
+            None,
+            CallEndReason::DECLINED,
+        ),
+        e(
+            90_000,
+            Direction::Outgoing,
+            "echo",
+            Some(12_000),
+            CallEndReason::NORMAL,
+        ),
+        e(
+            200_000,
+            Direction::Incoming,
+            "bob",
+            Some(3_725_000),
+            CallEndReason::NORMAL,
+        ),
+    ])
+}
+
+fn new_app() -> App {
+    let mono = Instant::now();
+    App::new(
+        AppOptions {
+            user: "alice".into(),
+            device_name: "desk".into(),
+            server: "ws://127.0.0.1:7450".into(),
+            embedded: true,
+            devices: SelectedDevices {
+                microphone: "default".into(),
+                speaker: "default".into(),
+                camera: None,
+            },
+            contacts: vec!["bob".into(), "carol".into(), "dave".into()],
+            history: history(),
+            keymap: Keymap::default(),
+            theme: Theme { color: false },
+        },
+        now_at(mono, 0),
+    )
+}
+
+fn ev(app: &mut App, e: Event) {
+    let now = app.now;
+    app.handle_update(Update::Core(e), now);
+}
+
+fn connected(app: &mut App) {
+    ev(
+        app,
+        Event::ConnectionStateChanged {
+            old: ConnectionState::Disconnected,
+            new: ConnectionState::Connected,
+            reason: None,
+        },
+    );
+}
+
+/// alice: a connected call with bob (65 s, muted), a held call with carol, and a fresh echo call
+/// that ended.
+fn busy_app() -> App {
+    let mut app = new_app();
+    connected(&mut app);
+    let mono = app.now.mono;
+    let call = |app: &mut App, id: &str, name: &str, at: u64| {
+        app.now = now_at(mono, at);
+        let now = app.now;
+        app.handle_update(
+            Update::CommandDone {
+                cmd: Command::Call {
+                    to: vec![name.into()],
+                },
+                result: Ok(CommandOk::CallId(id.into())),
+            },
+            now,
+        );
+        ev(
+            app,
+            Event::CallStateChanged {
+                call_id: id.into(),
+                state: CallState::Ringing,
+            },
+        );
+        ev(
+            app,
+            Event::RemoteParticipantsUpdated {
+                call_id: id.into(),
+                added: vec![participant(name, ParticipantState::Connected, false, false)],
+                removed: vec![],
+            },
+        );
+        ev(
+            app,
+            Event::CallStateChanged {
+                call_id: id.into(),
+                state: CallState::Connected,
+            },
+        );
+    };
+    call(&mut app, "c-carol", "carol", 0);
+    ev(
+        &mut app,
+        Event::CallStateChanged {
+            call_id: "c-carol".into(),
+            state: CallState::LocalHold,
+        },
+    );
+    call(&mut app, "c-bob", "bob", 10_000);
+    ev(
+        &mut app,
+        Event::ParticipantStateChanged {
+            call_id: "c-bob".into(),
+            participant: participant("bob", ParticipantState::Connected, false, true),
+        },
+    );
+    let now = app.now;
+    app.handle_update(
+        Update::CommandDone {
+            cmd: Command::Mute {
+                call_id: "c-bob".into(),
+            },
+            result: Ok(CommandOk::Done),
+        },
+        now,
+    );
+    app.now = now_at(mono, 75_000);
+    let now = app.now;
+    app.handle_update(Update::MicLevel(0.4), now);
+    app
+}
+
+fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| view::render(f, app)).unwrap();
+    term
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    let now = app.now;
+    app.handle_key(KeyEvent::new(code, KeyModifiers::NONE), now);
+}
+
+fn snap(name: &str, app: &App) {
+    for (w, h) in [(80, 24), (120, 40)] {
+        let term = draw(app, w, h);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), term.backend());
+    }
+}
+
+#[test]
+fn main_screen() {
+    let mut app = busy_app();
+    let now = app.now;
+    app.handle_update(
+        Update::Notice(
+            Level::Info,
+            "Microphone: default (saved as the default)".into(),
+        ),
+        now,
+    );
+    snap("main", &app);
+}
+
+#[test]
+fn main_screen_first_run() {
+    let mut app = new_app();
+    app.history = History::default();
+    snap("first_run", &app);
+}
+
+fn device_list() -> DeviceList {
+    let dev = |spec: &str, name: &str, default: bool, kind| DeviceInfo {
+        name: name.into(),
+        spec: spec.into(),
+        is_default: default,
+        kind,
+        host: (kind == DeviceBackend::Cpal).then(|| "pulseaudio".into()),
+    };
+    DeviceList {
+        microphones: vec![
+            dev(
+                "alsa_input.usb-Logitech_Headset-00.mono-fallback",
+                "Logitech Headset Mono",
+                false,
+                DeviceBackend::Cpal,
+            ),
+            dev(
+                "alsa_input.pci-0000_00_1f.3.analog-stereo",
+                "Built-in Audio Analog Stereo",
+                true,
+                DeviceBackend::Cpal,
+            ),
+            dev(
+                "file:PATH.wav",
+                "Plays a WAV file once, in real time, then silence",
+                false,
+                DeviceBackend::Virtual,
+            ),
+            dev(
+                "tone:440",
+                "A steady sine tone (any frequency in Hz)",
+                false,
+                DeviceBackend::Virtual,
+            ),
+            dev("silence", "Captures nothing", false, DeviceBackend::Virtual),
+        ],
+        speakers: vec![
+            dev(
+                "alsa_output.pci-0000_00_1f.3.analog-stereo",
+                "Built-in Audio Analog Stereo",
+                true,
+                DeviceBackend::Cpal,
+            ),
+            dev(
+                "record:PATH.wav",
+                "Writes what would be played to a 48 kHz mono WAV file",
+                false,
+                DeviceBackend::Virtual,
+            ),
+            dev("silence", "Plays nothing", false, DeviceBackend::Virtual),
+        ],
+        cameras: vec![dev(
+            "/dev/video0",
+            "Integrated Camera",
+            true,
+            DeviceBackend::V4l2,
+        )],
+        problems: vec![],
+    }
+}
+
+#[test]
+fn device_manager() {
+    let mut app = busy_app();
+    key(&mut app, KeyCode::Char('d'));
+    let now = app.now;
+    app.handle_update(Update::Devices(device_list()), now);
+    key(&mut app, KeyCode::Down);
+    snap("devices", &app);
+}
+
+#[test]
+fn incoming_call() {
+    let mut app = new_app();
+    connected(&mut app);
+    ev(
+        &mut app,
+        Event::IncomingCall {
+            call_id: "in-1".into(),
+            caller: ident("bob"),
+            transferred_by: None,
+            forwarded_from: None,
+        },
+    );
+    ev(
+        &mut app,
+        Event::CallStateChanged {
+            call_id: "in-1".into(),
+            state: CallState::Incoming,
+        },
+    );
+    snap("incoming", &app);
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = busy_app();
+    key(&mut app, KeyCode::Char('?'));
+    snap("help", &app);
+}
+
+#[test]
+fn dialer_with_suggestions() {
+    let mut app = new_app();
+    connected(&mut app);
+    key(&mut app, KeyCode::Char('c'));
+    key(&mut app, KeyCode::Char('b'));
+    key(&mut app, KeyCode::Tab);
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("dialer_80x24", term.backend());
+}
+
+#[test]
+fn ended_call_and_quit_confirmation() {
+    let mut app = busy_app();
+    ev(
+        &mut app,
+        Event::CallEnded {
+            call_id: "c-carol".into(),
+            reason: CallEndReason::DECLINED,
+        },
+    );
+    key(&mut app, KeyCode::Char('q'));
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("confirm_quit_80x24", term.backend());
+}
+
+#[test]
+fn every_size_renders_without_panicking() {
+    let mut app = busy_app();
+    for (w, h) in [
+        (1, 1),
+        (10, 3),
+        (40, 10),
+        (79, 23),
+        (80, 24),
+        (200, 60),
+        (300, 100),
+    ] {
+        draw(&app, w, h);
+    }
+    key(&mut app, KeyCode::Char('?'));
+    for _ in 0..200 {
+        key(&mut app, KeyCode::Down);
+    }
+    for (w, h) in [(1, 1), (20, 5), (80, 24)] {
+        draw(&app, w, h);
+    }
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('d'));
+    for (w, h) in [(1, 1), (20, 5), (80, 24)] {
+        draw(&app, w, h);
+    }
+}
