@@ -86,6 +86,7 @@ fn payload(tag: u8, i: u16) -> Bytes {
 
 fn expected(tag: u8, i: u16) -> RtpAudio {
     RtpAudio {
+        ssrc: 0,
         seq: 1000u16.wrapping_add(i),
         timestamp: 48_000 + u32::from(i) * 960,
         marker: i == 0,
@@ -130,11 +131,15 @@ async fn audio_flows_both_ways_intact_and_in_order() {
         collect(&mut p.client_rx, PACKETS.into()),
     );
 
-    for (got, tag, dir) in [
-        (at_server, 0xC1, "client→server"),
-        (at_client, 0x5E, "server→client"),
+    for (mut got, tag, dir, ssrc) in [
+        (at_server, 0xC1, "client→server", p.client.sender().ssrc()),
+        (at_client, 0x5E, "server→client", p.server.sender().ssrc()),
     ] {
         assert_eq!(got.len(), usize::from(PACKETS), "{dir}: packets lost");
+        for g in &mut got {
+            assert_eq!(g.ssrc, ssrc, "{dir}: the sender's SSRC");
+            g.ssrc = 0;
+        }
         let want: Vec<RtpAudio> = (0..PACKETS).map(|i| expected(tag, i)).collect();
         // Loopback does not reorder; if this ever flakes, compare sorted by seq instead.
         assert_eq!(got, want, "{dir}: packets altered or reordered");
@@ -293,4 +298,28 @@ async fn close_is_seen_by_both_sides() {
     p.server.close().await;
     // close() is idempotent.
     p.client.close().await;
+}
+
+/// The client offers several receive slots; the switchboard answers one outbound stream per
+/// slot, and each arrives at the client as its own SSRC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_streams_reach_the_client_on_their_own_slots() {
+    let (mut p, _) = connected_pair().await;
+    let senders = p.server.senders();
+    assert_eq!(senders.len(), dialtone::media::peer::DEFAULT_SLOTS);
+    for (k, s) in senders.iter().enumerate() {
+        for i in 0..20u16 {
+            let e = expected(0x40 + k as u8, i);
+            s.send(e.seq, e.timestamp, e.marker, e.payload).await.expect("send");
+        }
+    }
+    let got = collect(&mut p.client_rx, 20 * senders.len()).await;
+    assert_eq!(got.len(), 20 * senders.len(), "every slot delivered");
+    for (k, s) in senders.iter().enumerate() {
+        let mine: Vec<&RtpAudio> = got.iter().filter(|g| g.ssrc == s.ssrc()).collect();
+        assert_eq!(mine.len(), 20, "slot {k}");
+        assert!(mine.iter().all(|g| g.payload[0] == 0x40 + k as u8), "slot {k} carries its own stream");
+    }
+    p.client.close().await;
+    p.server.close().await;
 }

@@ -461,6 +461,7 @@ fn caller(
                 continue;
             };
             let rtp = RtpAudio {
+                ssrc: 7,
                 seq,
                 timestamp,
                 marker: index == 0,

@@ -10,7 +10,7 @@ use super::{
     CallEndReason, CallState, ConnectionState, Direction, DisconnectReason, Now, RejectReason,
 };
 use crate::protocol::{
-    ClientMessage, ErrorCode, Forwarding, Identity, PROTOCOL_VERSION, Participant, ServerMessage,
+    ActiveCallDetails, ClientMessage, ErrorCode, Forwarding, Identity, PROTOCOL_VERSION, Participant, ServerMessage,
     TransferState, TransferTarget, TransferTargetInfo, VoicemailInfo,
 };
 
@@ -67,6 +67,12 @@ pub enum Command {
     MarkVoicemail {
         message_id: String,
         is_new: bool,
+    },
+    /// Bring a call of this user's on another device here (`details`: the latest reported if
+    /// None): move it (`is_transfer`) or join it as a companion.
+    ActiveCallTransfer {
+        details: Option<ActiveCallDetails>,
+        is_transfer: bool,
     },
 }
 
@@ -194,6 +200,8 @@ pub enum Event {
         target_call_id: String,
     },
     ForwardingChanged(Forwarding),
+    ActiveCallsUpdated(ActiveCallDetails),
+    NoActiveCalls,
     MessageWaiting {
         new_count: u32,
         total_count: u32,
@@ -262,6 +270,7 @@ pub struct CallAgentCore {
     auto_answer: bool,
     auto_accept_transfers: bool,
     forwarding: Forwarding,
+    active_elsewhere: Option<ActiveCallDetails>,
 }
 
 impl CallAgentCore {
@@ -285,12 +294,18 @@ impl CallAgentCore {
             auto_answer: false,
             auto_accept_transfers: false,
             forwarding: Forwarding::default(),
+            active_elsewhere: None,
         }
     }
 
     /// Accept every transfer asked of us at once (config `auto_accept_transfers`).
     pub fn set_auto_accept_transfers(&mut self, on: bool) {
         self.auto_accept_transfers = on;
+    }
+
+    /// This user's call on another device, as the switchboard last reported it.
+    pub fn active_call_details(&self) -> Option<&ActiveCallDetails> {
+        self.active_elsewhere.as_ref()
     }
 
     /// This user's forwarding settings, as the switchboard last reported them.
@@ -455,6 +470,25 @@ impl CallAgentCore {
                 self.send(ClientMessage::RejectTransfer { call_id });
                 Ok(CommandOk::Done)
             }
+            Command::ActiveCallTransfer { details, is_transfer } => {
+                let Some(d) = details.or_else(|| self.active_elsewhere.clone()) else {
+                    return Err(CommandError::InvalidArgument(
+                        "no call of yours is active on another device".into(),
+                    ));
+                };
+                if self.calls.contains_key(&d.call_id) {
+                    return Err(CommandError::InvalidArgument(format!(
+                        "call {:?} is already on this device",
+                        d.call_id
+                    )));
+                }
+                self.send(ClientMessage::ActiveCallTransfer {
+                    call_id: d.call_id.clone(),
+                    from_endpoint: d.endpoint_id,
+                    is_transfer,
+                });
+                Ok(CommandOk::CallId(d.call_id))
+            }
             Command::SetForwarding(forwarding) => {
                 self.send(ClientMessage::SetForwarding { forwarding });
                 Ok(CommandOk::Done)
@@ -590,6 +624,7 @@ impl CallAgentCore {
                     state: crate::core::ParticipantState::Connected,
                     is_muted: false,
                     is_speaking: false,
+device: None,
                 };
                 let info = CallInfo {
                     call_id: call_id.clone(),
@@ -759,6 +794,14 @@ impl CallAgentCore {
                     call_id,
                     target_call_id,
                 });
+            }
+            ServerMessage::ActiveCallsUpdated { details } => {
+                self.active_elsewhere = Some(details.clone());
+                self.event(Event::ActiveCallsUpdated(details));
+            }
+            ServerMessage::NoActiveCalls => {
+                self.active_elsewhere = None;
+                self.event(Event::NoActiveCalls);
             }
             ServerMessage::ForwardingChanged { forwarding } => {
                 self.forwarding = forwarding.clone();

@@ -24,6 +24,7 @@ reasons! {
     ANSWERED_ELSEWHERE = (0, 10003), "answered on another device of this user";
     TRANSFERRED = (0, 7000), "the call was transferred: the transferee went on in a new call";
     FORWARDED = (0, 7300), "the call was forwarded elsewhere before this device answered";
+    MOVED = (0, 7200), "the call moved to another device of this user (take over)";
     VOICEMAIL_FULL = (0, 7400), "the voicemail message reached its maximum length";
     DECLINED_ELSEWHERE = (0, 10004), "declined on another device of this user";
     FORBIDDEN = (403, 0), "the callee rejected the call with reason forbidden";

@@ -76,6 +76,7 @@ enum Request {
     SetSpeaker(DeviceSpec, oneshot::Sender<Result<(), EngineError>>),
     SetCamera(String, oneshot::Sender<Result<(), EngineError>>),
     ReportLevels(bool),
+    ActiveCallDetails(oneshot::Sender<Option<crate::protocol::ActiveCallDetails>>),
     TestTone(oneshot::Sender<Result<(), EngineError>>),
     Voicemails(ListReply),
     FetchVoicemail(String, FetchReply),
@@ -129,6 +130,14 @@ impl EngineHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// This user's call on another device, as the switchboard last reported it (it reports
+    /// every change, so this is current).
+    pub async fn active_call_details(&self) -> Result<Option<crate::protocol::ActiveCallDetails>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::ActiveCallDetails(tx)).map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
     }
 
     /// Turns `EngineEvent::MicLevel` reports on or off (a meter is on screen).
@@ -329,8 +338,9 @@ impl Driver {
                 }
                 Event::Media(MediaEvent::Audio(rtp)) => {
                     if let Some(a) = &self.audio {
-                        // One stream from the switchboard per endpoint for now: source 0.
-                        a.push_rtp(0, rtp.seq, rtp.timestamp, rtp.payload);
+                        // Each stream the switchboard sends (the far party, a companion of
+                        // theirs, ...) has its own SSRC and its own jitter buffer in the mixer.
+                        a.push_rtp(rtp.ssrc, rtp.seq, rtp.timestamp, rtp.payload);
                     }
                     continue;
                 }
@@ -408,6 +418,9 @@ impl Driver {
                 let _ = reply.send(Ok(()));
             }
             Request::ReportLevels(on) => self.levels = on,
+            Request::ActiveCallDetails(reply) => {
+                let _ = reply.send(self.core.active_call_details().cloned());
+            }
             Request::TestTone(reply) => {
                 let r = match (&self.audio, &self.tone) {
                     (None, _) => Err(EngineError::Stopped),

@@ -29,6 +29,7 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
@@ -50,6 +51,9 @@ use webrtc::rtp_transceiver::RtpSender;
 /// each way, so they identify nothing the receiver needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtpAudio {
+    /// Which of the far end's streams this is: a link can carry several from the switchboard
+    /// (a companion device, a group call), each with its own SSRC.
+    pub ssrc: u32,
     pub seq: u16,
     pub timestamp: u32,
     pub marker: bool,
@@ -76,6 +80,9 @@ pub enum MediaEvent {
 /// Where a link binds its socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaConfig {
+    /// Streams a client can receive at once (its offer has one sendrecv and `receive_slots - 1`
+    /// receive-only audio sections). The switchboard answers whatever it is offered.
+    pub receive_slots: usize,
     /// Local address for the link's UDP socket (ephemeral port).
     ///
     /// Defaults to `127.0.0.1` because a wildcard (`0.0.0.0`/`::`) is expanded by webrtc-rs to
@@ -88,9 +95,16 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            receive_slots: DEFAULT_SLOTS,
         }
     }
 }
+
+/// Receive slots a client offers by default: the far party, a companion device of theirs, and
+/// one more (group calls forward the loudest few).
+pub const DEFAULT_SLOTS: usize = 3;
+/// Most audio sections the switchboard will answer.
+pub const MAX_SLOTS: usize = 8;
 
 /// Payload type we offer for Opus. It is only our preference: the value actually used on the
 /// wire is read back from the negotiated sender parameters, so an answerer that maps Opus to a
@@ -227,6 +241,8 @@ pub struct MediaLink {
     pc: Arc<dyn PeerConnection>,
     rtp_sender: Arc<dyn RtpSender>,
     audio: AudioSender,
+    /// The switchboard's further outbound streams, one per extra slot the client offered.
+    extra: Vec<AudioSender>,
     payload_type: Arc<OnceLock<u8>>,
     /// Shared with the event handler so `close` can report the edge itself: webrtc-rs stops the
     /// driver on close without delivering the `Closed` state change.
@@ -255,7 +271,16 @@ impl MediaLink {
         cfg: &MediaConfig,
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> anyhow::Result<(MediaLink, String)> {
-        let (link, mut gathered) = Self::build(cfg, events).await?;
+        let (link, mut gathered) = Self::build(cfg, events, 1).await?;
+        // Receive-only slots: the switchboard may send several streams at once (a companion
+        // device, the loudest few of a group call), each on its own track.
+        for _ in 1..cfg.receive_slots.max(1) {
+            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+            if let Err(e) = link.pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(init)).await {
+                link.close().await;
+                return Err(anyhow!("adding a receive-only audio slot failed: {e}"));
+            }
+        }
         let offer = link
             .pc
             .create_offer(None)
@@ -325,7 +350,10 @@ impl MediaLink {
                 quote_sdp(offer_sdp)
             )
         })?;
-        let (link, mut gathered) = Self::build(cfg, events).await?;
+        // One outbound track per audio section the client offered: the first pairs with its
+        // sendrecv section, the others with its receive-only slots.
+        let sections = offer_sdp.lines().filter(|l| l.starts_with("m=audio")).count().clamp(1, MAX_SLOTS);
+        let (link, mut gathered) = Self::build(cfg, events, sections).await?;
         let result = link.answer_offer(offer, offer_sdp, &mut gathered).await;
         match result {
             Ok(sdp) => Ok((link, sdp)),
@@ -341,6 +369,13 @@ impl MediaLink {
     #[must_use]
     pub fn sender(&self) -> AudioSender {
         self.audio.clone()
+    }
+
+    /// Every outbound stream (server side: one per slot the client offered; the first is
+    /// [`sender`](Self::sender)).
+    #[must_use]
+    pub fn senders(&self) -> Vec<AudioSender> {
+        std::iter::once(self.audio.clone()).chain(self.extra.iter().cloned()).collect()
     }
 
     /// Closes the connection and stops its driver. Idempotent.
@@ -360,6 +395,7 @@ impl MediaLink {
     async fn build(
         cfg: &MediaConfig,
         events: mpsc::UnboundedSender<MediaEvent>,
+        tracks: usize,
     ) -> anyhow::Result<(MediaLink, watch::Receiver<bool>)> {
         let mut media_engine = MediaEngine::default();
         // Only Opus: the audio pipeline speaks nothing else, and offering more would let a peer
@@ -410,52 +446,42 @@ impl MediaLink {
         .map_err(|e| anyhow!("creating a peer connection bound to {bind} failed: {e}"))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        // Fixed for the link's life so the far end sees one continuous stream even when the
-        // server switches sources behind it; random (RFC 3550) so a replacement link is never
-        // taken for the old stream. Zero is avoided because some stacks treat it as "unset".
-        let ssrc = rand::random::<u32>().max(1);
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            format!("dialtone-{ssrc:08x}"),
-            format!("audio-{ssrc:08x}"),
-            "audio".to_owned(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: opus_codec(),
-                ..Default::default()
-            }],
-        )));
-        // add_track makes a sendrecv transceiver; on the answerer, set_remote_description then
-        // pairs it with the offered audio section, so one construction path serves both sides.
-        let rtp_sender = match pc
-            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-            .await
-        {
-            Ok(sender) => sender,
-            Err(e) => {
-                let _ = pc.close().await;
-                return Err(anyhow!("adding the Opus track failed: {e}"));
-            }
-        };
-
         let payload_type = Arc::new(OnceLock::new());
-        let audio = AudioSender {
-            track,
-            ssrc,
-            payload_type: Arc::clone(&payload_type),
-            state: state_rx,
-        };
-        let link = MediaLink {
-            pc,
-            rtp_sender,
-            audio,
-            payload_type,
-            state: state_tx,
-            events,
-        };
+        let mut senders: Vec<(Arc<dyn RtpSender>, AudioSender)> = Vec::with_capacity(tracks);
+        for _ in 0..tracks.max(1) {
+            // Fixed for the link's life so the far end sees one continuous stream even when the
+            // server switches sources behind it; random (RFC 3550) so a replacement link is never
+            // taken for the old stream. Zero is avoided because some stacks treat it as "unset".
+            let ssrc = rand::random::<u32>().max(1);
+            let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                format!("dialtone-{ssrc:08x}"),
+                format!("audio-{ssrc:08x}"),
+                "audio".to_owned(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    codec: opus_codec(),
+                    ..Default::default()
+                }],
+            )));
+            // add_track makes a sendrecv transceiver; on the answerer, set_remote_description
+            // then pairs each with an offered audio section in order, so one construction path
+            // serves both sides.
+            let rtp_sender = match pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await {
+                Ok(sender) => sender,
+                Err(e) => {
+                    let _ = pc.close().await;
+                    return Err(anyhow!("adding the Opus track failed: {e}"));
+                }
+            };
+            let audio =
+                AudioSender { track, ssrc, payload_type: Arc::clone(&payload_type), state: state_rx.clone() };
+            senders.push((rtp_sender, audio));
+        }
+        let mut senders = senders.into_iter();
+        let (rtp_sender, audio) = senders.next().expect("at least one track");
+        let extra = senders.map(|(_, a)| a).collect();
+        let link = MediaLink { pc, rtp_sender, audio, extra, payload_type, state: state_tx, events };
         Ok((link, gathered_rx))
     }
 
@@ -651,6 +677,7 @@ async fn pump_remote_track(track: Arc<dyn TrackRemote>, events: mpsc::UnboundedS
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 let audio = RtpAudio {
+                    ssrc: packet.header.ssrc,
                     seq: packet.header.sequence_number,
                     timestamp: packet.header.timestamp,
                     marker: packet.header.marker,

@@ -92,6 +92,14 @@ pub enum ClientMessage {
         message_id: String,
         is_new: bool,
     },
+    /// Bring a call this user has on another device here: `isTransfer` moves it (take over),
+    /// otherwise this device joins as a companion. `fromEndpoint` is the device the details
+    /// named, so that of two devices racing for a call exactly one wins.
+    ActiveCallTransfer {
+        call_id: String,
+        from_endpoint: String,
+        is_transfer: bool,
+    },
     Ping {
         #[serde(default)]
         nonce: u64,
@@ -168,6 +176,10 @@ pub enum ServerMessage {
     ForwardingChanged {
         forwarding: Forwarding,
     },
+    /// This user is in a call on another device (sent on sign-in and whenever it changes).
+    ActiveCallsUpdated { details: ActiveCallDetails },
+    /// This user is in no call on any other device.
+    NoActiveCalls,
     /// Message-waiting indication for this user's mailbox.
     MessageWaiting {
         new_count: u32,
@@ -210,6 +222,10 @@ pub struct Participant {
     pub state: ParticipantState,
     pub is_muted: bool,
     pub is_speaking: bool,
+    /// Set for another device of your own user in the call (a companion, or the device you
+    /// joined as one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,4 +322,16 @@ pub struct VoicemailInfo {
     pub received_unix_ms: u64,
     pub duration_ms: u64,
     pub is_new: bool,
+}
+
+/// A call of this user on another of its devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveCallDetails {
+    pub call_id: String,
+    pub remote_participants: Vec<Identity>,
+    pub started_unix_ms: u64,
+    /// The device the call is on.
+    pub endpoint_id: String,
+    pub device_name: String,
 }

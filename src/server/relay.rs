@@ -51,10 +51,8 @@ impl Rewriter {
 }
 
 pub enum RelayMsg {
-    Add {
-        conn: ConnId,
-        sender: AudioSender,
-    },
+    /// A device's media link is up; `senders` are its outbound streams (slots).
+    Add { conn: ConnId, senders: Vec<AudioSender> },
     Remove {
         conn: ConnId,
     },
@@ -86,23 +84,61 @@ pub const SERVER_SOURCE: ConnId = 0;
 pub struct RelayStats {
     pub received: AtomicU64,
     pub forwarded: AtomicU64,
+    /// Packets not forwarded because the receiving device had no free slot.
+    pub no_slot: AtomicU64,
+}
+
+/// One outbound stream of a device's link, and whose audio it carries now.
+struct Slot {
+    sender: AudioSender,
+    rw: Rewriter,
+    source: Option<ConnId>,
+}
+
+/// The slot carrying `from`'s audio to this device, assigning the lowest free one if `from` has
+/// none. Lowest first keeps a 1:1 call on slot 0 through transfers and take-overs, so the
+/// rewriter continues that one stream. None when every slot is taken.
+fn slot_for(slots: &mut [Slot], from: ConnId) -> Option<&mut Slot> {
+    let i = match slots.iter().position(|s| s.source == Some(from)) {
+        Some(i) => i,
+        None => {
+            let i = slots.iter().position(|s| s.source.is_none())?;
+            slots[i].source = Some(from);
+            i
+        }
+    };
+    Some(&mut slots[i])
 }
 
 /// Runs until the channel closes. One task owns all forwarding state, so the hot path takes no
 /// locks.
 pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStats>) {
-    let mut senders: HashMap<ConnId, (AudioSender, Rewriter)> = HashMap::new();
+    let mut outs: HashMap<ConnId, Vec<Slot>> = HashMap::new();
     let mut routes: BTreeMap<ConnId, Vec<ConnId>> = BTreeMap::new();
     let mut taps: HashMap<ConnId, mpsc::Sender<RtpAudio>> = HashMap::new();
     while let Some(msg) = rx.recv().await {
         match msg {
-            RelayMsg::Add { conn, sender } => {
-                senders.insert(conn, (sender, Rewriter::default()));
+            RelayMsg::Add { conn, senders } => {
+                let slots = senders.into_iter().map(|sender| Slot { sender, rw: Rewriter::default(), source: None });
+                outs.insert(conn, slots.collect());
             }
             RelayMsg::Remove { conn } => {
-                senders.remove(&conn);
+                outs.remove(&conn);
             }
-            RelayMsg::Routes(r) => routes = r,
+            RelayMsg::Routes(r) => {
+                routes = r;
+                // Free the slots whose source no longer feeds that device; their rewriters
+                // keep their place, so the next source continues the same stream.
+                for (to, slots) in outs.iter_mut() {
+                    for slot in slots.iter_mut() {
+                        if let Some(src) = slot.source
+                            && !routes.get(&src).is_some_and(|t| t.contains(to))
+                        {
+                            slot.source = None;
+                        }
+                    }
+                }
+            }
             RelayMsg::Tap { from, tx } => {
                 taps.insert(from, tx);
             }
@@ -110,11 +146,9 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                 taps.remove(&from);
             }
             RelayMsg::Inject { to, rtp } => {
-                let Some((sender, rw)) = senders.get_mut(&to) else {
-                    continue;
-                };
-                let (seq, ts, marker) = rw.map(SERVER_SOURCE, rtp.seq, rtp.timestamp, rtp.marker);
-                if let Err(e) = sender.send(seq, ts, marker, rtp.payload).await {
+                let Some(slot) = outs.get_mut(&to).and_then(|s| slot_for(s, SERVER_SOURCE)) else { continue };
+                let (seq, ts, marker) = slot.rw.map(SERVER_SOURCE, rtp.seq, rtp.timestamp, rtp.marker);
+                if let Err(e) = slot.sender.send(seq, ts, marker, rtp.payload).await {
                     tracing::debug!(to, "injecting audio failed: {e:#}");
                 }
             }
@@ -124,15 +158,14 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                     // A recorder that falls behind loses packets rather than stalling the relay.
                     let _ = tap.try_send(rtp.clone());
                 }
-                let Some(targets) = routes.get(&from) else {
-                    continue;
-                };
+                let Some(targets) = routes.get(&from) else { continue };
                 for to in targets {
-                    let Some((sender, rw)) = senders.get_mut(to) else {
+                    let Some(slot) = outs.get_mut(to).and_then(|s| slot_for(s, from)) else {
+                        stats.no_slot.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let (seq, ts, marker) = rw.map(from, rtp.seq, rtp.timestamp, rtp.marker);
-                    match sender.send(seq, ts, marker, rtp.payload.clone()).await {
+                    let (seq, ts, marker) = slot.rw.map(from, rtp.seq, rtp.timestamp, rtp.marker);
+                    match slot.sender.send(seq, ts, marker, rtp.payload.clone()).await {
                         Ok(()) => {
                             stats.forwarded.fetch_add(1, Ordering::Relaxed);
                         }

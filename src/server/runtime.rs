@@ -140,6 +140,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     tokio::spawn(accept_loop(listener, ev_tx.clone()));
     tokio::spawn(watch_revocations(db_path, ev_tx.clone()));
     let media_cfg = MediaConfig {
+        receive_slots: crate::media::peer::DEFAULT_SLOTS,
         bind_ip: opts.media_ip,
     };
     let beep: Vec<f32> = (0..14_400)
@@ -307,7 +308,7 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                 if conns.contains_key(&conn) {
                     let _ = relay_tx.send(RelayMsg::Add {
                         conn,
-                        sender: link.sender(),
+                        senders: link.senders(),
                     });
                     if let Some(old) = links.insert(conn, link) {
                         tokio::spawn(async move { old.close().await });

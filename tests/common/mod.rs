@@ -455,3 +455,27 @@ pub fn speech_correlation(needle: &[f32], hay: &[f32]) -> (f64, usize) {
     }
     (weighted / weights.max(1e-12), start)
 }
+
+/// Power of one frequency in a signal (Goertzel), normalised by length: tells which of several
+/// tones a recording holds.
+pub fn tone_power(x: &[f32], hz: f32) -> f32 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    let w = 2.0 * std::f32::consts::PI * hz / 48_000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0f32, 0f32);
+    for v in x {
+        let s0 = v + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f32 * x.len() as f32)
+}
+
+/// The stretch of a recording between two unix times.
+pub fn between(rec: &[f32], rec_start_us: u64, from_us: u64, to_us: u64) -> &[f32] {
+    let idx = |t: u64| ((t.saturating_sub(rec_start_us) as f64) * 0.048) as usize;
+    let (a, b) = (idx(from_us).min(rec.len()), idx(to_us).min(rec.len()));
+    &rec[a..b.max(a)]
+}

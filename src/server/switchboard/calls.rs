@@ -270,6 +270,7 @@ impl Switchboard {
         call.phase = Phase::Connected;
         call.ring_deadline = None;
         call.on_no_answer = None;
+        call.connected_ms = Some(now.unix_ms);
         for other in others {
             self.send(
                 other,
@@ -299,30 +300,30 @@ impl Switchboard {
 
     /// Tells every device in the call who the others are (each device's own view).
     pub(super) fn announce_connected(&mut self, call_id: &str) {
-        let Some(call) = self.calls.get(call_id) else {
-            return;
-        };
-        let mut msgs = Vec::new();
-        for (i, p) in call.parties.iter().enumerate() {
-            let Some(c) = p.conn else { continue };
-            let participants: Vec<Participant> = call
-                .parties
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, q)| q.participant(call.phase))
-                .collect();
-            msgs.push((
-                c,
-                ServerMessage::CallConnected {
-                    call_id: call_id.into(),
-                    participants,
-                },
-            ));
+        let devices: Vec<ConnId> =
+            self.calls.get(call_id).map(|c| c.parties.iter().flat_map(|p| p.devices()).collect()).unwrap_or_default();
+        for d in devices {
+            self.announce_to(call_id, d);
         }
-        for (c, m) in msgs {
-            self.send(c, m);
+    }
+
+    /// One device's view of the call: the other parties, and the other devices of its own
+    /// party (companions) marked with their device names.
+    pub(super) fn announce_to(&mut self, call_id: &str, conn: ConnId) {
+        let Some(call) = self.calls.get(call_id) else { return };
+        let mut participants: Vec<Participant> = Vec::new();
+        for p in &call.parties {
+            if p.has_device(conn) {
+                for other in p.devices().filter(|d| *d != conn) {
+                    let mut me = p.participant(call.phase);
+                    me.device = self.endpoint(other).map(|e| e.device_name.clone());
+                    participants.push(me);
+                }
+            } else {
+                participants.push(p.participant(call.phase));
+            }
         }
+        self.send(conn, ServerMessage::CallConnected { call_id: call_id.into(), participants });
     }
 
     pub(super) fn reject(&mut self, conn: ConnId, call_id: &str, reason: RejectReason, now: Now) {
@@ -368,6 +369,12 @@ impl Switchboard {
     }
 
     pub(super) fn hang_up(&mut self, conn: ConnId, call_id: &str, now: Now) {
+        // One of several devices of its party (take-over companions) leaves alone.
+        if self.leave_device(call_id, conn) {
+            let reason = CallEndReason::NORMAL;
+            self.send(conn, ServerMessage::CallEnded { call_id: call_id.into(), reason });
+            return;
+        }
         let Some(call) = self.calls.get(call_id) else {
             return self.unknown_call(conn, call_id);
         };
@@ -412,7 +419,7 @@ impl Switchboard {
         }
         let mut told = BTreeSet::new();
         for p in &call.parties {
-            for c in p.conn.iter().chain(p.ringing.iter()) {
+            for c in p.devices().chain(p.ringing.iter().copied()).collect::<Vec<_>>().iter() {
                 if told.insert(*c) {
                     self.send(
                         *c,
@@ -454,6 +461,7 @@ impl Call {
             origin: None,
             transfer: None,
             on_no_answer: None,
+            connected_ms: None,
         }
     }
 }

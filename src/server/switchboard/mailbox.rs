@@ -44,6 +44,7 @@ impl Switchboard {
         call.phase = Phase::Connected;
         call.ring_deadline = None;
         call.on_no_answer = None;
+        call.connected_ms = Some(now.unix_ms);
         let caller = call.parties[0].identity.clone();
         self.outputs
             .push_back(Output::Store(StoreOp::CallConnected {

@@ -8,6 +8,7 @@
 //! voicemail outputs; what the store knew at start-up comes in through `Startup`.
 
 mod calls;
+mod devices;
 mod mailbox;
 mod transfer;
 
@@ -188,6 +189,7 @@ struct Conn {
 #[derive(Debug, Clone)]
 struct Endpoint {
     identity: Identity,
+    endpoint_id: String,
     device_name: String,
     media_up: bool,
 }
@@ -220,6 +222,9 @@ struct Party {
     /// The transferee's device in a transfer's target leg: told about the call only once it
     /// connects, so a failed attempt leaves the transferee's screen untouched.
     pending_conn: Option<ConnId>,
+    /// Other devices of the same user in the call as companions: they hear and are heard like
+    /// `conn`, and may leave without ending the call.
+    companions: BTreeSet<ConnId>,
     muted: bool,
     held: bool,
     speaking: bool,
@@ -233,6 +238,7 @@ impl Party {
             conn: None,
             ringing: BTreeSet::new(),
             pending_conn: None,
+            companions: BTreeSet::new(),
             muted: false,
             held: false,
             speaking: false,
@@ -250,7 +256,17 @@ impl Party {
             state,
             is_muted: self.muted,
             is_speaking: self.speaking && !self.muted,
+            device: None,
         }
+    }
+
+    /// Every device carrying this party: the main one and its companions.
+    fn devices(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.conn.into_iter().chain(self.companions.iter().copied())
+    }
+
+    fn has_device(&self, conn: ConnId) -> bool {
+        self.conn == Some(conn) || self.companions.contains(&conn)
     }
 }
 
@@ -266,6 +282,7 @@ struct Call {
     transfer: Option<transfer::Pending>,
     /// Forwarding to apply when the ringing callee does not answer by `ring_deadline`.
     on_no_answer: Option<calls::ForwardTo>,
+    connected_ms: Option<u64>,
 }
 
 pub struct Switchboard {
@@ -278,6 +295,8 @@ pub struct Switchboard {
     messages: BTreeMap<String, StoredMessage>,
     sessions: HashMap<String, mailbox::Session>,
     greetings: HashMap<String, PathBuf>,
+    /// What each device was last told about its user's calls on other devices.
+    presence: HashMap<ConnId, Option<crate::protocol::ActiveCallDetails>>,
     calls: BTreeMap<String, Call>,
     routes: BTreeMap<ConnId, Vec<ConnId>>,
     outputs: VecDeque<Output>,
@@ -299,6 +318,7 @@ impl Switchboard {
                 .collect(),
             sessions: HashMap::new(),
             greetings: startup.greetings,
+            presence: HashMap::new(),
             calls: BTreeMap::new(),
             routes: BTreeMap::new(),
             outputs: VecDeque::new(),
@@ -367,6 +387,7 @@ impl Switchboard {
             Input::Tick => self.tick(now),
         }
         self.update_routes();
+        self.update_presence(now);
     }
 
     fn frame(&mut self, conn: ConnId, text: &str, now: Now) {
@@ -459,6 +480,9 @@ impl Switchboard {
             ClientMessage::MarkVoicemail { message_id, is_new } => {
                 self.mark_voicemail(conn, &message_id, is_new)
             }
+            ClientMessage::ActiveCallTransfer { call_id, from_endpoint, is_transfer } => {
+                self.active_call_transfer(conn, &call_id, &from_endpoint, is_transfer, now)
+            }
         }
     }
 
@@ -540,6 +564,7 @@ impl Switchboard {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.endpoint = Some(Endpoint {
                 identity: identity.clone(),
+                endpoint_id: endpoint_id.clone(),
                 device_name,
                 media_up: false,
             });
@@ -572,8 +597,13 @@ impl Switchboard {
         let Some(ep) = c.endpoint else { return };
         tracing::debug!(user = %ep.identity.display_name, device = %ep.device_name, "device left");
         self.outputs.push_back(Output::DropMedia { conn });
+        self.presence.remove(&conn);
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for id in ids {
+            // One of several devices of its party: the call goes on without it.
+            if self.leave_device(&id, conn) {
+                continue;
+            }
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
@@ -660,21 +690,25 @@ impl Switchboard {
             if call.phase != Phase::Connected || call.parties.iter().any(|p| p.held) {
                 continue;
             }
-            let legs: Vec<ConnId> = call
+            // (party index, device) for every device with media.
+            let legs: Vec<(usize, ConnId)> = call
                 .parties
                 .iter()
-                .filter_map(|p| p.conn)
-                .filter(|c| self.endpoint(*c).is_some_and(|e| e.media_up))
+                .enumerate()
+                .flat_map(|(i, p)| p.devices().map(move |c| (i, c)))
+                .filter(|(_, c)| self.endpoint(*c).is_some_and(|e| e.media_up))
                 .collect();
             if call.parties.iter().any(|p| p.kind == PartyKind::Echo) {
-                for l in &legs {
+                for (_, l) in &legs {
                     routes.entry(*l).or_default().push(*l);
                 }
                 continue;
             }
-            for from in &legs {
-                for to in &legs {
-                    if from != to {
+            // Devices of the same party do not hear each other: companions are usually in
+            // the same room, and would only hear an echo.
+            for (pf, from) in &legs {
+                for (pt, to) in &legs {
+                    if pf != pt {
                         routes.entry(*from).or_default().push(*to);
                     }
                 }

@@ -102,7 +102,7 @@ pub async fn run_session(
             _ = &mut stop => ended_by = Some(EndedBy::Stop),
             _ = ticker.tick() => {
                 let Some(frame) = frames.get(next) else { break };
-                send(RtpAudio { seq, timestamp, marker: next == 0, payload: frame.clone() });
+                send(RtpAudio { ssrc: 0, seq, timestamp, marker: next == 0, payload: frame.clone() });
                 seq = seq.wrapping_add(1);
                 timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
                 next += 1;
@@ -327,6 +327,7 @@ mod tests {
 
     fn rtp(seq: u16, ts: u32) -> RtpAudio {
         RtpAudio {
+            ssrc: 7,
             seq,
             timestamp: ts,
             marker: false,
