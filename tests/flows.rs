@@ -1440,7 +1440,13 @@ fn two_devices() -> (Net, usize, usize, usize, String) {
     let laptop = n.join("alice", "laptop");
     let b = n.join("bob", "phone");
     let id = n.call(desk, "bob");
-    n.cmd(b, Command::Accept { call_id: id.clone() }).unwrap();
+    n.cmd(
+        b,
+        Command::Accept {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
     (n, desk, laptop, b, id)
 }
 
@@ -1452,57 +1458,132 @@ fn other_devices_see_the_call_and_no_active_calls_after_it() {
     assert_eq!(d.device_name, "desk");
     assert_eq!(d.remote_participants[0].display_name, "bob");
     assert!(active(&n, desk).is_none(), "the desk is in the call itself");
-    assert!(active(&n, b).is_none(), "bob's devices never see alice's call");
-    assert!(!n.peers[b].events.iter().any(|e| matches!(e, Event::ActiveCallsUpdated(_))));
+    assert!(
+        active(&n, b).is_none(),
+        "bob's devices never see alice's call"
+    );
+    assert!(
+        !n.peers[b]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ActiveCallsUpdated(_)))
+    );
     // A device that signs in while the call is live learns of it at once.
     let phone = n.join("alice", "phone");
     assert_eq!(active(&n, phone).map(|d| d.call_id), Some(id.clone()));
-    n.cmd(b, Command::HangUp { call_id: id, for_everyone: false }).unwrap();
+    n.cmd(
+        b,
+        Command::HangUp {
+            call_id: id,
+            for_everyone: false,
+        },
+    )
+    .unwrap();
     assert!(active(&n, laptop).is_none());
-    assert!(matches!(n.peers[laptop].events.last(), Some(Event::NoActiveCalls)));
-    assert!(matches!(n.peers[phone].events.last(), Some(Event::NoActiveCalls)));
+    assert!(matches!(
+        n.peers[laptop].events.last(),
+        Some(Event::NoActiveCalls)
+    ));
+    assert!(matches!(
+        n.peers[phone].events.last(),
+        Some(Event::NoActiveCalls)
+    ));
 }
 
 #[test]
 fn take_over_moves_the_call_without_bob_noticing() {
     let (mut n, desk, laptop, b, id) = two_devices();
     let bob_events = n.peers[b].events.len();
-    let r = n.cmd(laptop, Command::ActiveCallTransfer { details: None, is_transfer: true }).unwrap();
+    let r = n
+        .cmd(
+            laptop,
+            Command::ActiveCallTransfer {
+                details: None,
+                is_transfer: true,
+            },
+        )
+        .unwrap();
     assert_eq!(r, CommandOk::CallId(id.clone()));
     assert_eq!(n.state(laptop, &id), Some(CallState::Connected));
     assert_eq!(n.ended(desk, &id), Some(CallEndReason::MOVED));
-    assert_eq!(n.peers[b].events.len(), bob_events, "bob saw nothing: {:?}", &n.peers[b].events[bob_events..]);
+    assert_eq!(
+        n.peers[b].events.len(),
+        bob_events,
+        "bob saw nothing: {:?}",
+        &n.peers[b].events[bob_events..]
+    );
     assert_eq!(n.state(b, &id), Some(CallState::Connected));
     let (cl, cb) = (n.peers[laptop].conn, n.peers[b].conn);
     assert_eq!(n.routes, BTreeMap::from([(cl, vec![cb]), (cb, vec![cl])]));
     // Now the desk sees the call on the laptop.
-    assert_eq!(active(&n, desk).map(|d| d.device_name), Some("laptop".into()));
+    assert_eq!(
+        active(&n, desk).map(|d| d.device_name),
+        Some("laptop".into())
+    );
     assert!(active(&n, laptop).is_none());
 }
 
 #[test]
 fn companion_joins_and_either_device_can_leave() {
     let (mut n, desk, laptop, b, id) = two_devices();
-    n.cmd(laptop, Command::ActiveCallTransfer { details: None, is_transfer: false }).unwrap();
+    n.cmd(
+        laptop,
+        Command::ActiveCallTransfer {
+            details: None,
+            is_transfer: false,
+        },
+    )
+    .unwrap();
     assert_eq!(n.state(laptop, &id), Some(CallState::Connected));
     assert_eq!(n.state(desk, &id), Some(CallState::Connected));
     let (cd, cl, cb) = (n.peers[desk].conn, n.peers[laptop].conn, n.peers[b].conn);
     // Bob hears both alice devices; both hear bob; they do not hear each other.
-    assert_eq!(n.routes, BTreeMap::from([(cd, vec![cb]), (cl, vec![cb]), (cb, vec![cd, cl])]));
+    assert_eq!(
+        n.routes,
+        BTreeMap::from([(cd, vec![cb]), (cl, vec![cb]), (cb, vec![cd, cl])])
+    );
     // The participants show the companion, on both alice devices.
     let desk_view = &n.peers[desk].core.calls()[0].remote;
-    assert!(desk_view.iter().any(|p| p.device.as_deref() == Some("laptop")), "{desk_view:?}");
+    assert!(
+        desk_view
+            .iter()
+            .any(|p| p.device.as_deref() == Some("laptop")),
+        "{desk_view:?}"
+    );
     let laptop_view = &n.peers[laptop].core.calls()[0].remote;
-    assert!(laptop_view.iter().any(|p| p.device.as_deref() == Some("desk")), "{laptop_view:?}");
-    assert_eq!(n.peers[b].core.calls()[0].remote.len(), 1, "bob still sees one alice");
+    assert!(
+        laptop_view
+            .iter()
+            .any(|p| p.device.as_deref() == Some("desk")),
+        "{laptop_view:?}"
+    );
+    assert_eq!(
+        n.peers[b].core.calls()[0].remote.len(),
+        1,
+        "bob still sees one alice"
+    );
     // The desk leaves: the call goes on with the laptop.
-    n.cmd(desk, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
+    n.cmd(
+        desk,
+        Command::HangUp {
+            call_id: id.clone(),
+            for_everyone: false,
+        },
+    )
+    .unwrap();
     assert_eq!(n.ended(desk, &id), Some(CallEndReason::NORMAL));
     assert_eq!(n.state(laptop, &id), Some(CallState::Connected));
     assert_eq!(n.state(b, &id), Some(CallState::Connected));
     assert_eq!(n.routes, BTreeMap::from([(cl, vec![cb]), (cb, vec![cl])]));
     // The last alice device leaving ends it for bob.
-    n.cmd(laptop, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
+    n.cmd(
+        laptop,
+        Command::HangUp {
+            call_id: id.clone(),
+            for_everyone: false,
+        },
+    )
+    .unwrap();
     assert_eq!(n.ended(b, &id), Some(CallEndReason::NORMAL));
 }
 
@@ -1511,9 +1592,23 @@ fn racing_take_overs_have_one_winner_and_ended_calls_give_errors() {
     let (mut n, _desk, laptop, b, id) = two_devices();
     let phone = n.join("alice", "phone");
     let details = active(&n, laptop).unwrap();
-    n.cmd(laptop, Command::ActiveCallTransfer { details: Some(details.clone()), is_transfer: true }).unwrap();
+    n.cmd(
+        laptop,
+        Command::ActiveCallTransfer {
+            details: Some(details.clone()),
+            is_transfer: true,
+        },
+    )
+    .unwrap();
     // The phone acts on the same (now stale) details.
-    n.cmd(phone, Command::ActiveCallTransfer { details: Some(details.clone()), is_transfer: true }).unwrap();
+    n.cmd(
+        phone,
+        Command::ActiveCallTransfer {
+            details: Some(details.clone()),
+            is_transfer: true,
+        },
+    )
+    .unwrap();
     let err = n.peers[phone].events.iter().find_map(|e| match e {
         Event::Error { code, message, .. } => Some((*code, message.clone())),
         _ => None,
@@ -1530,14 +1625,40 @@ fn racing_take_overs_have_one_winner_and_ended_calls_give_errors() {
         details.endpoint_id
     );
     n.frame(m, &raw);
-    assert!(matches!(n.peers[m].events.last(), Some(Event::Error { code: ErrorCode::UnknownCall, .. })));
+    assert!(matches!(
+        n.peers[m].events.last(),
+        Some(Event::Error {
+            code: ErrorCode::UnknownCall,
+            ..
+        })
+    ));
     // Bob, in the call already, cannot join it again.
     n.frame(b, &raw);
-    assert!(matches!(n.peers[b].events.last(), Some(Event::Error { code: ErrorCode::InvalidState, .. })));
+    assert!(matches!(
+        n.peers[b].events.last(),
+        Some(Event::Error {
+            code: ErrorCode::InvalidState,
+            ..
+        })
+    ));
     // Taking over a call that just ended.
     let stale = active(&n, phone).unwrap();
-    n.cmd(b, Command::HangUp { call_id: id.clone(), for_everyone: false }).unwrap();
-    n.cmd(phone, Command::ActiveCallTransfer { details: Some(stale), is_transfer: true }).unwrap();
+    n.cmd(
+        b,
+        Command::HangUp {
+            call_id: id.clone(),
+            for_everyone: false,
+        },
+    )
+    .unwrap();
+    n.cmd(
+        phone,
+        Command::ActiveCallTransfer {
+            details: Some(stale),
+            is_transfer: true,
+        },
+    )
+    .unwrap();
     let last = n.peers[phone].events.iter().rev().find_map(|e| match e {
         Event::Error { code, message, .. } => Some((*code, message.clone())),
         _ => None,
@@ -1547,7 +1668,13 @@ fn racing_take_overs_have_one_winner_and_ended_calls_give_errors() {
     assert!(msg.contains("may have ended"), "{msg}");
     // With nothing reported, the command is refused locally.
     assert!(matches!(
-        n.cmd(phone, Command::ActiveCallTransfer { details: None, is_transfer: true }),
+        n.cmd(
+            phone,
+            Command::ActiveCallTransfer {
+                details: None,
+                is_transfer: true
+            }
+        ),
         Err(CommandError::InvalidArgument(_))
     ));
 }

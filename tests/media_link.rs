@@ -310,7 +310,9 @@ async fn several_streams_reach_the_client_on_their_own_slots() {
     for (k, s) in senders.iter().enumerate() {
         for i in 0..20u16 {
             let e = expected(0x40 + k as u8, i);
-            s.send(e.seq, e.timestamp, e.marker, e.payload).await.expect("send");
+            s.send(e.seq, e.timestamp, e.marker, e.payload)
+                .await
+                .expect("send");
         }
     }
     let got = collect(&mut p.client_rx, 20 * senders.len()).await;
@@ -318,7 +320,10 @@ async fn several_streams_reach_the_client_on_their_own_slots() {
     for (k, s) in senders.iter().enumerate() {
         let mine: Vec<&RtpAudio> = got.iter().filter(|g| g.ssrc == s.ssrc()).collect();
         assert_eq!(mine.len(), 20, "slot {k}");
-        assert!(mine.iter().all(|g| g.payload[0] == 0x40 + k as u8), "slot {k} carries its own stream");
+        assert!(
+            mine.iter().all(|g| g.payload[0] == 0x40 + k as u8),
+            "slot {k} carries its own stream"
+        );
     }
     p.client.close().await;
     p.server.close().await;

@@ -24,10 +24,44 @@ fn setup() -> Setup {
     let server = Server::dev(dir.path());
     let path = |n: &str| dir.path().join(format!("{n}.wav"));
     let spk = |n: &str| format!("record:{}", path(n).display());
-    let mut desk = Agent::start(&server, "alice", &["--device-name", "desk", "--mic", "tone:440", "--speaker", &spk("desk")]).connected();
-    let mut laptop =
-        Agent::start(&server, "alice", &["--device-name", "laptop", "--mic", "tone:660", "--speaker", &spk("laptop")]).connected();
-    let mut bob = Agent::start(&server, "bob", &["--mic", "tone:880", "--speaker", &spk("bob"), "--auto-answer"]).connected();
+    let mut desk = Agent::start(
+        &server,
+        "alice",
+        &[
+            "--device-name",
+            "desk",
+            "--mic",
+            "tone:440",
+            "--speaker",
+            &spk("desk"),
+        ],
+    )
+    .connected();
+    let mut laptop = Agent::start(
+        &server,
+        "alice",
+        &[
+            "--device-name",
+            "laptop",
+            "--mic",
+            "tone:660",
+            "--speaker",
+            &spk("laptop"),
+        ],
+    )
+    .connected();
+    let mut bob = Agent::start(
+        &server,
+        "bob",
+        &[
+            "--mic",
+            "tone:880",
+            "--speaker",
+            &spk("bob"),
+            "--auto-answer",
+        ],
+    )
+    .connected();
     let rec = [
         (path("desk"), desk.device_started("speaker")),
         (path("laptop"), laptop.device_started("speaker")),
@@ -36,15 +70,38 @@ fn setup() -> Setup {
     let call = desk.call("bob");
     desk.wait_state(&call, "Connected");
     bob.wait_state(&call, "Connected");
-    Setup { _dir: dir, server, desk, laptop, bob, call, rec }
+    Setup {
+        _dir: dir,
+        server,
+        desk,
+        laptop,
+        bob,
+        call,
+        rec,
+    }
 }
 
 #[test]
 fn take_over_moves_the_call_to_the_laptop_and_bob_notices_nothing() {
-    let Setup { _dir, server: _s, mut desk, mut laptop, mut bob, call, rec } = setup();
-    let seen = laptop.wait_event("activeCallsUpdated", |e| e["activeCallDetails"]["callId"] == call.as_str(), 10);
+    let Setup {
+        _dir,
+        server: _s,
+        mut desk,
+        mut laptop,
+        mut bob,
+        call,
+        rec,
+    } = setup();
+    let seen = laptop.wait_event(
+        "activeCallsUpdated",
+        |e| e["activeCallDetails"]["callId"] == call.as_str(),
+        10,
+    );
     assert_eq!(seen["activeCallDetails"]["deviceName"], "desk");
-    assert_eq!(seen["activeCallDetails"]["remoteParticipants"][0]["displayName"], "bob");
+    assert_eq!(
+        seen["activeCallDetails"]["remoteParticipants"][0]["displayName"],
+        "bob"
+    );
     let d = laptop.ok(json!({"cmd": "getActiveCallDetails"}));
     assert_eq!(d["activeCallDetails"]["callId"], call.as_str());
     std::thread::sleep(Duration::from_millis(600));
@@ -53,7 +110,11 @@ fn take_over_moves_the_call_to_the_laptop_and_bob_notices_nothing() {
     assert_eq!(r["callId"], call.as_str());
     laptop.wait_state(&call, "Connected");
     assert_eq!(desk.wait_ended(&call), (0, 7200));
-    desk.wait_event("activeCallsUpdated", |e| e["activeCallDetails"]["deviceName"] == "laptop", 5);
+    desk.wait_event(
+        "activeCallsUpdated",
+        |e| e["activeCallDetails"]["deviceName"] == "laptop",
+        5,
+    );
     std::thread::sleep(Duration::from_millis(1200));
     let t_end = unix_micros();
     bob.ok(json!({"cmd": "hangUp", "callId": call}));
@@ -62,9 +123,29 @@ fn take_over_moves_the_call_to_the_laptop_and_bob_notices_nothing() {
     laptop.wait_event("noActiveCalls", |_| true, 5);
     desk.wait_event("noActiveCalls", |_| true, 5);
     // Bob: one call, never anything but Connected until his own hang-up.
-    assert_eq!(bob.states(&call), ["Incoming", "Connecting", "Connected", "Disconnecting", "Disconnected"]);
-    assert_eq!(bob.events.iter().filter(|e| e["event"] == "incomingCall").count(), 1);
-    assert!(!bob.events.iter().any(|e| e["event"] == "activeCallsUpdated"), "bob never sees alice's details");
+    assert_eq!(
+        bob.states(&call),
+        [
+            "Incoming",
+            "Connecting",
+            "Connected",
+            "Disconnecting",
+            "Disconnected"
+        ]
+    );
+    assert_eq!(
+        bob.events
+            .iter()
+            .filter(|e| e["event"] == "incomingCall")
+            .count(),
+        1
+    );
+    assert!(
+        !bob.events
+            .iter()
+            .any(|e| e["event"] == "activeCallsUpdated"),
+        "bob never sees alice's details"
+    );
     for a in [desk, laptop, bob] {
         a.quit();
     }
@@ -79,31 +160,65 @@ fn take_over_moves_the_call_to_the_laptop_and_bob_notices_nothing() {
         tone_power(after, 440.0),
         tone_power(after, 660.0)
     );
-    assert!(tone_power(before, 440.0) > 100.0 * tone_power(before, 660.0), "the desk's voice before");
-    assert!(tone_power(after, 660.0) > 100.0 * tone_power(after, 440.0), "the laptop's voice after");
+    assert!(
+        tone_power(before, 440.0) > 100.0 * tone_power(before, 660.0),
+        "the desk's voice before"
+    );
+    assert!(
+        tone_power(after, 660.0) > 100.0 * tone_power(after, 440.0),
+        "the laptop's voice after"
+    );
     let laptop_after = between(&laptop_rec, l0, t_move + 300_000, t_end);
-    assert!(tone_power(laptop_after, 880.0) > 1e-3, "bob reaches the laptop: {:.2e}", tone_power(laptop_after, 880.0));
+    assert!(
+        tone_power(laptop_after, 880.0) > 1e-3,
+        "bob reaches the laptop: {:.2e}",
+        tone_power(laptop_after, 880.0)
+    );
     let desk_after = between(&desk_rec, d0, t_move + 300_000, t_end);
-    assert!(rms_between(desk_after, 0, 0, u64::MAX) < 1e-3, "the desk hears nothing after the move");
+    assert!(
+        rms_between(desk_after, 0, 0, u64::MAX) < 1e-3,
+        "the desk hears nothing after the move"
+    );
 }
 
 #[test]
 fn companion_hears_bob_and_bob_hears_both() {
-    let Setup { _dir, server: _s, mut desk, mut laptop, mut bob, call, rec } = setup();
+    let Setup {
+        _dir,
+        server: _s,
+        mut desk,
+        mut laptop,
+        mut bob,
+        call,
+        rec,
+    } = setup();
     laptop.wait_event("activeCallsUpdated", |_| true, 10);
     let t_join = unix_micros();
     laptop.ok(json!({"cmd": "activeCallTransfer", "isTransfer": false}));
     laptop.wait_state(&call, "Connected");
     // The companion shows among the desk's participants, with its device name.
-    let upd = desk.wait_event("remoteParticipantsUpdated", |e| e["callId"] == call.as_str() && e["added"][0]["displayName"] == "alice", 5);
-    assert_eq!(upd["added"][0]["identifier"], bob.events.iter().find(|e| e["event"] == "incomingCall").unwrap()["callerInfo"]["identifier"]);
+    let upd = desk.wait_event(
+        "remoteParticipantsUpdated",
+        |e| e["callId"] == call.as_str() && e["added"][0]["displayName"] == "alice",
+        5,
+    );
+    assert_eq!(
+        upd["added"][0]["identifier"],
+        bob.events
+            .iter()
+            .find(|e| e["event"] == "incomingCall")
+            .unwrap()["callerInfo"]["identifier"]
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let t_desk_leaves = unix_micros();
     desk.ok(json!({"cmd": "hangUp", "callId": call}));
     assert_eq!(desk.wait_ended(&call), (0, 0));
     std::thread::sleep(Duration::from_millis(800));
     let calls = bob.ok(json!({"cmd": "calls"}));
-    assert_eq!(calls["calls"][0]["state"], "Connected", "bob's call survives the desk leaving");
+    assert_eq!(
+        calls["calls"][0]["state"], "Connected",
+        "bob's call survives the desk leaving"
+    );
     let t_end = unix_micros();
     laptop.ok(json!({"cmd": "hangUp", "callId": call}));
     bob.wait_ended(&call);
@@ -119,22 +234,60 @@ fn companion_hears_bob_and_bob_hears_both() {
     for (what, r, t0) in [("desk", &desk_rec, d0), ("laptop", &laptop_rec, l0)] {
         let s = between(r, t0, t_join + 400_000, t_desk_leaves);
         assert!(tone_power(s, 880.0) > 1e-3, "{what} hears bob");
-        assert!(tone_power(s, 440.0) + tone_power(s, 660.0) < 1e-5, "{what} does not hear the other alice device");
+        assert!(
+            tone_power(s, 440.0) + tone_power(s, 660.0) < 1e-5,
+            "{what} does not hear the other alice device"
+        );
     }
     let alone = between(&bob_rec, b0, t_desk_leaves + 300_000, t_end);
-    assert!(tone_power(alone, 660.0) > 1e-3 && tone_power(alone, 440.0) < 1e-5, "after the desk left, only the laptop");
+    assert!(
+        tone_power(alone, 660.0) > 1e-3 && tone_power(alone, 440.0) < 1e-5,
+        "after the desk left, only the laptop"
+    );
 }
 
 #[test]
 fn late_sign_in_races_and_ended_calls() {
-    let Setup { _dir, server, mut desk, mut laptop, mut bob, call, .. } = setup();
+    let Setup {
+        _dir,
+        server,
+        mut desk,
+        mut laptop,
+        mut bob,
+        call,
+        ..
+    } = setup();
     // A device signing in while the call is live learns of it at once.
-    let mut phone = Agent::start(&server, "alice", &["--device-name", "phone", "--mic", "silence", "--speaker", "silence"]).connected();
+    let mut phone = Agent::start(
+        &server,
+        "alice",
+        &[
+            "--device-name",
+            "phone",
+            "--mic",
+            "silence",
+            "--speaker",
+            "silence",
+        ],
+    )
+    .connected();
     let seen = phone.wait_event("activeCallsUpdated", |_| true, 5);
     assert_eq!(seen["activeCallDetails"]["callId"], call.as_str());
     laptop.wait_event("activeCallsUpdated", |_| true, 5);
     // Bob's other device never sees alice's call.
-    let mut bob2 = Agent::start(&server, "bob", &["--device-name", "tablet", "--mic", "silence", "--speaker", "silence"]).connected();
+    let mut bob2 = Agent::start(
+        &server,
+        "bob",
+        &[
+            "--device-name",
+            "tablet",
+            "--mic",
+            "silence",
+            "--speaker",
+            "silence",
+        ],
+    )
+    .connected();
     // Both alice devices race for the call with the same details.
     laptop.send_raw(r#"{"id": "l", "cmd": "activeCallTransfer", "isTransfer": true}"#);
     phone.send_raw(r#"{"id": "p", "cmd": "activeCallTransfer", "isTransfer": true}"#);
@@ -144,7 +297,15 @@ fn late_sign_in_races_and_ended_calls() {
     laptop.drain(Duration::from_millis(100));
     phone.drain(Duration::from_millis(100));
     let won = |a: &Agent| a.states(&call).contains(&"Connected".to_string());
-    let lost = |a: &Agent| a.events.iter().any(|e| e["event"] == "error" && e["message"].as_str().unwrap().contains("no longer on device"));
+    let lost = |a: &Agent| {
+        a.events.iter().any(|e| {
+            e["event"] == "error"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no longer on device")
+        })
+    };
     assert!(won(&laptop) ^ won(&phone), "exactly one device won");
     assert!(lost(&laptop) ^ lost(&phone), "the other got a clear error");
     assert!(won(&laptop) == lost(&phone));
@@ -154,16 +315,30 @@ fn late_sign_in_races_and_ended_calls() {
     bob.ok(json!({"cmd": "hangUp", "callId": call}));
     desk.wait_event("noActiveCalls", |_| true, 5);
     desk.ok(json!({"cmd": "activeCallTransfer", "isTransfer": true, "activeCallDetails": stale}));
-    let e = desk.wait_event("error", |e| e["message"].as_str().unwrap().contains("may have ended"), 5);
+    let e = desk.wait_event(
+        "error",
+        |e| e["message"].as_str().unwrap().contains("may have ended"),
+        5,
+    );
     assert_eq!(e["code"], "unknownCall");
     let r = desk.cmd(json!({"cmd": "activeCallTransfer", "isTransfer": true}));
-    assert_eq!(r["error"]["code"], "invalidArgument", "nothing to take: {r}");
+    assert_eq!(
+        r["error"]["code"], "invalidArgument",
+        "nothing to take: {r}"
+    );
     // Bob's tablet saw bob's own call (with alice, on bob's other device), never alice's side.
     bob2.drain(Duration::from_millis(200));
-    for e in bob2.events.iter().filter(|e| e["event"] == "activeCallsUpdated") {
+    for e in bob2
+        .events
+        .iter()
+        .filter(|e| e["event"] == "activeCallsUpdated")
+    {
         let d = &e["activeCallDetails"];
         assert_eq!(d["remoteParticipants"][0]["displayName"], "alice", "{e}");
-        assert!(d["deviceName"] != "desk" && d["deviceName"] != "laptop" && d["deviceName"] != "phone", "{e}");
+        assert!(
+            d["deviceName"] != "desk" && d["deviceName"] != "laptop" && d["deviceName"] != "phone",
+            "{e}"
+        );
     }
     assert!(bob2.events.iter().any(|e| e["event"] == "noActiveCalls"));
 }

@@ -260,17 +260,29 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
                     return Err(err(
                         id,
                         "badArgument",
-                        format!("\"isTransfer\" must be a boolean, not {}", other.unwrap_or(&Value::Null)),
+                        format!(
+                            "\"isTransfer\" must be a boolean, not {}",
+                            other.unwrap_or(&Value::Null)
+                        ),
                     ));
                 }
             };
             let details = match obj.get("activeCallDetails") {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
-                    err(id.clone(), "badArgument", format!("\"activeCallDetails\" is not as getActiveCallDetails gives it: {e}"))
+                    err(
+                        id.clone(),
+                        "badArgument",
+                        format!(
+                            "\"activeCallDetails\" is not as getActiveCallDetails gives it: {e}"
+                        ),
+                    )
                 })?),
             };
-            AgentCommand::Core(Command::ActiveCallTransfer { details, is_transfer })
+            AgentCommand::Core(Command::ActiveCallTransfer {
+                details,
+                is_transfer,
+            })
         }
         "reportLevels" => match obj.get("on") {
             Some(Value::Bool(on)) => AgentCommand::ReportLevels(*on),
@@ -490,7 +502,9 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
             } => {
                 json!({"event": "transferAccepted", "callId": call_id, "targetCallId": target_call_id})
             }
-            Event::ActiveCallsUpdated(d) => json!({"event": "activeCallsUpdated", "activeCallDetails": d}),
+            Event::ActiveCallsUpdated(d) => {
+                json!({"event": "activeCallsUpdated", "activeCallDetails": d})
+            }
             Event::NoActiveCalls => json!({"event": "noActiveCalls"}),
             Event::ForwardingChanged(f) => json!({"event": "forwardingChanged", "forwarding": f}),
             Event::MessageWaiting {
@@ -644,9 +658,10 @@ async fn execute(engine: &EngineHandle, id: &Value, cmd: AgentCommand) -> Value 
         AgentCommand::SetSpeaker(d) => engine.set_speaker(d).await.map(|()| json!({})),
         AgentCommand::SetCamera(d) => engine.set_camera(d).await.map(|()| json!({})),
         AgentCommand::PlayTestTone => engine.play_test_tone().await.map(|()| json!({})),
-        AgentCommand::GetActiveCallDetails => {
-            engine.active_call_details().await.map(|d| json!({"activeCallDetails": d}))
-        }
+        AgentCommand::GetActiveCallDetails => engine
+            .active_call_details()
+            .await
+            .map(|d| json!({"activeCallDetails": d})),
         AgentCommand::ReportLevels(on) => {
             engine.report_levels(on);
             Ok(json!({}))

@@ -10,8 +10,8 @@ use super::{
     CallEndReason, CallState, ConnectionState, Direction, DisconnectReason, Now, RejectReason,
 };
 use crate::protocol::{
-    ActiveCallDetails, ClientMessage, ErrorCode, Forwarding, Identity, PROTOCOL_VERSION, Participant, ServerMessage,
-    TransferState, TransferTarget, TransferTargetInfo, VoicemailInfo,
+    ActiveCallDetails, ClientMessage, ErrorCode, Forwarding, Identity, PROTOCOL_VERSION,
+    Participant, ServerMessage, TransferState, TransferTarget, TransferTargetInfo, VoicemailInfo,
 };
 
 /// What a front end asks for.
@@ -470,7 +470,10 @@ impl CallAgentCore {
                 self.send(ClientMessage::RejectTransfer { call_id });
                 Ok(CommandOk::Done)
             }
-            Command::ActiveCallTransfer { details, is_transfer } => {
+            Command::ActiveCallTransfer {
+                details,
+                is_transfer,
+            } => {
                 let Some(d) = details.or_else(|| self.active_elsewhere.clone()) else {
                     return Err(CommandError::InvalidArgument(
                         "no call of yours is active on another device".into(),
@@ -624,7 +627,7 @@ impl CallAgentCore {
                     state: crate::core::ParticipantState::Connected,
                     is_muted: false,
                     is_speaking: false,
-device: None,
+                    device: None,
                 };
                 let info = CallInfo {
                     call_id: call_id.clone(),

@@ -134,9 +134,13 @@ impl EngineHandle {
 
     /// This user's call on another device, as the switchboard last reported it (it reports
     /// every change, so this is current).
-    pub async fn active_call_details(&self) -> Result<Option<crate::protocol::ActiveCallDetails>, EngineError> {
+    pub async fn active_call_details(
+        &self,
+    ) -> Result<Option<crate::protocol::ActiveCallDetails>, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::ActiveCallDetails(tx)).map_err(|_| EngineError::Stopped)?;
+        self.tx
+            .send(Request::ActiveCallDetails(tx))
+            .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)
     }
 

@@ -29,11 +29,11 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -275,8 +275,15 @@ impl MediaLink {
         // Receive-only slots: the switchboard may send several streams at once (a companion
         // device, the loudest few of a group call), each on its own track.
         for _ in 1..cfg.receive_slots.max(1) {
-            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
-            if let Err(e) = link.pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(init)).await {
+            let init = RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            };
+            if let Err(e) = link
+                .pc
+                .add_transceiver_from_kind(RtpCodecKind::Audio, Some(init))
+                .await
+            {
                 link.close().await;
                 return Err(anyhow!("adding a receive-only audio slot failed: {e}"));
             }
@@ -352,7 +359,11 @@ impl MediaLink {
         })?;
         // One outbound track per audio section the client offered: the first pairs with its
         // sendrecv section, the others with its receive-only slots.
-        let sections = offer_sdp.lines().filter(|l| l.starts_with("m=audio")).count().clamp(1, MAX_SLOTS);
+        let sections = offer_sdp
+            .lines()
+            .filter(|l| l.starts_with("m=audio"))
+            .count()
+            .clamp(1, MAX_SLOTS);
         let (link, mut gathered) = Self::build(cfg, events, sections).await?;
         let result = link.answer_offer(offer, offer_sdp, &mut gathered).await;
         match result {
@@ -375,7 +386,9 @@ impl MediaLink {
     /// [`sender`](Self::sender)).
     #[must_use]
     pub fn senders(&self) -> Vec<AudioSender> {
-        std::iter::once(self.audio.clone()).chain(self.extra.iter().cloned()).collect()
+        std::iter::once(self.audio.clone())
+            .chain(self.extra.iter().cloned())
+            .collect()
     }
 
     /// Closes the connection and stops its driver. Idempotent.
@@ -459,7 +472,10 @@ impl MediaLink {
                 "audio".to_owned(),
                 RtpCodecKind::Audio,
                 vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
                     codec: opus_codec(),
                     ..Default::default()
                 }],
@@ -467,21 +483,36 @@ impl MediaLink {
             // add_track makes a sendrecv transceiver; on the answerer, set_remote_description
             // then pairs each with an offered audio section in order, so one construction path
             // serves both sides.
-            let rtp_sender = match pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await {
+            let rtp_sender = match pc
+                .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                .await
+            {
                 Ok(sender) => sender,
                 Err(e) => {
                     let _ = pc.close().await;
                     return Err(anyhow!("adding the Opus track failed: {e}"));
                 }
             };
-            let audio =
-                AudioSender { track, ssrc, payload_type: Arc::clone(&payload_type), state: state_rx.clone() };
+            let audio = AudioSender {
+                track,
+                ssrc,
+                payload_type: Arc::clone(&payload_type),
+                state: state_rx.clone(),
+            };
             senders.push((rtp_sender, audio));
         }
         let mut senders = senders.into_iter();
         let (rtp_sender, audio) = senders.next().expect("at least one track");
         let extra = senders.map(|(_, a)| a).collect();
-        let link = MediaLink { pc, rtp_sender, audio, extra, payload_type, state: state_tx, events };
+        let link = MediaLink {
+            pc,
+            rtp_sender,
+            audio,
+            extra,
+            payload_type,
+            state: state_tx,
+            events,
+        };
         Ok((link, gathered_rx))
     }
 

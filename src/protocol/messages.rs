@@ -177,7 +177,9 @@ pub enum ServerMessage {
         forwarding: Forwarding,
     },
     /// This user is in a call on another device (sent on sign-in and whenever it changes).
-    ActiveCallsUpdated { details: ActiveCallDetails },
+    ActiveCallsUpdated {
+        details: ActiveCallDetails,
+    },
     /// This user is in no call on any other device.
     NoActiveCalls,
     /// Message-waiting indication for this user's mailbox.

@@ -52,7 +52,10 @@ impl Rewriter {
 
 pub enum RelayMsg {
     /// A device's media link is up; `senders` are its outbound streams (slots).
-    Add { conn: ConnId, senders: Vec<AudioSender> },
+    Add {
+        conn: ConnId,
+        senders: Vec<AudioSender>,
+    },
     Remove {
         conn: ConnId,
     },
@@ -119,7 +122,11 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
     while let Some(msg) = rx.recv().await {
         match msg {
             RelayMsg::Add { conn, senders } => {
-                let slots = senders.into_iter().map(|sender| Slot { sender, rw: Rewriter::default(), source: None });
+                let slots = senders.into_iter().map(|sender| Slot {
+                    sender,
+                    rw: Rewriter::default(),
+                    source: None,
+                });
                 outs.insert(conn, slots.collect());
             }
             RelayMsg::Remove { conn } => {
@@ -146,8 +153,12 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                 taps.remove(&from);
             }
             RelayMsg::Inject { to, rtp } => {
-                let Some(slot) = outs.get_mut(&to).and_then(|s| slot_for(s, SERVER_SOURCE)) else { continue };
-                let (seq, ts, marker) = slot.rw.map(SERVER_SOURCE, rtp.seq, rtp.timestamp, rtp.marker);
+                let Some(slot) = outs.get_mut(&to).and_then(|s| slot_for(s, SERVER_SOURCE)) else {
+                    continue;
+                };
+                let (seq, ts, marker) =
+                    slot.rw
+                        .map(SERVER_SOURCE, rtp.seq, rtp.timestamp, rtp.marker);
                 if let Err(e) = slot.sender.send(seq, ts, marker, rtp.payload).await {
                     tracing::debug!(to, "injecting audio failed: {e:#}");
                 }
@@ -158,7 +169,9 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                     // A recorder that falls behind loses packets rather than stalling the relay.
                     let _ = tap.try_send(rtp.clone());
                 }
-                let Some(targets) = routes.get(&from) else { continue };
+                let Some(targets) = routes.get(&from) else {
+                    continue;
+                };
                 for to in targets {
                     let Some(slot) = outs.get_mut(to).and_then(|s| slot_for(s, from)) else {
                         stats.no_slot.fetch_add(1, Ordering::Relaxed);

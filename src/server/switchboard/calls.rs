@@ -300,8 +300,11 @@ impl Switchboard {
 
     /// Tells every device in the call who the others are (each device's own view).
     pub(super) fn announce_connected(&mut self, call_id: &str) {
-        let devices: Vec<ConnId> =
-            self.calls.get(call_id).map(|c| c.parties.iter().flat_map(|p| p.devices()).collect()).unwrap_or_default();
+        let devices: Vec<ConnId> = self
+            .calls
+            .get(call_id)
+            .map(|c| c.parties.iter().flat_map(|p| p.devices()).collect())
+            .unwrap_or_default();
         for d in devices {
             self.announce_to(call_id, d);
         }
@@ -310,7 +313,9 @@ impl Switchboard {
     /// One device's view of the call: the other parties, and the other devices of its own
     /// party (companions) marked with their device names.
     pub(super) fn announce_to(&mut self, call_id: &str, conn: ConnId) {
-        let Some(call) = self.calls.get(call_id) else { return };
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
         let mut participants: Vec<Participant> = Vec::new();
         for p in &call.parties {
             if p.has_device(conn) {
@@ -323,7 +328,13 @@ impl Switchboard {
                 participants.push(p.participant(call.phase));
             }
         }
-        self.send(conn, ServerMessage::CallConnected { call_id: call_id.into(), participants });
+        self.send(
+            conn,
+            ServerMessage::CallConnected {
+                call_id: call_id.into(),
+                participants,
+            },
+        );
     }
 
     pub(super) fn reject(&mut self, conn: ConnId, call_id: &str, reason: RejectReason, now: Now) {
@@ -372,7 +383,13 @@ impl Switchboard {
         // One of several devices of its party (take-over companions) leaves alone.
         if self.leave_device(call_id, conn) {
             let reason = CallEndReason::NORMAL;
-            self.send(conn, ServerMessage::CallEnded { call_id: call_id.into(), reason });
+            self.send(
+                conn,
+                ServerMessage::CallEnded {
+                    call_id: call_id.into(),
+                    reason,
+                },
+            );
             return;
         }
         let Some(call) = self.calls.get(call_id) else {
@@ -419,7 +436,12 @@ impl Switchboard {
         }
         let mut told = BTreeSet::new();
         for p in &call.parties {
-            for c in p.devices().chain(p.ringing.iter().copied()).collect::<Vec<_>>().iter() {
+            for c in p
+                .devices()
+                .chain(p.ringing.iter().copied())
+                .collect::<Vec<_>>()
+                .iter()
+            {
                 if told.insert(*c) {
                     self.send(
                         *c,

@@ -480,9 +480,11 @@ impl Switchboard {
             ClientMessage::MarkVoicemail { message_id, is_new } => {
                 self.mark_voicemail(conn, &message_id, is_new)
             }
-            ClientMessage::ActiveCallTransfer { call_id, from_endpoint, is_transfer } => {
-                self.active_call_transfer(conn, &call_id, &from_endpoint, is_transfer, now)
-            }
+            ClientMessage::ActiveCallTransfer {
+                call_id,
+                from_endpoint,
+                is_transfer,
+            } => self.active_call_transfer(conn, &call_id, &from_endpoint, is_transfer, now),
         }
     }
 

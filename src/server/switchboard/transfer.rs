@@ -339,7 +339,13 @@ impl Switchboard {
                 let gone = std::mem::replace(&mut consult.parties[pi], party);
                 // Companions of the transferor leave with it.
                 for c in gone.companions {
-                    self.send(c, ServerMessage::CallEnded { call_id: other.clone(), reason: CallEndReason::TRANSFERRED });
+                    self.send(
+                        c,
+                        ServerMessage::CallEnded {
+                            call_id: other.clone(),
+                            reason: CallEndReason::TRANSFERRED,
+                        },
+                    );
                 }
                 self.complete_transfer(call_id, &other, now);
                 // The transferor's side of the consultation call is over too.
