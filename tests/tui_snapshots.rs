@@ -45,7 +45,7 @@ fn participant(name: &str, state: ParticipantState, muted: bool, speaking: bool)
         state,
         is_muted: muted,
         is_speaking: speaking,
-device: None,
+        device: None,
     }
 }
 

@@ -1172,7 +1172,7 @@ impl App {
                         state: crate::core::ParticipantState::Connected,
                         is_muted: false,
                         is_speaking: false,
-device: None,
+                        device: None,
                     });
                 }
                 self.notify(Level::Info, s::incoming_from(&caller.display_name));

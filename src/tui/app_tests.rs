@@ -69,7 +69,7 @@ fn participant(name: &str, state: ParticipantState) -> Participant {
         state,
         is_muted: false,
         is_speaking: false,
-device: None,
+        device: None,
     }
 }
 
