@@ -421,13 +421,17 @@ pub fn voicemail_json(m: &VoicemailInfo) -> Value {
 }
 
 pub fn participant_json(p: &Participant) -> Value {
-    json!({
+    let mut v = json!({
         "identifier": p.identity.raw_id,
         "displayName": p.identity.display_name,
         "state": p.state,
         "isMuted": p.is_muted,
         "isSpeaking": p.is_speaking,
-    })
+    });
+    if let Some(d) = &p.device {
+        v["device"] = json!(d);
+    }
+    v
 }
 
 pub fn call_json(c: &CallInfo) -> Value {
