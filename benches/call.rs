@@ -20,11 +20,6 @@ use serde_json::json;
 
 const ANCHOR: &str = "baresip 1.0 anchors: dial 7-9 ms, 1.5-2.1 % CPU/endpoint, RSS 10.6-10.9 MB, mouth-to-ear 126 ms";
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
@@ -179,7 +174,7 @@ fn main() {
     println!("  {ANCHOR}");
     println!(
         "  dial to Connected, median of {rounds}: {:.1} ms (goal <= 10 ms)",
-        median(&mut dial)
+        median(&dial)
     );
     println!("  mouth-to-ear: {m2e_ms:.1} ms (goal <= 60 ms; alignment correlation {corr:.3})");
     println!("  CPU in a call: alice {a_cpu:.2} %, bob {b_cpu:.2} % of one core (goal <= 2 %)");

@@ -16,49 +16,64 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-const WIN: usize = 240; // 5 ms
-
-fn loud(x: &[f32]) -> bool {
-    (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt() > 0.03
-}
-
-fn idx(t_us: u64, start_us: u64) -> usize {
-    ((t_us.saturating_sub(start_us)) as f64 * 0.048) as usize
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let rounds = if quick { 2 } else { 12 };
     let dir = tempdir();
     let server = Server::dev(dir.path());
     let (rb, rl) = (dir.path().join("bob.wav"), dir.path().join("laptop.wav"));
-    let mut desk =
-        Agent::start(&server, "alice", &["--device-name", "desk", "--mic", "tone:440", "--speaker", "silence"]).connected();
+    let mut desk = Agent::start(
+        &server,
+        "alice",
+        &[
+            "--device-name",
+            "desk",
+            "--mic",
+            "tone:440",
+            "--speaker",
+            "silence",
+        ],
+    )
+    .connected();
     let mut laptop = Agent::start(
         &server,
         "alice",
-        &["--device-name", "laptop", "--mic", "tone:440", "--speaker", &format!("record:{}", rl.display())],
+        &[
+            "--device-name",
+            "laptop",
+            "--mic",
+            "tone:440",
+            "--speaker",
+            &format!("record:{}", rl.display()),
+        ],
     )
     .connected();
     let mut bob = Agent::start(
         &server,
         "bob",
-        &["--mic", "tone:880", "--speaker", &format!("record:{}", rb.display()), "--auto-answer"],
+        &[
+            "--mic",
+            "tone:880",
+            "--speaker",
+            &format!("record:{}", rb.display()),
+            "--auto-answer",
+        ],
     )
     .connected();
     std::thread::sleep(Duration::from_millis(500));
-    let (b0, l0) = (bob.device_started("speaker"), laptop.device_started("speaker"));
+    let (b0, l0) = (
+        bob.device_started("speaker"),
+        laptop.device_started("speaker"),
+    );
     let mut marks = Vec::new();
     for _ in 0..rounds {
         let id = desk.call("bob");
         desk.wait_state(&id, "Connected");
-        laptop.wait_event("activeCallsUpdated", |e| e["activeCallDetails"]["callId"] == id.as_str(), 10);
+        laptop.wait_event(
+            "activeCallsUpdated",
+            |e| e["activeCallDetails"]["callId"] == id.as_str(),
+            10,
+        );
         std::thread::sleep(Duration::from_millis(600));
         let t_cmd = unix_micros();
         laptop.ok(json!({"cmd": "activeCallTransfer", "isTransfer": true}));
@@ -76,19 +91,19 @@ fn main() {
     let (bob_rec, laptop_rec) = (read_wav(&rb), read_wav(&rl));
     let (mut to_media, mut gaps) = (Vec::new(), Vec::new());
     for t in marks {
-        let from = idx(t, l0);
-        let first = laptop_rec[from..].chunks(WIN).position(loud).map(|w| w as f64 * 5.0).unwrap_or(f64::NAN);
-        to_media.push(first);
-        let (a, b) = (idx(t.saturating_sub(100_000), b0), idx(t + 500_000, b0).min(bob_rec.len()));
-        let (mut run, mut longest) = (0usize, 0usize);
-        for w in bob_rec[a..b].chunks(WIN) {
-            run = if loud(w) { 0 } else { run + 1 };
-            longest = longest.max(run);
-        }
-        gaps.push(longest as f64 * 5.0);
+        to_media.push(ms_to_sound(&laptop_rec, l0, t));
+        gaps.push(longest_gap_ms(
+            &bob_rec,
+            b0,
+            t.saturating_sub(100_000),
+            t + 500_000,
+        ));
     }
     let max = |v: &[f64]| v.iter().cloned().fold(f64::MIN, f64::max);
-    println!("dialtone take-over figures ({} mode, {rounds} moves)", if quick { "quick smoke" } else { "full" });
+    println!(
+        "dialtone take-over figures ({} mode, {rounds} moves)",
+        if quick { "quick smoke" } else { "full" }
+    );
     println!(
         "  longest gap the remote party hears: median {:.0} ms, max {:.0} ms (goal <= 100 ms)",
         median(&gaps),

@@ -18,21 +18,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-const WIN: usize = 240; // 5 ms
-
-fn loud(x: &[f32]) -> bool {
-    (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt() > 0.03
-}
-
-fn idx(t_us: u64, start_us: u64) -> usize {
-    ((t_us.saturating_sub(start_us)) as f64 * 0.048) as usize
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let rounds = if quick { 2 } else { 12 };
@@ -96,25 +81,14 @@ fn main() {
     let (bob_rec, carol_rec) = (read_wav(&rb), read_wav(&rc));
     let (mut to_audio, mut gaps) = (Vec::new(), Vec::new());
     for t in marks {
-        // First loud 5 ms window at carol after the command.
-        let from = idx(t, c0);
-        let first = carol_rec[from..]
-            .chunks(WIN)
-            .position(loud)
-            .map(|w| w as f64 * 5.0)
-            .unwrap_or(f64::NAN);
-        to_audio.push(first);
-        // Longest quiet run at bob from 100 ms before the command to 500 ms after it.
-        let (a, b) = (
-            idx(t.saturating_sub(100_000), b0),
-            idx(t + 500_000, b0).min(bob_rec.len()),
-        );
-        let (mut run, mut longest) = (0usize, 0usize);
-        for w in bob_rec[a..b].chunks(WIN) {
-            run = if loud(w) { 0 } else { run + 1 };
-            longest = longest.max(run);
-        }
-        gaps.push(longest as f64 * 5.0);
+        to_audio.push(ms_to_sound(&carol_rec, c0, t));
+        // The longest quiet run at bob from 100 ms before the command to 500 ms after it.
+        gaps.push(longest_gap_ms(
+            &bob_rec,
+            b0,
+            t.saturating_sub(100_000),
+            t + 500_000,
+        ));
     }
     println!(
         "dialtone blind transfer figures ({} mode, {rounds} transfers)",
@@ -122,12 +96,12 @@ fn main() {
     );
     println!(
         "  transfer command to the transferee's audio at the target: median {:.0} ms, max {:.0} ms (goal: median <= 50 ms)",
-        median(&mut to_audio.clone()),
+        median(&to_audio),
         to_audio.iter().cloned().fold(f64::MIN, f64::max)
     );
     println!(
         "  longest gap the transferee hears around the switch: median {:.0} ms, max {:.0} ms (goal: <= 100 ms beyond the answer)",
-        median(&mut gaps.clone()),
+        median(&gaps),
         gaps.iter().cloned().fold(f64::MIN, f64::max)
     );
 }

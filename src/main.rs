@@ -29,11 +29,11 @@ struct Cli {
     command: Option<Cmd>,
 }
 
-/// With no subcommand, `dialtone` is the terminal softphone; these are its flags.
+/// Who this device is and what it uses: shared by the softphone and the agent.
 #[derive(Args)]
-struct TuiArgs {
+struct EndpointArgs {
     /// Switchboard URL, e.g. ws://host:7450. Default: `server` from the config, else a switchboard
-    /// on this machine (started in this process when none is running).
+    /// on this machine (the softphone starts one in-process when none is running).
     #[arg(long)]
     server: Option<String>,
     /// Who you are. Default: `user` from the config, else the OS user.
@@ -55,6 +55,13 @@ struct TuiArgs {
     /// Accept every incoming call at once.
     #[arg(long)]
     auto_answer: bool,
+}
+
+/// With no subcommand, `dialtone` is the terminal softphone; these are its flags.
+#[derive(Args)]
+struct TuiArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Switchboard database, call history and saved devices (default: the XDG data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -101,26 +108,8 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct AgentArgs {
-    /// Switchboard URL, e.g. ws://127.0.0.1:7450.
-    #[arg(long)]
-    server: Option<String>,
-    #[arg(long)]
-    user: Option<String>,
-    #[arg(long, env = "DIALTONE_TOKEN")]
-    token: Option<String>,
-    #[arg(long)]
-    device_name: Option<String>,
-    /// default | NAME | file:PATH.wav | tone:HZ | silence
-    #[arg(long)]
-    mic: Option<String>,
-    /// default | NAME | record:PATH.wav | silence
-    #[arg(long)]
-    speaker: Option<String>,
-    #[arg(long)]
-    camera: Option<String>,
-    /// Accept every incoming call at once.
-    #[arg(long)]
-    auto_answer: bool,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Accept every transfer request at once.
     #[arg(long)]
     auto_accept_transfers: bool,
@@ -175,14 +164,14 @@ fn main() -> anyhow::Result<()> {
         None => {
             let t = cli.tui;
             let opts = dialtone::tui::TuiOptions {
-                server: t.server,
-                user: t.user,
-                token: t.token,
-                device_name: t.device_name,
-                mic: t.mic,
-                speaker: t.speaker,
-                camera: t.camera,
-                auto_accept: t.auto_answer,
+                server: t.endpoint.server,
+                user: t.endpoint.user,
+                token: t.endpoint.token,
+                device_name: t.endpoint.device_name,
+                mic: t.endpoint.mic,
+                speaker: t.endpoint.speaker,
+                camera: t.endpoint.camera,
+                auto_accept: t.endpoint.auto_answer,
                 data_dir: t.data_dir,
                 log_file: t.log_file,
             };
@@ -264,7 +253,8 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn agent(cfg: Config, a: AgentArgs) -> anyhow::Result<()> {
+async fn agent(cfg: Config, args: AgentArgs) -> anyhow::Result<()> {
+    let a = args.endpoint;
     let server = a
         .server
         .or(cfg.server.clone())
@@ -292,7 +282,7 @@ async fn agent(cfg: Config, a: AgentArgs) -> anyhow::Result<()> {
         speaker,
         camera: a.camera.or(cfg.devices.camera.clone()),
         auto_answer: a.auto_answer,
-        auto_accept_transfers: a.auto_accept_transfers || cfg.auto_accept_transfers,
+        auto_accept_transfers: args.auto_accept_transfers || cfg.auto_accept_transfers,
         media: MediaConfig::default(),
     };
     let (handle, events) = engine::start(opts)?;

@@ -234,6 +234,27 @@ pub struct CallInfo {
     pub end_reason: Option<CallEndReason>,
 }
 
+impl CallInfo {
+    fn new(
+        call_id: String,
+        state: CallState,
+        direction: Direction,
+        remote: Vec<Participant>,
+        now: Now,
+    ) -> CallInfo {
+        CallInfo {
+            call_id,
+            state,
+            direction,
+            remote,
+            muted: false,
+            started_unix_ms: now.unix_ms,
+            connected_unix_ms: None,
+            end_reason: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Call {
     info: CallInfo,
@@ -352,16 +373,13 @@ impl CallAgentCore {
                     )));
                 }
                 let call_id = (self.new_call_id)();
-                let info = CallInfo {
-                    call_id: call_id.clone(),
-                    state: CallState::Connecting,
-                    direction: Direction::Outgoing,
-                    remote: Vec::new(),
-                    muted: false,
-                    started_unix_ms: now.unix_ms,
-                    connected_unix_ms: None,
-                    end_reason: None,
-                };
+                let info = CallInfo::new(
+                    call_id.clone(),
+                    CallState::Connecting,
+                    Direction::Outgoing,
+                    Vec::new(),
+                    now,
+                );
                 self.calls.insert(call_id.clone(), Call::new(info));
                 self.send(ClientMessage::PlaceCall {
                     call_id: call_id.clone(),
@@ -629,16 +647,13 @@ impl CallAgentCore {
                     is_speaking: false,
                     device: None,
                 };
-                let info = CallInfo {
-                    call_id: call_id.clone(),
-                    state: CallState::Incoming,
-                    direction: Direction::Incoming,
-                    remote: vec![participant.clone()],
-                    muted: false,
-                    started_unix_ms: now.unix_ms,
-                    connected_unix_ms: None,
-                    end_reason: None,
-                };
+                let info = CallInfo::new(
+                    call_id.clone(),
+                    CallState::Incoming,
+                    Direction::Incoming,
+                    vec![participant.clone()],
+                    now,
+                );
                 self.calls.insert(call_id.clone(), Call::new(info));
                 self.event(Event::IncomingCall {
                     call_id: call_id.clone(),
@@ -675,16 +690,13 @@ impl CallAgentCore {
             } => {
                 if !self.calls.contains_key(&call_id) {
                     // A call that starts connected: the transferee's new call after a transfer.
-                    let info = CallInfo {
-                        call_id: call_id.clone(),
-                        state: CallState::None,
-                        direction: Direction::Outgoing,
-                        remote: Vec::new(),
-                        muted: false,
-                        started_unix_ms: now.unix_ms,
-                        connected_unix_ms: None,
-                        end_reason: None,
-                    };
+                    let info = CallInfo::new(
+                        call_id.clone(),
+                        CallState::None,
+                        Direction::Outgoing,
+                        Vec::new(),
+                        now,
+                    );
                     self.calls.insert(call_id.clone(), Call::new(info));
                 }
                 let Some(call) = self.calls.get_mut(&call_id) else {

@@ -155,6 +155,7 @@ pub fn end_short(reason: CallEndReason) -> String {
         (0, 10003) => "answered elsewhere",
         (0, 10004) => "declined elsewhere",
         (0, 7000) => "transferred",
+        (0, 7200) => "moved to another device",
         (0, 7300) => "forwarded",
         (0, 7400) => "voicemail full",
         (0, 0) => "hung up",

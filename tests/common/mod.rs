@@ -479,3 +479,46 @@ pub fn between(rec: &[f32], rec_start_us: u64, from_us: u64, to_us: u64) -> &[f3
     let (a, b) = (idx(from_us).min(rec.len()), idx(to_us).min(rec.len()));
     &rec[a..b.max(a)]
 }
+
+/// 5 ms at 48 kHz: the window the benchmarks judge silence by.
+pub const WIN: usize = 240;
+
+/// A window with sound in it (RMS above -30 dBFS).
+pub fn loud(x: &[f32]) -> bool {
+    (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt() > 0.03
+}
+
+/// The sample index of a unix time in a recording that started at `start_us`.
+pub fn sample_at(t_us: u64, start_us: u64) -> usize {
+    ((t_us.saturating_sub(start_us)) as f64 * 0.048) as usize
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Milliseconds from `t_us` to the first loud window of `rec`.
+pub fn ms_to_sound(rec: &[f32], rec_start_us: u64, t_us: u64) -> f64 {
+    let from = sample_at(t_us, rec_start_us).min(rec.len());
+    rec[from..]
+        .chunks(WIN)
+        .position(loud)
+        .map(|w| w as f64 * 5.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The longest silence (ms) in `rec` between two unix times.
+pub fn longest_gap_ms(rec: &[f32], rec_start_us: u64, from_us: u64, to_us: u64) -> f64 {
+    let (a, b) = (
+        sample_at(from_us, rec_start_us).min(rec.len()),
+        sample_at(to_us, rec_start_us).min(rec.len()),
+    );
+    let (mut run, mut longest) = (0usize, 0usize);
+    for w in rec[a..b.max(a)].chunks(WIN) {
+        run = if loud(w) { 0 } else { run + 1 };
+        longest = longest.max(run);
+    }
+    longest as f64 * 5.0
+}

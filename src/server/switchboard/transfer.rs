@@ -278,47 +278,16 @@ impl Switchboard {
             .map(|p| p.identity.clone())
             .expect("transferee is a party");
         let leg_id = format!("xfer-{}", pending.id);
-        match pending.target {
+        match pending.target.clone() {
             Target::User(target) => {
-                if self.calls.contains_key(&leg_id) {
-                    return self.transfer_failed(call_id, CallEndReason::SERVER_ERROR);
+                if self.open_leg(call_id, &leg_id, &pending, &transferee, &target, conn, now) {
+                    self.route_to(&leg_id, target, !pending.disable_forwarding, None, now);
                 }
-                let mut caller = Party::new(transferee.clone(), PartyKind::Device);
-                caller.pending_conn = Some(conn);
-                let mut leg = Call::new(Phase::Ringing, vec![caller]);
-                leg.origin = Some(Origin {
-                    call_id: call_id.into(),
-                    transferor: self.me(pending.transferor),
-                });
-                self.calls.insert(leg_id.clone(), leg);
-                if let Some(p) = self
-                    .calls
-                    .get_mut(call_id)
-                    .and_then(|c| c.transfer.as_mut())
-                {
-                    p.leg = Some(leg_id.clone());
-                }
-                self.store_started(&leg_id, &transferee.raw_id, &target.raw_id, now);
-                self.route_to(&leg_id, target, !pending.disable_forwarding, None, now);
             }
             Target::Voicemail(owner) => {
-                let mut caller = Party::new(transferee.clone(), PartyKind::Device);
-                caller.pending_conn = Some(conn);
-                let mut leg = Call::new(Phase::Ringing, vec![caller]);
-                leg.origin = Some(Origin {
-                    call_id: call_id.into(),
-                    transferor: self.me(pending.transferor),
-                });
-                self.calls.insert(leg_id.clone(), leg);
-                if let Some(p) = self
-                    .calls
-                    .get_mut(call_id)
-                    .and_then(|c| c.transfer.as_mut())
-                {
-                    p.leg = Some(leg_id.clone());
+                if self.open_leg(call_id, &leg_id, &pending, &transferee, &owner, conn, now) {
+                    self.connect_voicemail(&leg_id, owner, now);
                 }
-                self.store_started(&leg_id, &transferee.raw_id, &owner.raw_id, now);
-                self.connect_voicemail(&leg_id, owner, now);
             }
             Target::Call(other) => {
                 if self.consult_target(pending.transferor, &other).is_err() {
@@ -358,6 +327,43 @@ impl Switchboard {
                 );
             }
         }
+    }
+
+    /// Creates the target leg: a call from the transferee (told about it only once it connects)
+    /// that completes transfer `pending` of `call_id`. False, with the transfer failed, if the
+    /// leg's id is taken.
+    #[allow(clippy::too_many_arguments)]
+    fn open_leg(
+        &mut self,
+        call_id: &str,
+        leg_id: &str,
+        pending: &Pending,
+        transferee: &Identity,
+        target: &Identity,
+        conn: ConnId,
+        now: Now,
+    ) -> bool {
+        if self.calls.contains_key(leg_id) {
+            self.transfer_failed(call_id, CallEndReason::SERVER_ERROR);
+            return false;
+        }
+        let mut caller = Party::new(transferee.clone(), PartyKind::Device);
+        caller.pending_conn = Some(conn);
+        let mut leg = Call::new(Phase::Ringing, vec![caller]);
+        leg.origin = Some(Origin {
+            call_id: call_id.into(),
+            transferor: self.me(pending.transferor),
+        });
+        self.calls.insert(leg_id.into(), leg);
+        if let Some(p) = self
+            .calls
+            .get_mut(call_id)
+            .and_then(|c| c.transfer.as_mut())
+        {
+            p.leg = Some(leg_id.into());
+        }
+        self.store_started(leg_id, &transferee.raw_id, &target.raw_id, now);
+        true
     }
 
     pub(super) fn reject_transfer(&mut self, conn: ConnId, call_id: &str) {
