@@ -10,6 +10,14 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// Messages the switchboard sends unasked after sign-in (forwarding, mailbox, other devices).
+const PUSHED: [&str; 4] = [
+    "forwardingChanged",
+    "messageWaiting",
+    "noActiveCalls",
+    "activeCallsUpdated",
+];
+
 async fn next_json(
     ws: &mut (
              impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
@@ -21,7 +29,14 @@ async fn next_json(
             .await
             .expect("a reply in time");
         match m {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                // State the switchboard pushes after sign-in is not a reply to anything.
+                if PUSHED.contains(&v["type"].as_str().unwrap_or_default()) {
+                    continue;
+                }
+                return v;
+            }
             Some(Ok(Message::Close(f))) => {
                 return json!({"closed": f.map(|f| f.reason.to_string())});
             }
