@@ -1,5 +1,7 @@
 //! insta snapshots of the TUI's screens on ratatui's TestBackend, at 80x24 and 120x40: the main
-//! screen, the device manager, an incoming call and the help overlay (plus a few more states).
+//! screen, the device manager, an incoming call, the help overlay, the transfer prompt, a
+//! transfer request, the voicemail panel and the "active on another device" banner (plus a few
+//! more states).
 //! The App is built with fixed wall-clock times, so the screens are deterministic.
 //!
 //! To accept changed screens: `INSTA_UPDATE=always cargo test --test tui_snapshots`, then review
@@ -17,7 +19,10 @@ use dialtone::core::{
 };
 use dialtone::devices::list::DeviceBackend;
 use dialtone::devices::{DeviceInfo, DeviceList};
-use dialtone::protocol::{Identity, Participant};
+use dialtone::protocol::{
+    ActiveCallDetails, ErrorCode, ForwardMode, Forwarding, Identity, Participant, TransferKind,
+    TransferState, TransferTargetInfo, VoicemailInfo,
+};
 use dialtone::tui::app::{Level, SelectedDevices};
 use dialtone::tui::history::{History, HistoryEntry};
 use dialtone::tui::theme::Theme;
@@ -115,6 +120,7 @@ fn new_app() -> App {
             history: history(),
             keymap: Keymap::default(),
             theme: Theme { color: false },
+            auto_accept_transfers: false,
         },
         now_at(mono, 0),
     )
@@ -401,4 +407,215 @@ fn every_size_renders_without_panicking() {
     for (w, h) in [(1, 1), (20, 5), (80, 24)] {
         draw(&app, w, h);
     }
+    key(&mut app, KeyCode::Esc);
+    for keys in ["t", "p", "\x1b", "c"] {
+        for c in keys.chars() {
+            let code = if c == '\x1b' {
+                KeyCode::Esc
+            } else {
+                KeyCode::Char(c)
+            };
+            key(&mut app, code);
+        }
+        for (w, h) in [(1, 1), (20, 5), (40, 10), (80, 24)] {
+            draw(&app, w, h);
+        }
+    }
+    let mut app = voicemail_app();
+    key(&mut app, KeyCode::Char('x'));
+    for (w, h) in [(1, 1), (20, 5), (40, 10), (80, 24)] {
+        draw(&app, w, h);
+    }
+}
+
+fn keys(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+#[test]
+fn transfer_prompt() {
+    let mut app = busy_app();
+    key(&mut app, KeyCode::Char('t'));
+    snap("transfer_prompt", &app);
+    // To a participant: the name with its completions.
+    key(&mut app, KeyCode::Char('p'));
+    keys(&mut app, "ca");
+    key(&mut app, KeyCode::Tab);
+    snap("transfer_prompt_name", &app);
+    // To another of my calls, forwarding off.
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('f'));
+    key(&mut app, KeyCode::Char('c'));
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("transfer_prompt_call_80x24", term.backend());
+}
+
+#[test]
+fn transfer_progress_on_the_rows() {
+    let mut app = busy_app();
+    // bob to carol failed (busy); carol (held) is being transferred to dave's voicemail.
+    let transfer = |app: &mut App, call: &str, line: &str| {
+        app.focus = app.calls.iter().position(|c| c.call_id == call).unwrap();
+        key(app, KeyCode::Char(':'));
+        keys(app, line);
+        key(app, KeyCode::Enter);
+    };
+    transfer(&mut app, "c-carol", "transfer voicemail dave");
+    transfer(&mut app, "c-bob", "transfer carol");
+    let state = |app: &mut App, call: &str, state, error| {
+        ev(
+            app,
+            Event::TransferStateChanged {
+                call_id: call.into(),
+                transfer_id: format!("x-{call}"),
+                state,
+                error,
+            },
+        )
+    };
+    state(&mut app, "c-carol", TransferState::Transferring, None);
+    state(&mut app, "c-bob", TransferState::Transferring, None);
+    state(
+        &mut app,
+        "c-bob",
+        TransferState::Failed,
+        Some(CallEndReason::TRANSFER_TARGET_BUSY),
+    );
+    snap("transfer_progress", &app);
+}
+
+#[test]
+fn transfer_request_prompt() {
+    let mut app = busy_app();
+    ev(
+        &mut app,
+        Event::TransferRequested {
+            call_id: "c-bob".into(),
+            transfer_id: "x1".into(),
+            transferor: ident("bob"),
+            target: TransferTargetInfo {
+                kind: TransferKind::Participant,
+                identity: ident("dave"),
+            },
+        },
+    );
+    snap("transfer_request", &app);
+}
+
+#[test]
+fn incoming_transferred_call() {
+    let mut app = new_app();
+    connected(&mut app);
+    ev(
+        &mut app,
+        Event::IncomingCall {
+            call_id: "in-1".into(),
+            caller: ident("bob"),
+            transferred_by: Some(ident("carol")),
+            forwarded_from: None,
+        },
+    );
+    ev(
+        &mut app,
+        Event::CallStateChanged {
+            call_id: "in-1".into(),
+            state: CallState::Incoming,
+        },
+    );
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("incoming_transferred_80x24", term.backend());
+}
+
+fn voicemail_app() -> App {
+    let mut app = new_app();
+    connected(&mut app);
+    ev(
+        &mut app,
+        Event::ForwardingChanged(Forwarding {
+            mode: ForwardMode::Unanswered,
+            target: Some("voicemail".into()),
+            unanswered_after_secs: 20,
+        }),
+    );
+    ev(
+        &mut app,
+        Event::MessageWaiting {
+            new_count: 2,
+            total_count: 3,
+        },
+    );
+    key(&mut app, KeyCode::Char('v'));
+    let m = |id: &str, name: &str, ago_s: u64, secs: u64, is_new| VoicemailInfo {
+        message_id: id.into(),
+        caller: ident(name),
+        received_unix_ms: T0 - ago_s * 1000,
+        duration_ms: secs * 1000,
+        is_new,
+    };
+    ev(
+        &mut app,
+        Event::Voicemails(vec![
+            m("m3", "bob", 300, 12, true),
+            m("m2", "carol", 4000, 62, true),
+            m("m1", "dave", 200_000, 5, false),
+        ]),
+    );
+    app
+}
+
+#[test]
+fn voicemail_panel() {
+    let mut app = voicemail_app();
+    key(&mut app, KeyCode::Down);
+    snap("voicemail", &app);
+    // Delete asks first.
+    key(&mut app, KeyCode::Char('x'));
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("voicemail_delete_80x24", term.backend());
+}
+
+#[test]
+fn active_on_another_device_banner() {
+    let mut app = new_app();
+    connected(&mut app);
+    ev(
+        &mut app,
+        Event::ActiveCallsUpdated(ActiveCallDetails {
+            call_id: "c-elsewhere".into(),
+            remote_participants: vec![ident("bob")],
+            started_unix_ms: T0 - 90_000,
+            endpoint_id: "3:laptop".into(),
+            device_name: "laptop".into(),
+        }),
+    );
+    snap("banner", &app);
+}
+
+#[test]
+fn a_refused_transfer_quotes_the_switchboard() {
+    let mut app = busy_app();
+    key(&mut app, KeyCode::Char(':'));
+    keys(&mut app, "transfer alice");
+    key(&mut app, KeyCode::Enter);
+    ev(
+        &mut app,
+        Event::Error {
+            code: ErrorCode::InvalidArgument,
+            message: "you cannot transfer a call to yourself".into(),
+            call_id: Some("c-bob".into()),
+        },
+    );
+    ev(
+        &mut app,
+        Event::TransferStateChanged {
+            call_id: "c-bob".into(),
+            transfer_id: "x1".into(),
+            state: TransferState::Failed,
+            error: Some(CallEndReason::TRANSFER_REFUSED),
+        },
+    );
+    let term = draw(&app, 120, 40);
+    insta::assert_snapshot!("transfer_refused_120x40", term.backend());
 }

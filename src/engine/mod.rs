@@ -78,6 +78,8 @@ enum Request {
     ReportLevels(bool),
     ActiveCallDetails(oneshot::Sender<Option<crate::protocol::ActiveCallDetails>>),
     TestTone(oneshot::Sender<Result<(), EngineError>>),
+    /// Encoded 20 ms frames to play on the speaker (a voicemail message); empty stops.
+    Play(Vec<bytes::Bytes>, oneshot::Sender<Result<(), EngineError>>),
     Voicemails(ListReply),
     FetchVoicemail(String, FetchReply),
     Shutdown(oneshot::Sender<()>),
@@ -153,6 +155,17 @@ impl EngineHandle {
     /// call's audio.
     pub async fn play_test_tone(&self) -> Result<(), EngineError> {
         self.device_request(Request::TestTone).await
+    }
+
+    /// Plays 48 kHz mono PCM (a voicemail message) on the speaker, through the same decoder and
+    /// device as a call's audio and mixed with it; replaces whatever this plays (the test tone
+    /// too). An empty `pcm` stops. The encoding runs off the engine loop.
+    pub async fn play_pcm(&self, pcm: Vec<f32>) -> Result<(), EngineError> {
+        let frames = tokio::task::spawn_blocking(move || encode_frames(&pcm))
+            .await
+            .map_err(|e| EngineError::Device(format!("encoding panicked: {e}")))?
+            .map_err(EngineError::Device)?;
+        self.device_request(|tx| Request::Play(frames, tx)).await
     }
 
     /// This user's voicemail messages, newest first (asks the switchboard).
@@ -247,6 +260,7 @@ pub fn start(
         levels: false,
         playout: true,
         tone: None,
+        tone_pos: 0,
     };
     tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames));
     Ok((EngineHandle { tx: req_tx }, ev_rx))
@@ -270,8 +284,10 @@ struct Driver {
     levels: bool,
     /// Playout as the core last asked for it (the test tone opens it for a moment).
     playout: bool,
-    /// The test tone's encoded frames while it plays.
+    /// The test tone's (or a played message's) encoded frames while they play.
     tone: Option<Vec<bytes::Bytes>>,
+    /// The next frame of `tone` to play.
+    tone_pos: u32,
 }
 
 /// The source id the test tone uses in the mixer; calls use 0.
@@ -293,7 +309,6 @@ impl Driver {
         let mut level_tick = tokio::time::interval(Duration::from_millis(66));
         level_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut tone_tick = tokio::time::interval(Duration::from_millis(20));
-        let mut tone_frame = 0u32;
         loop {
             let ev = tokio::select! {
                 Some(r) = req_rx.recv() => Event::Request(r),
@@ -305,14 +320,11 @@ impl Driver {
                 _ = speaking_poll.tick() => Event::SpeakingPoll,
                 _ = level_tick.tick(), if self.levels => Event::LevelTick,
                 _ = tone_tick.tick(), if self.tone.is_some() => {
-                    tone_frame += 1;
-                    Event::ToneFrame(tone_frame - 1)
+                    self.tone_pos += 1;
+                    Event::ToneFrame(self.tone_pos - 1)
                 }
                 else => return,
             };
-            if self.tone.is_none() {
-                tone_frame = 0;
-            }
             match ev {
                 Event::Request(Request::Shutdown(done)) => {
                     self.shutdown().await;
@@ -433,10 +445,29 @@ impl Driver {
                         Ok(frames) => {
                             a.set_playout(true);
                             self.tone = Some(frames);
+                            self.tone_pos = 0;
                             Ok(())
                         }
                         Err(e) => Err(EngineError::Device(e)),
                     },
+                };
+                let _ = reply.send(r);
+            }
+            Request::Play(frames, reply) => {
+                let r = match &self.audio {
+                    None => Err(EngineError::Stopped),
+                    Some(a) if frames.is_empty() => {
+                        if self.tone.take().is_some() {
+                            a.set_playout(self.playout);
+                        }
+                        Ok(())
+                    }
+                    Some(a) => {
+                        a.set_playout(true);
+                        self.tone = Some(frames);
+                        self.tone_pos = 0;
+                        Ok(())
+                    }
                 };
                 let _ = reply.send(r);
             }
@@ -607,6 +638,18 @@ impl Driver {
             a.shutdown();
         }
     }
+}
+
+/// 48 kHz mono PCM in 20 ms Opus frames, encoded like a call's audio (the last one padded).
+fn encode_frames(pcm: &[f32]) -> Result<Vec<bytes::Bytes>, String> {
+    let mut enc = crate::media::audio::codec::OpusEncoder::new().map_err(|e| e.to_string())?;
+    pcm.chunks(960)
+        .map(|chunk| {
+            let mut frame = [0f32; 960];
+            frame[..chunk.len()].copy_from_slice(chunk);
+            enc.encode(&frame).map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// One second of 440 Hz, encoded like a call's audio.

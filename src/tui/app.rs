@@ -19,9 +19,12 @@ use crate::core::{
     DisconnectReason, ECHO_NAME, Event as CoreEvent, Now, RejectReason,
 };
 use crate::devices::{DeviceInfo, DeviceKind, DeviceList, DeviceSpec};
-use crate::protocol::{Identity, Participant};
+use crate::protocol::{
+    ActiveCallDetails, Forwarding, Identity, Participant, TransferKind, TransferState,
+    TransferTarget, VoicemailInfo,
+};
 
-use super::cmdline::{self, LineCmd};
+use super::cmdline::{self, LineCmd, LineTarget, LineTransfer};
 use super::history::{History, HistoryEntry};
 use super::input::{Edit, TextField};
 use super::keymap::{Cmd, Context, Keymap};
@@ -50,8 +53,13 @@ pub enum Action {
     SaveDevices(SelectedDevices),
     /// The call history changed: write [`App::history`] to disk.
     SaveHistory,
-    /// Ring the terminal bell (an incoming call).
+    /// Ring the terminal bell (an incoming call, a transfer request).
     Bell,
+    /// Fetch a voicemail message and play it on the speaker; report with
+    /// [`Update::VoicemailPlaying`].
+    PlayVoicemail { message_id: String },
+    /// Stop playing a message.
+    StopVoicemail,
     /// Hang up everything and leave.
     Quit,
 }
@@ -87,6 +95,11 @@ pub enum Update {
     MicLevel(f32),
     /// Something the driver wants shown on the notifications line.
     Notice(Level, String),
+    /// A message started playing (for this long), or could not be played.
+    VoicemailPlaying {
+        message_id: String,
+        result: Result<u64, String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -177,6 +190,30 @@ pub struct CallRow {
     /// What was dialled, for outgoing calls.
     pub target: Option<String>,
     pub ended: Option<Ended>,
+    /// How the call reached us when it did not come straight from the caller.
+    pub via: Option<Via>,
+    /// Our own transfer of this call, while it runs and after it failed.
+    pub transfer: Option<TransferStatus>,
+}
+
+/// How a call reached us, when it did not come straight from the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    TransferredBy(String),
+    ForwardedFrom(String),
+}
+
+/// Our own transfer of a call, as its row shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferStatus {
+    /// Known once the engine took the command.
+    pub transfer_id: Option<String>,
+    /// Where to, as people read it: "carol", "carol's voicemail".
+    pub target: String,
+    pub state: TransferState,
+    pub error: Option<CallEndReason>,
+    /// The switchboard's own words when it refused the transfer (its `error` event).
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -201,7 +238,18 @@ impl CallRow {
             connected_unix_ms: None,
             target: None,
             ended: None,
+            via: None,
+            transfer: None,
         }
+    }
+
+    /// A live call that can be transferred, or be the target of a consultative transfer.
+    pub fn is_transferable(&self) -> bool {
+        self.is_live()
+            && matches!(
+                self.state,
+                CallState::Connected | CallState::LocalHold | CallState::RemoteHold
+            )
     }
 
     /// Who the call is with, for people.
@@ -281,11 +329,14 @@ pub enum Layer {
     Help,
     CommandLine,
     Dialer,
-    /// Typing a transfer target (filled in by the call-transfer issue).
+    /// Deleting a voicemail message: yes or no.
+    ConfirmDelete,
+    /// Choosing where to transfer a call.
     Transfer,
     Incoming(String),
-    /// Someone asks us to move this call elsewhere (filled in by the call-transfer issue).
-    TransferRequest,
+    /// Someone asks us to move this call elsewhere.
+    TransferRequest(String),
+    Voicemail,
     Devices,
     Main,
 }
@@ -321,19 +372,128 @@ pub struct Dialer {
     pub selected: Option<usize>,
 }
 
-/// Banners above the panels. Only the placeholder exists for now.
+/// Banners above the panels.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Banner {
-    /// A call of this user is live on another of their devices (filled in by a later issue).
-    ActiveOnAnotherDevice { device: String, label: String },
+    /// A call of this user is live on another of their devices: take it over or join it.
+    ActiveOnAnotherDevice(ActiveCallDetails),
 }
 
-/// A request to transfer a call (filled in by the call-transfer issue).
+impl Banner {
+    /// Who the call elsewhere is with.
+    pub fn label(&self) -> String {
+        match self {
+            Banner::ActiveOnAnotherDevice(d) if d.remote_participants.is_empty() => {
+                s::UNKNOWN_PEER.to_string()
+            }
+            Banner::ActiveOnAnotherDevice(d) => d
+                .remote_participants
+                .iter()
+                .map(|p| p.display_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Where the transfer prompt is: choosing the way, then a name or a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferStep {
+    Choose,
+    Participant,
+    Call,
+    Voicemail,
+}
+
+impl TransferStep {
+    /// The ways, in the order the prompt lists them.
+    pub const CHOICES: [TransferStep; 3] = [
+        TransferStep::Participant,
+        TransferStep::Call,
+        TransferStep::Voicemail,
+    ];
+}
+
+/// The transfer prompt on one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferPrompt {
+    pub call_id: String,
+    /// Who is being transferred, for the title.
+    pub label: String,
+    pub step: TransferStep,
+    /// The highlighted way while choosing.
+    pub choice: usize,
+    /// The name, for a participant or a voicemail.
+    pub field: TextField,
+    /// The highlighted suggestion, if the user moved to one.
+    pub selected: Option<usize>,
+    /// The highlighted call, when transferring to another call.
+    pub call_cursor: usize,
+    /// `disableForwardingAndUnanswered`: end the attempt rather than follow the target's
+    /// forwarding.
+    pub disable_forwarding: bool,
+}
+
+impl TransferPrompt {
+    fn new(call_id: &str, label: String) -> TransferPrompt {
+        TransferPrompt {
+            call_id: call_id.to_string(),
+            label,
+            step: TransferStep::Choose,
+            choice: 0,
+            field: TextField::default(),
+            selected: None,
+            call_cursor: 0,
+            disable_forwarding: false,
+        }
+    }
+}
+
+/// Someone asks us (the transferee) to move a call elsewhere.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransferRequest {
     pub call_id: String,
+    pub transfer_id: String,
+    /// Who asks (the transferor).
     pub from: String,
+    pub kind: TransferKind,
+    /// The target's name (for a call: the person in it).
     pub target: String,
+    pub target_raw: String,
+    /// Put away with Esc; Enter on the call shows it again.
+    pub hidden: bool,
+    /// Accepted, waiting for the target to answer (kept to name the new call).
+    pub accepted: bool,
+}
+
+/// The voicemail panel: this user's messages, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VoicemailPanel {
+    pub open: bool,
+    /// None until the switchboard's list arrives.
+    pub messages: Option<Vec<VoicemailInfo>>,
+    pub cursor: usize,
+    /// The message whose deletion waits for a yes.
+    pub confirm_delete: Option<String>,
+    /// The message asked to play, until it starts or fails.
+    pub loading: Option<String>,
+    pub playing: Option<Playing>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Playing {
+    pub message_id: String,
+    pub until: Instant,
+}
+
+impl VoicemailPanel {
+    pub fn selected(&self) -> Option<&VoicemailInfo> {
+        self.messages.as_ref()?.get(self.cursor)
+    }
+
+    fn message(&self, id: &str) -> Option<&VoicemailInfo> {
+        self.messages.as_ref()?.iter().find(|m| m.message_id == id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -406,6 +566,9 @@ pub struct AppOptions {
     pub history: History,
     pub keymap: Keymap,
     pub theme: Theme,
+    /// The engine accepts transfer requests by itself (config `auto_accept_transfers`): show a
+    /// notice instead of the prompt.
+    pub auto_accept_transfers: bool,
 }
 
 pub struct App {
@@ -426,9 +589,20 @@ pub struct App {
     pub contacts: Vec<String>,
     pub dialer: Option<Dialer>,
     pub cmdline: Option<Prompt>,
-    /// The transfer-target prompt (the call-transfer issue opens it).
-    pub transfer: Option<Prompt>,
-    pub transfer_request: Option<TransferRequest>,
+    /// The transfer prompt on the focused call.
+    pub transfer: Option<TransferPrompt>,
+    /// Transfer requests not answered yet (and accepted ones until the new call comes).
+    pub transfer_requests: Vec<TransferRequest>,
+    pub auto_accept_transfers: bool,
+    pub voicemail: VoicemailPanel,
+    /// (new, total) voicemail messages; None until the switchboard says.
+    pub message_waiting: Option<(u32, u32)>,
+    /// This user's call forwarding; None until the switchboard says.
+    pub forwarding: Option<Forwarding>,
+    /// We asked to change forwarding: show the answer.
+    forwarding_asked: bool,
+    /// The switchboard's last `error` about a call, to explain a refused transfer.
+    last_error: Option<(String, String)>,
     pub banner: Option<Banner>,
     pub help: Option<u16>,
     pub confirm_quit: bool,
@@ -463,7 +637,13 @@ impl App {
             dialer: None,
             cmdline: None,
             transfer: None,
-            transfer_request: None,
+            transfer_requests: Vec::new(),
+            auto_accept_transfers: opts.auto_accept_transfers,
+            voicemail: VoicemailPanel::default(),
+            message_waiting: None,
+            forwarding: None,
+            forwarding_asked: false,
+            last_error: None,
             banner: None,
             help: None,
             confirm_quit: false,
@@ -511,11 +691,88 @@ impl App {
         })
     }
 
+    /// The banner to show: a call elsewhere that is not (also) here.
+    pub fn shown_banner(&self) -> Option<&Banner> {
+        self.banner.as_ref().filter(|b| match b {
+            Banner::ActiveOnAnotherDevice(d) => !self.live_calls().any(|c| c.call_id == d.call_id),
+        })
+    }
+
+    /// The transfer request whose prompt is showing, if any: the oldest one not put away.
+    pub fn transfer_request_prompt(&self) -> Option<&TransferRequest> {
+        self.transfer_requests.iter().find(|r| {
+            !r.hidden
+                && !r.accepted
+                && self
+                    .calls
+                    .iter()
+                    .any(|c| c.call_id == r.call_id && c.is_live())
+        })
+    }
+
+    /// The unanswered transfer request on a call.
+    pub fn transfer_request_on(&self, call_id: &str) -> Option<&TransferRequest> {
+        self.transfer_requests
+            .iter()
+            .find(|r| r.call_id == call_id && !r.accepted)
+    }
+
+    /// The calls a call can be transferred to (consultative): my other connected or held calls.
+    pub fn transfer_call_targets(&self, call_id: &str) -> Vec<&CallRow> {
+        self.calls
+            .iter()
+            .filter(|c| c.call_id != call_id && c.is_transferable())
+            .collect()
+    }
+
+    /// Names the transfer prompt offers: people (not the echo service); for a participant not
+    /// ourselves nor the person being transferred, for a voicemail anyone, ourselves last.
+    pub fn transfer_names(&self) -> Vec<String> {
+        let Some(p) = &self.transfer else {
+            return Vec::new();
+        };
+        let moved: Vec<String> = self
+            .calls
+            .iter()
+            .find(|c| c.call_id == p.call_id)
+            .map(|c| c.remote.iter().map(|r| dialable(&r.identity)).collect())
+            .unwrap_or_default();
+        let mut names: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| n != ECHO_NAME && *n != self.user)
+            .collect();
+        if p.step == TransferStep::Voicemail {
+            names.push(self.user.clone());
+        } else {
+            names.retain(|n| !moved.contains(n));
+        }
+        names
+    }
+
+    /// What the transfer prompt's field completes to.
+    pub fn transfer_suggestions(&self) -> Vec<String> {
+        match &self.transfer {
+            Some(p) if !p.field.is_empty() => {
+                matching_names(&self.transfer_names(), &p.field.text())
+            }
+            Some(_) => self
+                .transfer_names()
+                .into_iter()
+                .take(MAX_SUGGESTIONS)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Layers that take keys, top first; the first is what the screen shows on top.
     pub fn layers(&self) -> Vec<Layer> {
         let mut v = Vec::new();
         if self.confirm_quit {
             v.push(Layer::Confirm);
+        }
+        if self.voicemail.confirm_delete.is_some() {
+            v.push(Layer::ConfirmDelete);
         }
         if self.help.is_some() {
             v.push(Layer::Help);
@@ -532,8 +789,11 @@ impl App {
         if let Some(c) = self.incoming_prompt() {
             v.push(Layer::Incoming(c.call_id.clone()));
         }
-        if self.transfer_request.is_some() {
-            v.push(Layer::TransferRequest);
+        if let Some(r) = self.transfer_request_prompt() {
+            v.push(Layer::TransferRequest(r.call_id.clone()));
+        }
+        if self.voicemail.open {
+            v.push(Layer::Voicemail);
         }
         if self.devman.open {
             v.push(Layer::Devices);
@@ -594,6 +854,7 @@ impl App {
         if self.cmdline.take().is_some()
             || self.dialer.take().is_some()
             || self.transfer.take().is_some()
+            || self.voicemail.confirm_delete.take().is_some()
         {
             return;
         }
@@ -634,15 +895,16 @@ impl App {
                 self.dialer_key(key, out);
                 EventState::Consumed
             }
-            Layer::Transfer => {
-                if key.code == KeyCode::Esc {
-                    self.transfer = None;
-                } else if key.code == KeyCode::Enter {
-                    self.transfer = None;
-                    self.notify(Level::Warn, s::TRANSFER_LATER.to_string());
-                } else if let Some(t) = &mut self.transfer {
-                    t.field.edit(key);
+            Layer::ConfirmDelete => {
+                match self.keymap.lookup(Context::Confirm, key) {
+                    Some(Cmd::Confirm) => self.delete_confirmed(out),
+                    Some(Cmd::Back) => self.voicemail.confirm_delete = None,
+                    _ => {}
                 }
+                EventState::Consumed
+            }
+            Layer::Transfer => {
+                self.transfer_key(key, out);
                 EventState::Consumed
             }
             Layer::Incoming(call_id) => {
@@ -658,18 +920,23 @@ impl App {
                 }
                 EventState::Consumed
             }
-            Layer::TransferRequest => match self.keymap.lookup(Context::Incoming, key) {
-                Some(Cmd::Accept | Cmd::Reject | Cmd::RejectBusy) => {
-                    self.transfer_request = None;
-                    self.notify(Level::Warn, s::TRANSFER_LATER.to_string());
-                    EventState::Consumed
+            Layer::TransferRequest(call_id) => {
+                let call_id = call_id.clone();
+                match self.keymap.lookup(Context::TransferRequest, key) {
+                    Some(Cmd::Accept) => self.answer_transfer(&call_id, true, out),
+                    Some(Cmd::Reject) => self.answer_transfer(&call_id, false, out),
+                    Some(Cmd::Back) => {
+                        for r in &mut self.transfer_requests {
+                            if r.call_id == call_id {
+                                r.hidden = true;
+                            }
+                        }
+                    }
+                    _ => return EventState::NotConsumed,
                 }
-                Some(Cmd::Back) => {
-                    self.transfer_request = None;
-                    EventState::Consumed
-                }
-                _ => EventState::NotConsumed,
-            },
+                EventState::Consumed
+            }
+            Layer::Voicemail => self.voicemail_key(key, out),
             Layer::Devices => self.devices_key(key, out),
             Layer::Main => {
                 self.main_key(key, out);
@@ -732,14 +999,37 @@ impl App {
                     {
                         let id = c.call_id.clone();
                         self.hidden_incoming.remove(&id);
+                    } else if let Some(c) = self.live_focus() {
+                        let id = c.call_id.clone();
+                        for r in &mut self.transfer_requests {
+                            if r.call_id == id {
+                                r.hidden = false;
+                            }
+                        }
                     }
                 }
             },
+            Cmd::Transfer => self.open_transfer(),
+            Cmd::Voicemail => self.open_voicemail(out),
+            Cmd::TakeOver | Cmd::JoinCall => self.take_over(cmd == Cmd::TakeOver, out),
             Cmd::Devices => self.open_devices(out),
             Cmd::EchoTest => self.dial(vec![ECHO_NAME.to_string()], out),
             Cmd::Dismiss => self.dismiss(),
             Cmd::Back => self.notice = None,
-            Cmd::NextColumn | Cmd::PrevColumn | Cmd::TestTone | Cmd::Refresh | Cmd::Confirm => {}
+            Cmd::NextColumn
+            | Cmd::PrevColumn
+            | Cmd::TestTone
+            | Cmd::Refresh
+            | Cmd::Confirm
+            | Cmd::ToParticipant
+            | Cmd::ToCall
+            | Cmd::ToVoicemail
+            | Cmd::NoForwarding
+            | Cmd::Play
+            | Cmd::Stop
+            | Cmd::Delete
+            | Cmd::ToggleNew
+            | Cmd::Forwarding => {}
         }
     }
 
@@ -889,6 +1179,20 @@ impl App {
                 }
             }
             LineCmd::Dismiss => self.dismiss(),
+            LineCmd::Transfer(None) => self.open_transfer(),
+            LineCmd::Transfer(Some(t)) => self.transfer_line(t, out),
+            LineCmd::Voicemail => self.open_voicemail(out),
+            LineCmd::Forward(None) => {
+                let text = self
+                    .forwarding
+                    .as_ref()
+                    .map_or_else(|| s::FORWARDING_UNKNOWN.to_string(), s::forwarding_text);
+                self.notify(Level::Info, text);
+            }
+            LineCmd::Forward(Some(f)) => {
+                self.forwarding_asked = true;
+                out.push(Action::Engine(Command::SetForwarding(f)));
+            }
             LineCmd::Help => self.help = Some(0),
             LineCmd::Quit { force } => self.quit(force, out),
         }
@@ -1021,6 +1325,15 @@ impl App {
     fn dismiss(&mut self) {
         self.notice = None;
         self.remove_calls(|c| !c.is_live());
+        // Finished transfers stop showing on their calls.
+        for c in &mut self.calls {
+            if c.transfer
+                .as_ref()
+                .is_some_and(|t| t.state != TransferState::Transferring)
+            {
+                c.transfer = None;
+            }
+        }
     }
 
     fn remove_calls(&mut self, gone: impl Fn(&CallRow) -> bool) {
@@ -1032,6 +1345,7 @@ impl App {
     }
 
     fn open_devices(&mut self, out: &mut Vec<Action>) {
+        self.voicemail.open = false;
         self.devman.open = true;
         self.devman.placed = false;
         self.refresh_devices(out);
@@ -1080,6 +1394,388 @@ impl App {
         out.push(Action::SetDevice { slot, spec });
     }
 
+    // ---- transfer ------------------------------------------------------------------------------
+
+    /// Opens the transfer prompt on the focused call.
+    fn open_transfer(&mut self) {
+        let Some(c) = self.live_focus() else {
+            return self.notify(Level::Warn, s::NO_CALL.into());
+        };
+        if !c.is_transferable() {
+            return self.notify(Level::Warn, s::NO_TRANSFERABLE_CALL.into());
+        }
+        if c.transfer
+            .as_ref()
+            .is_some_and(|t| t.state == TransferState::Transferring)
+        {
+            return self.notify(Level::Warn, s::TRANSFER_UNDER_WAY.into());
+        }
+        self.transfer = Some(TransferPrompt::new(&c.call_id, c.label()));
+    }
+
+    fn transfer_key(&mut self, key: &KeyEvent, out: &mut Vec<Action>) {
+        let cmd = self.keymap.lookup(Context::Transfer, key);
+        let Some(p) = &mut self.transfer else { return };
+        if cmd == Some(Cmd::NoForwarding)
+            && (p.step == TransferStep::Choose
+                || p.step == TransferStep::Call
+                || key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT))
+        {
+            p.disable_forwarding = !p.disable_forwarding;
+            return;
+        }
+        match p.step {
+            TransferStep::Choose => match cmd {
+                Some(Cmd::ToParticipant) => self.transfer_step(TransferStep::Participant),
+                Some(Cmd::ToCall) => self.transfer_step(TransferStep::Call),
+                Some(Cmd::ToVoicemail) => self.transfer_step(TransferStep::Voicemail),
+                Some(Cmd::Up) => p.choice = (p.choice + 2) % 3,
+                Some(Cmd::Down) => p.choice = (p.choice + 1) % 3,
+                Some(Cmd::Select) => {
+                    let step = TransferStep::CHOICES[p.choice];
+                    self.transfer_step(step);
+                }
+                Some(Cmd::Back) => self.transfer = None,
+                _ => {}
+            },
+            TransferStep::Call => {
+                let call_id = p.call_id.clone();
+                let n = self.transfer_call_targets(&call_id).len();
+                let Some(p) = &mut self.transfer else { return };
+                match cmd {
+                    Some(Cmd::Up) if n > 0 => p.call_cursor = (p.call_cursor + n - 1) % n,
+                    Some(Cmd::Down) if n > 0 => p.call_cursor = (p.call_cursor + 1) % n,
+                    Some(Cmd::Select) => {
+                        let cursor = p.call_cursor;
+                        let disable = p.disable_forwarding;
+                        let target = self
+                            .transfer_call_targets(&call_id)
+                            .get(cursor)
+                            .map(|c| (c.call_id.clone(), c.label()));
+                        match target {
+                            Some((id, label)) => self.start_transfer(
+                                &call_id,
+                                TransferTarget::CallId(id),
+                                label,
+                                disable,
+                                out,
+                            ),
+                            None => self.notify(Level::Warn, s::NO_OTHER_CALL.into()),
+                        }
+                    }
+                    Some(Cmd::Back) => p.step = TransferStep::Choose,
+                    _ => {}
+                }
+            }
+            TransferStep::Participant | TransferStep::Voicemail => {
+                let suggestions = self.transfer_suggestions();
+                let n = suggestions.len();
+                let Some(p) = &mut self.transfer else { return };
+                match key.code {
+                    KeyCode::Esc => {
+                        p.step = TransferStep::Choose;
+                        p.field = TextField::default();
+                        p.selected = None;
+                    }
+                    KeyCode::Enter => {
+                        let typed = p.field.text().trim().to_string();
+                        let chosen = p
+                            .selected
+                            .and_then(|i| suggestions.get(i).cloned())
+                            .unwrap_or(typed);
+                        let (call_id, step, disable) =
+                            (p.call_id.clone(), p.step, p.disable_forwarding);
+                        if chosen.is_empty() {
+                            return self.notify(Level::Warn, s::TRANSFER_EMPTY.into());
+                        }
+                        if let Callee::Invalid(why) = Callee::parse(&chosen) {
+                            return self.notify(Level::Error, why);
+                        }
+                        let (target, label) = if step == TransferStep::Voicemail {
+                            (
+                                TransferTarget::Voicemail(chosen.clone()),
+                                s::voicemail_of(&chosen),
+                            )
+                        } else {
+                            (TransferTarget::Participant(chosen.clone()), chosen)
+                        };
+                        self.start_transfer(&call_id, target, label, disable, out);
+                    }
+                    KeyCode::Tab | KeyCode::Down if n > 0 => {
+                        p.selected = Some(p.selected.map(|i| (i + 1) % n).unwrap_or(0))
+                    }
+                    KeyCode::BackTab | KeyCode::Up if n > 0 => {
+                        p.selected = Some(p.selected.map(|i| (i + n - 1) % n).unwrap_or(n - 1))
+                    }
+                    _ => {
+                        if p.field.edit(key) == Edit::Changed {
+                            p.selected = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn transfer_step(&mut self, step: TransferStep) {
+        let Some(p) = &self.transfer else { return };
+        if step == TransferStep::Call && self.transfer_call_targets(&p.call_id).is_empty() {
+            return self.notify(Level::Warn, s::NO_OTHER_CALL.into());
+        }
+        let Some(p) = &mut self.transfer else { return };
+        p.step = step;
+        if let Some(i) = TransferStep::CHOICES.iter().position(|c| *c == step) {
+            p.choice = i;
+        }
+        p.call_cursor = 0;
+        p.selected = None;
+    }
+
+    /// `:transfer carol`, `:transfer voicemail carol`, `:transfer call 2`: the focused call.
+    fn transfer_line(&mut self, t: LineTransfer, out: &mut Vec<Action>) {
+        let Some(c) = self.live_focus() else {
+            return self.notify(Level::Warn, s::NO_CALL.into());
+        };
+        if !c.is_transferable() {
+            return self.notify(Level::Warn, s::NO_TRANSFERABLE_CALL.into());
+        }
+        let call_id = c.call_id.clone();
+        let (target, label) = match t.to {
+            LineTarget::Participant(who) => (TransferTarget::Participant(who.clone()), who),
+            LineTarget::Voicemail(who) => {
+                let label = s::voicemail_of(&who);
+                (TransferTarget::Voicemail(who), label)
+            }
+            LineTarget::Call(n) => match self.calls.get(n - 1) {
+                Some(other) if other.call_id != call_id && other.is_transferable() => {
+                    (TransferTarget::CallId(other.call_id.clone()), other.label())
+                }
+                Some(_) => return self.notify(Level::Warn, s::NO_OTHER_CALL.into()),
+                None => return self.notify(Level::Warn, s::no_such_call(n)),
+            },
+        };
+        self.start_transfer(&call_id, target, label, t.disable_forwarding, out);
+    }
+
+    fn start_transfer(
+        &mut self,
+        call_id: &str,
+        target: TransferTarget,
+        label: String,
+        disable_forwarding: bool,
+        out: &mut Vec<Action>,
+    ) {
+        self.transfer = None;
+        let Some(row) = self.calls.iter_mut().find(|c| c.call_id == call_id) else {
+            return;
+        };
+        if !row.is_transferable() {
+            return self.notify(Level::Warn, s::NO_TRANSFERABLE_CALL.into());
+        }
+        if row
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.state == TransferState::Transferring)
+        {
+            return self.notify(Level::Warn, s::TRANSFER_UNDER_WAY.into());
+        }
+        row.transfer = Some(TransferStatus {
+            transfer_id: None,
+            target: label,
+            state: TransferState::Transferring,
+            error: None,
+            detail: None,
+        });
+        out.push(Action::Engine(Command::Transfer {
+            call_id: call_id.to_string(),
+            target,
+            disable_forwarding,
+        }));
+    }
+
+    /// The transferee's answer to a transfer request.
+    fn answer_transfer(&mut self, call_id: &str, accept: bool, out: &mut Vec<Action>) {
+        let Some(i) = self
+            .transfer_requests
+            .iter()
+            .position(|r| r.call_id == call_id && !r.accepted)
+        else {
+            return;
+        };
+        let call_id = call_id.to_string();
+        if accept {
+            let r = &mut self.transfer_requests[i];
+            r.accepted = true;
+            let text = s::transfer_accepted(&r.target);
+            out.push(Action::Engine(Command::AcceptTransfer { call_id }));
+            self.notify(Level::Info, text);
+        } else {
+            let r = self.transfer_requests.remove(i);
+            out.push(Action::Engine(Command::RejectTransfer { call_id }));
+            self.notify(Level::Info, s::transfer_rejected(&r.from));
+        }
+    }
+
+    /// T / J on the "active on another device" banner: move the call here, or join it as a
+    /// companion (both devices stay in).
+    fn take_over(&mut self, is_transfer: bool, out: &mut Vec<Action>) {
+        let Some(b) = self.shown_banner().cloned() else {
+            return self.notify(Level::Warn, s::NO_CALL_ELSEWHERE.into());
+        };
+        let Banner::ActiveOnAnotherDevice(details) = b.clone();
+        // Only one call has the microphone.
+        self.hold_others(None, out);
+        out.push(Action::Engine(Command::ActiveCallTransfer {
+            details: Some(details.clone()),
+            is_transfer,
+        }));
+        self.notify(
+            Level::Info,
+            s::taking_over(&b.label(), &details.device_name, is_transfer),
+        );
+    }
+
+    // ---- voicemail -----------------------------------------------------------------------------
+
+    fn open_voicemail(&mut self, out: &mut Vec<Action>) {
+        self.devman.open = false;
+        self.voicemail.open = true;
+        out.push(Action::Engine(Command::ListVoicemail));
+    }
+
+    fn voicemail_key(&mut self, key: &KeyEvent, out: &mut Vec<Action>) -> EventState {
+        let Some(cmd) = self.keymap.lookup(Context::Voicemail, key) else {
+            return EventState::NotConsumed;
+        };
+        let len = self.voicemail.messages.as_ref().map_or(0, Vec::len);
+        let vm = &mut self.voicemail;
+        match cmd {
+            Cmd::Up => vm.cursor = vm.cursor.saturating_sub(1),
+            Cmd::Down => vm.cursor = (vm.cursor + 1).min(len.saturating_sub(1)),
+            Cmd::Play => match vm.selected() {
+                Some(m) => {
+                    let message_id = m.message_id.clone();
+                    vm.loading = Some(message_id.clone());
+                    out.push(Action::PlayVoicemail { message_id });
+                }
+                None => self.notify(Level::Warn, s::NO_MESSAGE.into()),
+            },
+            Cmd::Stop => {
+                if vm.playing.take().is_some() || vm.loading.take().is_some() {
+                    out.push(Action::StopVoicemail);
+                    self.notify(Level::Info, s::PLAYBACK_STOPPED.into());
+                }
+            }
+            Cmd::ToggleNew => match vm.messages.as_mut().and_then(|l| l.get_mut(vm.cursor)) {
+                Some(m) => {
+                    m.is_new = !m.is_new;
+                    out.push(Action::Engine(Command::MarkVoicemail {
+                        message_id: m.message_id.clone(),
+                        is_new: m.is_new,
+                    }));
+                }
+                None => self.notify(Level::Warn, s::NO_MESSAGE.into()),
+            },
+            Cmd::Delete => match vm.selected() {
+                Some(m) => vm.confirm_delete = Some(m.message_id.clone()),
+                None => self.notify(Level::Warn, s::NO_MESSAGE.into()),
+            },
+            Cmd::Forwarding => self.cmdline = Some(Prompt::with_text("forward ")),
+            Cmd::Refresh => out.push(Action::Engine(Command::ListVoicemail)),
+            Cmd::Back => vm.open = false,
+            Cmd::Help => self.help = Some(0),
+            _ => return EventState::NotConsumed,
+        }
+        EventState::Consumed
+    }
+
+    fn delete_confirmed(&mut self, out: &mut Vec<Action>) {
+        let vm = &mut self.voicemail;
+        let Some(id) = vm.confirm_delete.take() else {
+            return;
+        };
+        if vm.playing.as_ref().is_some_and(|p| p.message_id == id) {
+            vm.playing = None;
+            out.push(Action::StopVoicemail);
+        }
+        // Gone from the list at once; the switchboard's new list follows.
+        if let Some(list) = &mut vm.messages {
+            list.retain(|m| m.message_id != id);
+            vm.cursor = vm.cursor.min(list.len().saturating_sub(1));
+        }
+        out.push(Action::Engine(Command::DeleteVoicemail { message_id: id }));
+    }
+
+    fn voicemails_listed(&mut self, list: Vec<VoicemailInfo>) {
+        let vm = &mut self.voicemail;
+        // Keep the cursor on the same message when the list changes under it.
+        let current = vm.selected().map(|m| m.message_id.clone());
+        vm.cursor = current
+            .and_then(|id| list.iter().position(|m| m.message_id == id))
+            .unwrap_or(vm.cursor)
+            .min(list.len().saturating_sub(1));
+        if vm
+            .confirm_delete
+            .as_ref()
+            .is_some_and(|id| !list.iter().any(|m| m.message_id == *id))
+        {
+            vm.confirm_delete = None;
+        }
+        vm.messages = Some(list);
+    }
+
+    fn voicemail_playing(
+        &mut self,
+        message_id: String,
+        result: Result<u64, String>,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.voicemail.loading.as_deref() == Some(message_id.as_str()) {
+            self.voicemail.loading = None;
+        } else if result.is_ok() {
+            // Stopped, or another message asked for, while this one was being fetched: it
+            // started anyway and replaced what played. Stop it, unless the other one is still
+            // coming (it replaces this one).
+            if self.voicemail.loading.is_none() {
+                self.voicemail.playing = None;
+                out.push(Action::StopVoicemail);
+            }
+            return out;
+        }
+        match result {
+            Ok(ms) => {
+                let (caller, is_new) = self
+                    .voicemail
+                    .message(&message_id)
+                    .map(|m| (m.caller.display_name.clone(), m.is_new))
+                    .unwrap_or_default();
+                self.voicemail.playing = Some(Playing {
+                    message_id: message_id.clone(),
+                    until: self.now.mono + Duration::from_millis(ms),
+                });
+                if is_new {
+                    if let Some(m) = self
+                        .voicemail
+                        .messages
+                        .as_mut()
+                        .and_then(|l| l.iter_mut().find(|m| m.message_id == message_id))
+                    {
+                        m.is_new = false;
+                    }
+                    out.push(Action::Engine(Command::MarkVoicemail {
+                        message_id,
+                        is_new: false,
+                    }));
+                }
+                self.notify(Level::Info, s::playing(&caller, ms));
+            }
+            Err(e) => self.notify(Level::Error, s::play_failed(&e)),
+        }
+        out
+    }
+
     // ---- engine and driver updates -----------------------------------------------------------
 
     pub fn handle_update(&mut self, u: Update, now: Now) -> Vec<Action> {
@@ -1123,6 +1819,9 @@ impl App {
                 self.mic_level = Some(level);
             }
             Update::Notice(level, text) => self.notify(level, text),
+            Update::VoicemailPlaying { message_id, result } => {
+                out = self.voicemail_playing(message_id, result)
+            }
         }
         self.dirty = true;
         out
@@ -1163,7 +1862,10 @@ impl App {
                 }
             },
             CoreEvent::IncomingCall {
-                call_id, caller, ..
+                call_id,
+                caller,
+                transferred_by,
+                forwarded_from,
             } => {
                 let row = self.row_mut(&call_id, Direction::Incoming);
                 if row.remote.is_empty() {
@@ -1175,7 +1877,13 @@ impl App {
                         device: None,
                     });
                 }
-                self.notify(Level::Info, s::incoming_from(&caller.display_name));
+                row.via = match (transferred_by, forwarded_from) {
+                    (Some(t), _) => Some(Via::TransferredBy(t.display_name)),
+                    (None, Some(f)) => Some(Via::ForwardedFrom(f.display_name)),
+                    (None, None) => None,
+                };
+                let text = s::incoming_from(&caller.display_name, row.via.as_ref());
+                self.notify(Level::Info, text);
                 out.push(Action::Bell);
             }
             CoreEvent::CallStateChanged { call_id, state } => {
@@ -1193,16 +1901,11 @@ impl App {
                 }
                 let was_incoming = row.state == CallState::Incoming;
                 row.state = state;
-                let label = row.label();
+                let text = s::incoming_from(&row.label(), row.via.as_ref());
                 if state != CallState::Incoming {
                     self.hidden_incoming.remove(&call_id);
                     // "Incoming call from bob" is stale once the call is answered.
-                    if was_incoming
-                        && self
-                            .notice
-                            .as_ref()
-                            .is_some_and(|n| n.text == s::incoming_from(&label))
-                    {
+                    if was_incoming && self.notice.as_ref().is_some_and(|n| n.text == text) {
                         self.notice = None;
                     }
                 }
@@ -1233,6 +1936,10 @@ impl App {
                 };
                 let text = s::call_ended(&row.label(), reason);
                 self.hidden_incoming.remove(&call_id);
+                self.transfer_requests.retain(|r| r.call_id != call_id);
+                if self.transfer.as_ref().is_some_and(|p| p.call_id == call_id) {
+                    self.transfer = None;
+                }
                 self.history.push(entry);
                 self.history_cursor = 0;
                 let level = if reason.code == 0 {
@@ -1248,6 +1955,15 @@ impl App {
                 added,
                 removed,
             } => {
+                if !self.calls.iter().any(|c| c.call_id == call_id) {
+                    // A call that starts connected (taken over from another device, or ours
+                    // after a transfer): its participants come before its state.
+                    let row = CallRow::new(&call_id, Direction::Outgoing, self.now);
+                    self.calls.push(row);
+                    if self.live_calls().count() == 1 {
+                        self.focus = self.calls.len() - 1;
+                    }
+                }
                 let Some(row) = self.calls.iter_mut().find(|c| c.call_id == call_id) else {
                     return;
                 };
@@ -1283,13 +1999,160 @@ impl App {
                     None => row.remote.push(participant),
                 }
             }
-            CoreEvent::Error { code, message, .. } => {
+            CoreEvent::Error {
+                code,
+                message,
+                call_id,
+            } => {
+                self.last_error = call_id.map(|id| (id, message.clone()));
                 self.notify(Level::Error, s::server_error(code, &message))
             }
-            // Events of capabilities the TUI does not show yet (transfer, other devices) land
-            // here until their panels exist; see the placeholders `transfer_request`, `banner`.
+            CoreEvent::TransferStateChanged {
+                call_id,
+                transfer_id,
+                state,
+                error,
+            } => self.transfer_state(call_id, transfer_id, state, error),
+            CoreEvent::TransferRequested {
+                call_id,
+                transfer_id,
+                transferor,
+                target,
+            } => {
+                let req = TransferRequest {
+                    call_id: call_id.clone(),
+                    transfer_id,
+                    from: transferor.display_name,
+                    kind: target.kind,
+                    target: target.identity.display_name,
+                    target_raw: target.identity.raw_id,
+                    hidden: false,
+                    // The engine answers by itself: nothing to ask.
+                    accepted: self.auto_accept_transfers,
+                };
+                let text = if self.auto_accept_transfers {
+                    s::transfer_auto_accepted(&req.from, req.kind, &req.target)
+                } else {
+                    out.push(Action::Bell);
+                    s::transfer_asked(&req.from, req.kind, &req.target)
+                };
+                self.transfer_requests.retain(|r| r.call_id != call_id);
+                self.transfer_requests.push(req);
+                self.notify(Level::Info, text);
+            }
+            CoreEvent::TransferAccepted {
+                call_id,
+                target_call_id,
+            } => self.moved_by_transfer(&call_id, &target_call_id),
+            CoreEvent::ForwardingChanged(f) => {
+                let changed = self.forwarding.as_ref().is_some_and(|old| *old != f);
+                if changed || std::mem::take(&mut self.forwarding_asked) {
+                    self.notify(Level::Info, s::forwarding_text(&f));
+                }
+                self.forwarding = Some(f);
+            }
+            CoreEvent::MessageWaiting {
+                new_count,
+                total_count,
+            } => {
+                let before = self.message_waiting.map_or(0, |(n, _)| n);
+                self.message_waiting = Some((new_count, total_count));
+                if new_count > before {
+                    self.notify(Level::Info, s::new_voicemail(new_count, total_count));
+                }
+                if self.voicemail.open {
+                    out.push(Action::Engine(Command::ListVoicemail));
+                }
+            }
+            CoreEvent::Voicemails(list) => self.voicemails_listed(list),
+            CoreEvent::ActiveCallsUpdated(details) => {
+                self.banner = Some(Banner::ActiveOnAnotherDevice(details))
+            }
+            CoreEvent::NoActiveCalls => self.banner = None,
+            // Message downloads are the driver's business (`Action::PlayVoicemail`).
+            CoreEvent::VoicemailData { .. } => {}
+            // Events of capabilities the TUI does not show yet land here until their panels
+            // exist.
             #[allow(unreachable_patterns)]
             other => tracing::debug!("not shown yet: {other:?}"),
+        }
+    }
+
+    /// Our own transfer of a call moved on (we are the transferor).
+    fn transfer_state(
+        &mut self,
+        call_id: String,
+        transfer_id: String,
+        state: TransferState,
+        error: Option<CallEndReason>,
+    ) {
+        let detail = match (&self.last_error, error) {
+            (Some((id, msg)), Some(e))
+                if *id == call_id && e == CallEndReason::TRANSFER_REFUSED =>
+            {
+                Some(msg.clone())
+            }
+            _ => None,
+        };
+        let Some(row) = self.calls.iter_mut().find(|c| c.call_id == call_id) else {
+            if state == TransferState::Failed {
+                let text =
+                    s::transfer_failed(s::UNKNOWN_PEER, s::UNKNOWN_PEER, error, detail.as_deref());
+                self.notify(Level::Warn, text);
+            }
+            return;
+        };
+        let label = row.label();
+        let status = row.transfer.get_or_insert_with(|| TransferStatus {
+            transfer_id: None,
+            target: s::UNKNOWN_PEER.to_string(),
+            state,
+            error: None,
+            detail: None,
+        });
+        status.transfer_id = Some(transfer_id);
+        status.state = state;
+        status.error = error;
+        status.detail = detail.clone();
+        let target = status.target.clone();
+        match state {
+            TransferState::None => row.transfer = None,
+            TransferState::Transferring => {}
+            TransferState::Transferred => {
+                self.notify(Level::Info, s::transferred(&label, &target));
+            }
+            TransferState::Failed => {
+                let text = s::transfer_failed(&label, &target, error, detail.as_deref());
+                self.notify(Level::Warn, text);
+            }
+        }
+    }
+
+    /// We (the transferee) go on in a new call: it starts connected, named after the target.
+    fn moved_by_transfer(&mut self, call_id: &str, target_call_id: &str) {
+        let req = self
+            .transfer_requests
+            .iter()
+            .position(|r| r.call_id == call_id)
+            .map(|i| self.transfer_requests.remove(i));
+        if !self.calls.iter().any(|c| c.call_id == target_call_id) {
+            let mut row = CallRow::new(target_call_id, Direction::Outgoing, self.now);
+            if let Some(r) = &req {
+                row.via = Some(Via::TransferredBy(r.from.clone()));
+            }
+            self.calls.push(row);
+        }
+        if self.focused_call().is_some_and(|c| c.call_id == call_id)
+            && let Some(i) = self.calls.iter().position(|c| c.call_id == target_call_id)
+        {
+            self.focus = i;
+        }
+        if let Some(r) = req {
+            let target = match r.kind {
+                TransferKind::Voicemail => s::voicemail_of(&r.target),
+                _ => r.target,
+            };
+            self.notify(Level::Info, s::transferred_to(&target, &r.from));
         }
     }
 
@@ -1329,7 +2192,47 @@ impl App {
             }
             (Command::Mute { call_id }, Ok(_)) => self.set_muted(&call_id, true),
             (Command::Unmute { call_id }, Ok(_)) => self.set_muted(&call_id, false),
+            (Command::ActiveCallTransfer { .. }, Ok(CommandOk::CallId(id))) => {
+                if let Some(i) = self.calls.iter().position(|c| c.call_id == id) {
+                    self.focus = i;
+                    self.pane = Pane::Calls;
+                }
+            }
+            (Command::Transfer { call_id, .. }, Ok(CommandOk::TransferId(id))) => {
+                if let Some(t) = self
+                    .calls
+                    .iter_mut()
+                    .find(|c| c.call_id == call_id)
+                    .and_then(|c| c.transfer.as_mut())
+                {
+                    t.transfer_id.get_or_insert(id);
+                }
+            }
             (_, Ok(_)) => {}
+            (cmd @ Command::Transfer { .. }, Err(e)) => {
+                if let Command::Transfer { call_id, .. } = &cmd
+                    && let Some(row) = self.calls.iter_mut().find(|c| c.call_id == *call_id)
+                {
+                    row.transfer = None;
+                }
+                self.notify(Level::Error, s::command_failed(&cmd, &e));
+            }
+            (cmd @ (Command::AcceptTransfer { .. } | Command::RejectTransfer { .. }), Err(e)) => {
+                if let Command::AcceptTransfer { call_id } | Command::RejectTransfer { call_id } =
+                    &cmd
+                {
+                    self.transfer_requests.retain(|r| r.call_id != *call_id);
+                }
+                self.notify(Level::Error, s::command_failed(&cmd, &e));
+            }
+            (cmd @ (Command::DeleteVoicemail { .. } | Command::MarkVoicemail { .. }), Err(e)) => {
+                self.notify(Level::Error, s::command_failed(&cmd, &e));
+                out.push(Action::Engine(Command::ListVoicemail));
+            }
+            (cmd @ Command::SetForwarding(_), Err(e)) => {
+                self.forwarding_asked = false;
+                self.notify(Level::Error, s::command_failed(&cmd, &e));
+            }
             (cmd, Err(e)) => self.notify(Level::Error, s::command_failed(&cmd, &e)),
         }
     }
@@ -1409,6 +2312,15 @@ impl App {
         if self.live_calls().next().is_some() {
             self.dirty = true;
         }
+        if self
+            .voicemail
+            .playing
+            .as_ref()
+            .is_some_and(|p| p.until <= now.mono)
+        {
+            self.voicemail.playing = None;
+            self.dirty = true;
+        }
         if self.devman.open
             && self
                 .devman
@@ -1435,6 +2347,9 @@ impl App {
         if self.live_calls().next().is_some() {
             // The next whole second of the wall clock, when durations change.
             at(self.now.mono + Duration::from_millis(1000 - self.now.unix_ms % 1000));
+        }
+        if let Some(p) = &self.voicemail.playing {
+            at(p.until);
         }
         if self.devman.open {
             at(self

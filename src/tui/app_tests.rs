@@ -4,6 +4,7 @@
 use super::*;
 use crate::core::ParticipantState;
 use crate::devices::list::DeviceBackend;
+use crate::protocol::ActiveCallDetails;
 
 pub(crate) fn t0() -> Now {
     Now {
@@ -24,6 +25,7 @@ pub(crate) fn app() -> App {
             history: History::default(),
             keymap: Keymap::default(),
             theme: Theme::default(),
+            auto_accept_transfers: false,
         },
         t0(),
     )
@@ -1117,25 +1119,6 @@ fn key_releases_are_ignored() {
 }
 
 #[test]
-fn placeholders_for_transfer_take_keys() {
-    let mut a = app();
-    a.transfer_request = Some(TransferRequest {
-        call_id: "c1".into(),
-        from: "bob".into(),
-        target: "carol".into(),
-    });
-    assert_eq!(a.layers()[0], Layer::TransferRequest);
-    typed(&mut a, "a");
-    assert!(a.transfer_request.is_none());
-    assert_eq!(a.notice.as_ref().unwrap().text, s::TRANSFER_LATER);
-    a.transfer = Some(Prompt::default());
-    typed(&mut a, "bob");
-    assert_eq!(a.transfer.as_ref().unwrap().field.text(), "bob");
-    press(&mut a, &[code(KeyCode::Esc)]);
-    assert!(a.transfer.is_none());
-}
-
-#[test]
 fn the_incoming_notice_goes_once_answered() {
     let mut a = app();
     incoming(&mut a, "in1", "bob");
@@ -1298,4 +1281,939 @@ fn a_failed_dial_is_forgotten() {
         now,
     );
     assert_eq!(a.pending_dials_len(), 0);
+}
+
+// ---- transfer: the transferor -------------------------------------------------------------------
+
+fn transfer_state(
+    app: &mut App,
+    call_id: &str,
+    state: TransferState,
+    error: Option<CallEndReason>,
+) -> Vec<Action> {
+    core(
+        app,
+        CoreEvent::TransferStateChanged {
+            call_id: call_id.into(),
+            transfer_id: "x1".into(),
+            state,
+            error,
+        },
+    )
+}
+
+fn row<'a>(app: &'a App, id: &str) -> &'a CallRow {
+    app.calls.iter().find(|c| c.call_id == id).unwrap()
+}
+
+fn notice(app: &App) -> String {
+    app.notice
+        .as_ref()
+        .map(|n| n.text.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn transfer_prompt_to_a_participant_with_completion() {
+    let mut a = app();
+    connected(&mut a);
+    outgoing(&mut a, "c1", "bob");
+    typed(&mut a, "t");
+    assert_eq!(a.layers()[0], Layer::Transfer);
+    let p = a.transfer.as_ref().unwrap();
+    assert_eq!(
+        (p.call_id.as_str(), p.label.as_str(), p.step),
+        ("c1", "bob", TransferStep::Choose)
+    );
+    typed(&mut a, "p");
+    assert_eq!(a.transfer.as_ref().unwrap().step, TransferStep::Participant);
+    // bob is the one being moved, alice is us, echo is a service: only carol is offered.
+    assert_eq!(a.transfer_suggestions(), vec!["carol"]);
+    // Letters are text now, even the prompt's own keys.
+    typed(&mut a, "cpv");
+    assert_eq!(a.transfer.as_ref().unwrap().field.text(), "cpv");
+    press(&mut a, &[ctrl('u')]);
+    typed(&mut a, "ca");
+    press(&mut a, &[code(KeyCode::Tab)]);
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    assert_eq!(
+        out,
+        engine(&[Command::Transfer {
+            call_id: "c1".into(),
+            target: TransferTarget::Participant("carol".into()),
+            disable_forwarding: false,
+        }])
+    );
+    assert!(a.transfer.is_none());
+    let t = row(&a, "c1").transfer.clone().unwrap();
+    assert_eq!(
+        (t.target.as_str(), t.state, t.transfer_id),
+        ("carol", TransferState::Transferring, None)
+    );
+    // The core's event, then the reply, then the result.
+    transfer_state(&mut a, "c1", TransferState::Transferring, None);
+    let now = a.now;
+    a.handle_update(
+        Update::CommandDone {
+            cmd: Command::Transfer {
+                call_id: "c1".into(),
+                target: TransferTarget::Participant("carol".into()),
+                disable_forwarding: false,
+            },
+            result: Ok(CommandOk::TransferId("x1".into())),
+        },
+        now,
+    );
+    assert_eq!(
+        row(&a, "c1")
+            .transfer
+            .as_ref()
+            .unwrap()
+            .transfer_id
+            .as_deref(),
+        Some("x1")
+    );
+    transfer_state(&mut a, "c1", TransferState::Transferred, None);
+    assert_eq!(
+        row(&a, "c1").transfer.as_ref().unwrap().state,
+        TransferState::Transferred
+    );
+    assert_eq!(notice(&a), "Transferred bob to carol");
+    core(
+        &mut a,
+        CoreEvent::CallEnded {
+            call_id: "c1".into(),
+            reason: CallEndReason::TRANSFERRED,
+        },
+    );
+    assert!(!row(&a, "c1").is_live());
+    assert_eq!(
+        a.history.get(0).unwrap().end_reason,
+        CallEndReason::TRANSFERRED
+    );
+}
+
+#[test]
+fn transfer_prompt_choices_forwarding_and_esc() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    typed(&mut a, "t");
+    // Up/Down and Enter choose too.
+    press(&mut a, &[code(KeyCode::Down), code(KeyCode::Down)]);
+    assert_eq!(a.transfer.as_ref().unwrap().choice, 2);
+    typed(&mut a, "f");
+    assert!(a.transfer.as_ref().unwrap().disable_forwarding);
+    press(&mut a, &[code(KeyCode::Enter)]);
+    assert_eq!(a.transfer.as_ref().unwrap().step, TransferStep::Voicemail);
+    // For a voicemail we may pick our own mailbox, last.
+    assert_eq!(a.transfer_suggestions(), vec!["bob", "carol", "alice"]);
+    // In the field f is text; Ctrl-F toggles.
+    typed(&mut a, "f");
+    assert_eq!(a.transfer.as_ref().unwrap().field.text(), "f");
+    press(&mut a, &[ctrl('f')]);
+    assert!(!a.transfer.as_ref().unwrap().disable_forwarding);
+    press(&mut a, &[ctrl('f')]);
+    // Esc goes back a step, then closes.
+    press(&mut a, &[code(KeyCode::Esc)]);
+    let p = a.transfer.as_ref().unwrap();
+    assert_eq!(
+        (p.step, p.field.text().as_str()),
+        (TransferStep::Choose, "")
+    );
+    assert!(p.disable_forwarding, "the option survives going back");
+    typed(&mut a, "v");
+    typed(&mut a, "carol");
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    assert_eq!(
+        out,
+        engine(&[Command::Transfer {
+            call_id: "c1".into(),
+            target: TransferTarget::Voicemail("carol".into()),
+            disable_forwarding: true,
+        }])
+    );
+    assert_eq!(
+        row(&a, "c1").transfer.as_ref().unwrap().target,
+        "carol's voicemail"
+    );
+    // A second transfer while one runs is refused here already.
+    typed(&mut a, "t");
+    assert!(a.transfer.is_none());
+    assert_eq!(notice(&a), s::TRANSFER_UNDER_WAY);
+    // Esc from the first step closes; Ctrl-C too.
+    transfer_state(&mut a, "c1", TransferState::None, None);
+    assert!(row(&a, "c1").transfer.is_none());
+    typed(&mut a, "t");
+    press(&mut a, &[code(KeyCode::Esc)]);
+    assert!(a.transfer.is_none());
+    typed(&mut a, "tp");
+    press(&mut a, &[ctrl('c')]);
+    assert!(a.transfer.is_none());
+    assert!(!a.confirm_quit, "Ctrl-C closed the prompt, it did not quit");
+    // An empty name or nonsense is refused in place.
+    typed(&mut a, "tp");
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    assert!(out.is_empty());
+    assert_eq!(notice(&a), s::TRANSFER_EMPTY);
+    assert!(a.transfer.is_some());
+}
+
+#[test]
+fn transfer_to_another_of_my_calls() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    typed(&mut a, "tc");
+    assert_eq!(a.notice.as_ref().unwrap().text, s::NO_OTHER_CALL);
+    assert_eq!(a.transfer.as_ref().unwrap().step, TransferStep::Choose);
+    press(&mut a, &[code(KeyCode::Esc)]);
+    outgoing(&mut a, "c2", "carol");
+    outgoing(&mut a, "c3", "dave");
+    // A ringing call is not a target.
+    core(
+        &mut a,
+        CoreEvent::CallStateChanged {
+            call_id: "c3".into(),
+            state: CallState::Ringing,
+        },
+    );
+    a.focus = 0;
+    typed(&mut a, "tc");
+    assert_eq!(a.transfer.as_ref().unwrap().step, TransferStep::Call);
+    let targets: Vec<&str> = a
+        .transfer_call_targets("c1")
+        .iter()
+        .map(|c| c.call_id.as_str())
+        .collect();
+    assert_eq!(targets, vec!["c2"]);
+    press(&mut a, &[code(KeyCode::Down)]);
+    assert_eq!(
+        a.transfer.as_ref().unwrap().call_cursor,
+        0,
+        "one target wraps"
+    );
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    assert_eq!(
+        out,
+        engine(&[Command::Transfer {
+            call_id: "c1".into(),
+            target: TransferTarget::CallId("c2".into()),
+            disable_forwarding: false,
+        }])
+    );
+    assert_eq!(row(&a, "c1").transfer.as_ref().unwrap().target, "carol");
+}
+
+#[test]
+fn transfer_failures_show_the_reason_and_keep_the_call() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    typed(&mut a, "tp");
+    typed(&mut a, "carol");
+    press(&mut a, &[code(KeyCode::Enter)]);
+    transfer_state(&mut a, "c1", TransferState::Transferring, None);
+    transfer_state(
+        &mut a,
+        "c1",
+        TransferState::Failed,
+        Some(CallEndReason::TRANSFER_TARGET_BUSY),
+    );
+    let c = row(&a, "c1");
+    assert!(c.is_live() && c.state == CallState::Connected);
+    let t = c.transfer.as_ref().unwrap();
+    assert_eq!(
+        (t.state, t.error),
+        (
+            TransferState::Failed,
+            Some(CallEndReason::TRANSFER_TARGET_BUSY)
+        )
+    );
+    assert_eq!(
+        notice(&a),
+        "Transfer of bob to carol failed: the target is busy (486/7100)"
+    );
+    assert_eq!(a.notice.as_ref().unwrap().level, Level::Warn);
+    // A failed transfer may be tried again; x clears the old result.
+    typed(&mut a, "x");
+    assert!(row(&a, "c1").transfer.is_none());
+    // A refusal carries the switchboard's own words.
+    typed(&mut a, "tp");
+    typed(&mut a, "alice");
+    press(&mut a, &[code(KeyCode::Enter)]);
+    core(
+        &mut a,
+        CoreEvent::Error {
+            code: crate::protocol::ErrorCode::InvalidArgument,
+            message: "you cannot transfer a call to yourself".into(),
+            call_id: Some("c1".into()),
+        },
+    );
+    transfer_state(
+        &mut a,
+        "c1",
+        TransferState::Failed,
+        Some(CallEndReason::TRANSFER_REFUSED),
+    );
+    assert_eq!(
+        notice(&a),
+        "Transfer of bob to alice failed: you cannot transfer a call to yourself (400/7105)"
+    );
+    // A command the engine refused leaves no status behind.
+    typed(&mut a, "x");
+    typed(&mut a, "tp");
+    typed(&mut a, "carol");
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    let Action::Engine(cmd) = out[0].clone() else {
+        panic!("{out:?}")
+    };
+    let now = a.now;
+    a.handle_update(
+        Update::CommandDone {
+            cmd,
+            result: Err("not connected to the switchboard".into()),
+        },
+        now,
+    );
+    assert!(row(&a, "c1").transfer.is_none());
+    assert_eq!(
+        notice(&a),
+        "Could not transfer: not connected to the switchboard"
+    );
+}
+
+#[test]
+fn only_a_connected_or_held_call_is_transferred() {
+    let mut a = app();
+    typed(&mut a, "t");
+    assert_eq!(notice(&a), s::NO_CALL);
+    incoming(&mut a, "in1", "bob");
+    press(&mut a, &[code(KeyCode::Esc)]);
+    typed(&mut a, "t");
+    assert!(a.transfer.is_none());
+    assert_eq!(notice(&a), s::NO_TRANSFERABLE_CALL);
+    // The prompt closes when its call ends.
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    typed(&mut a, "tp");
+    core(
+        &mut a,
+        CoreEvent::CallEnded {
+            call_id: "c1".into(),
+            reason: CallEndReason::NORMAL,
+        },
+    );
+    assert!(a.transfer.is_none());
+}
+
+#[test]
+fn transfer_from_the_command_line() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    outgoing(&mut a, "c2", "carol");
+    let run = |a: &mut App, line: &str| {
+        press(a, &[key(':')]);
+        typed(a, line);
+        press(a, &[code(KeyCode::Enter)])
+    };
+    a.focus = 0;
+    let out = run(&mut a, "transfer dave noforward");
+    assert_eq!(
+        out,
+        engine(&[Command::Transfer {
+            call_id: "c1".into(),
+            target: TransferTarget::Participant("dave".into()),
+            disable_forwarding: true,
+        }])
+    );
+    transfer_state(&mut a, "c1", TransferState::None, None);
+    let out = run(&mut a, "transfer call 2");
+    assert_eq!(
+        out,
+        engine(&[Command::Transfer {
+            call_id: "c1".into(),
+            target: TransferTarget::CallId("c2".into()),
+            disable_forwarding: false,
+        }])
+    );
+    transfer_state(&mut a, "c1", TransferState::None, None);
+    assert!(run(&mut a, "transfer call 1").is_empty());
+    assert_eq!(notice(&a), s::NO_OTHER_CALL);
+    assert!(run(&mut a, "transfer call 9").is_empty());
+    assert_eq!(notice(&a), "There is no call 9");
+    let out = run(&mut a, "transfer vm carol");
+    assert_eq!(
+        out,
+        engine(&[Command::Transfer {
+            call_id: "c1".into(),
+            target: TransferTarget::Voicemail("carol".into()),
+            disable_forwarding: false,
+        }])
+    );
+    transfer_state(&mut a, "c1", TransferState::None, None);
+    assert!(run(&mut a, "transfer").is_empty());
+    assert_eq!(a.layers()[0], Layer::Transfer);
+}
+
+// ---- transfer: the transferee and the target -------------------------------------------------------
+
+fn asked(app: &mut App, call_id: &str, kind: TransferKind, target: &str) -> Vec<Action> {
+    core(
+        app,
+        CoreEvent::TransferRequested {
+            call_id: call_id.into(),
+            transfer_id: "x1".into(),
+            transferor: ident("alice"),
+            target: crate::protocol::TransferTargetInfo {
+                kind,
+                identity: ident(target),
+            },
+        },
+    )
+}
+
+#[test]
+fn transfer_request_prompt_accepts_and_the_new_call_follows() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "alice");
+    let out = asked(&mut a, "c1", TransferKind::Participant, "carol");
+    assert_eq!(out, vec![Action::Bell]);
+    assert_eq!(a.layers()[0], Layer::TransferRequest("c1".into()));
+    assert_eq!(
+        notice(&a),
+        "alice asks to transfer your call to carol (a new call; carol is rung)"
+    );
+    let out = typed(&mut a, "a");
+    assert_eq!(
+        out,
+        engine(&[Command::AcceptTransfer {
+            call_id: "c1".into()
+        }])
+    );
+    assert_eq!(a.layers()[0], Layer::Main);
+    assert_eq!(
+        notice(&a),
+        "Transfer accepted: you go on with carol once they answer"
+    );
+    // The new call comes connected, before the old one ends.
+    core(
+        &mut a,
+        CoreEvent::TransferAccepted {
+            call_id: "c1".into(),
+            target_call_id: "xfer-x1".into(),
+        },
+    );
+    assert_eq!(notice(&a), "alice transferred you to carol");
+    assert_eq!(a.focused_call().unwrap().call_id, "xfer-x1");
+    core(
+        &mut a,
+        CoreEvent::RemoteParticipantsUpdated {
+            call_id: "xfer-x1".into(),
+            added: vec![participant("carol", ParticipantState::Connected)],
+            removed: vec![],
+        },
+    );
+    core(
+        &mut a,
+        CoreEvent::CallStateChanged {
+            call_id: "xfer-x1".into(),
+            state: CallState::Connected,
+        },
+    );
+    core(
+        &mut a,
+        CoreEvent::CallEnded {
+            call_id: "c1".into(),
+            reason: CallEndReason::TRANSFERRED,
+        },
+    );
+    let new = row(&a, "xfer-x1");
+    assert_eq!(
+        (new.label().as_str(), new.state, new.via.clone()),
+        (
+            "carol",
+            CallState::Connected,
+            Some(Via::TransferredBy("alice".into()))
+        )
+    );
+    assert!(a.transfer_requests.is_empty());
+    assert_eq!(a.pending_dials_len(), 0);
+}
+
+#[test]
+fn transfer_request_rejects_hides_and_passes_call_keys() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "alice");
+    asked(&mut a, "c1", TransferKind::Voicemail, "carol");
+    // Esc puts it away; the row says a transfer is asked; Enter on the call shows it again.
+    press(&mut a, &[code(KeyCode::Esc)]);
+    assert_eq!(a.layers()[0], Layer::Main);
+    assert!(a.transfer_request_on("c1").is_some());
+    press(&mut a, &[code(KeyCode::Enter)]);
+    assert_eq!(a.layers()[0], Layer::TransferRequest("c1".into()));
+    // Call keys pass through the prompt.
+    let out = typed(&mut a, "m");
+    assert_eq!(
+        out,
+        engine(&[Command::Mute {
+            call_id: "c1".into()
+        }])
+    );
+    let out = typed(&mut a, "r");
+    assert_eq!(
+        out,
+        engine(&[Command::RejectTransfer {
+            call_id: "c1".into()
+        }])
+    );
+    assert!(a.transfer_requests.is_empty());
+    assert_eq!(notice(&a), "You rejected alice's transfer");
+    // A request on a call that ends goes with it.
+    asked(&mut a, "c1", TransferKind::Call, "carol");
+    core(
+        &mut a,
+        CoreEvent::CallEnded {
+            call_id: "c1".into(),
+            reason: CallEndReason::NORMAL,
+        },
+    );
+    assert!(a.transfer_requests.is_empty());
+    // An answer the engine refused drops the request with the reason.
+    outgoing(&mut a, "c2", "alice");
+    asked(&mut a, "c2", TransferKind::Participant, "carol");
+    let out = typed(&mut a, "a");
+    let Action::Engine(cmd) = out[0].clone() else {
+        panic!()
+    };
+    let now = a.now;
+    a.handle_update(
+        Update::CommandDone {
+            cmd,
+            result: Err("no call with id \"c2\"".into()),
+        },
+        now,
+    );
+    assert!(a.transfer_requests.is_empty());
+    assert!(notice(&a).starts_with("Could not accept the transfer"));
+}
+
+#[test]
+fn auto_accepted_transfers_only_tell() {
+    let mut a = app();
+    a.auto_accept_transfers = true;
+    outgoing(&mut a, "c1", "alice");
+    let out = asked(&mut a, "c1", TransferKind::Participant, "carol");
+    assert!(out.is_empty(), "no bell, no command: the engine accepted");
+    assert_eq!(a.layers()[0], Layer::Main);
+    assert_eq!(
+        notice(&a),
+        "alice is transferring your call to carol (a new call; carol is rung) (accepted automatically)"
+    );
+    core(
+        &mut a,
+        CoreEvent::TransferAccepted {
+            call_id: "c1".into(),
+            target_call_id: "xfer-x1".into(),
+        },
+    );
+    assert_eq!(
+        row(&a, "xfer-x1").via,
+        Some(Via::TransferredBy("alice".into()))
+    );
+}
+
+#[test]
+fn incoming_calls_say_how_they_came() {
+    let mut a = app();
+    core(
+        &mut a,
+        CoreEvent::IncomingCall {
+            call_id: "in1".into(),
+            caller: ident("bob"),
+            transferred_by: Some(ident("alice")),
+            forwarded_from: None,
+        },
+    );
+    assert_eq!(notice(&a), "Incoming call from bob, transferred by alice");
+    assert_eq!(row(&a, "in1").via, Some(Via::TransferredBy("alice".into())));
+    core(
+        &mut a,
+        CoreEvent::CallStateChanged {
+            call_id: "in1".into(),
+            state: CallState::Connecting,
+        },
+    );
+    assert!(a.notice.is_none(), "the notice goes once answered");
+    core(
+        &mut a,
+        CoreEvent::IncomingCall {
+            call_id: "in2".into(),
+            caller: ident("dave"),
+            transferred_by: None,
+            forwarded_from: Some(ident("carol")),
+        },
+    );
+    assert_eq!(notice(&a), "Incoming call from dave, forwarded from carol");
+}
+
+// ---- voicemail and forwarding ------------------------------------------------------------------------
+
+fn message(id: &str, name: &str, ago_s: u64, secs: u64, is_new: bool) -> VoicemailInfo {
+    VoicemailInfo {
+        message_id: id.into(),
+        caller: ident(name),
+        received_unix_ms: t0().unix_ms - ago_s * 1000,
+        duration_ms: secs * 1000,
+        is_new,
+    }
+}
+
+fn mailbox() -> Vec<VoicemailInfo> {
+    vec![
+        message("m3", "bob", 300, 12, true),
+        message("m2", "carol", 4000, 62, false),
+        message("m1", "dave", 200_000, 5, false),
+    ]
+}
+
+#[test]
+fn voicemail_panel_lists_plays_and_marks() {
+    let mut a = app();
+    connected(&mut a);
+    let out = typed(&mut a, "v");
+    assert_eq!(out, engine(&[Command::ListVoicemail]));
+    assert_eq!(a.layers()[0], Layer::Voicemail);
+    assert!(a.voicemail.messages.is_none());
+    core(&mut a, CoreEvent::Voicemails(mailbox()));
+    assert_eq!(a.voicemail.selected().unwrap().message_id, "m3");
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    assert_eq!(
+        out,
+        vec![Action::PlayVoicemail {
+            message_id: "m3".into()
+        }]
+    );
+    assert_eq!(a.voicemail.loading.as_deref(), Some("m3"));
+    let now = a.now;
+    let out = a.handle_update(
+        Update::VoicemailPlaying {
+            message_id: "m3".into(),
+            result: Ok(12_000),
+        },
+        now,
+    );
+    // A new message that was played is heard: marked old.
+    assert_eq!(
+        out,
+        engine(&[Command::MarkVoicemail {
+            message_id: "m3".into(),
+            is_new: false
+        }])
+    );
+    assert!(!a.voicemail.selected().unwrap().is_new);
+    assert_eq!(
+        notice(&a),
+        "Playing the message from bob (0:12) on the speaker"
+    );
+    let until = a.voicemail.playing.as_ref().unwrap().until;
+    assert!(a.next_deadline().unwrap() <= until);
+    advance(&mut a, Duration::from_secs(13));
+    assert!(a.voicemail.playing.is_none());
+    // n toggles new/old, here back to new.
+    let out = typed(&mut a, "n");
+    assert_eq!(
+        out,
+        engine(&[Command::MarkVoicemail {
+            message_id: "m3".into(),
+            is_new: true
+        }])
+    );
+    // s stops what plays.
+    press(&mut a, &[code(KeyCode::Down), code(KeyCode::Enter)]);
+    assert_eq!(a.voicemail.loading.as_deref(), Some("m2"));
+    let out = typed(&mut a, "s");
+    assert_eq!(out, vec![Action::StopVoicemail]);
+    // A play that reports after being stopped is stopped again.
+    let now = a.now;
+    let out = a.handle_update(
+        Update::VoicemailPlaying {
+            message_id: "m2".into(),
+            result: Ok(62_000),
+        },
+        now,
+    );
+    assert_eq!(out, vec![Action::StopVoicemail]);
+    assert!(a.voicemail.playing.is_none());
+    // Two asked for at once: the first to report is replaced by the second.
+    press(
+        &mut a,
+        &[
+            code(KeyCode::Enter),
+            code(KeyCode::Up),
+            code(KeyCode::Enter),
+        ],
+    );
+    let now = a.now;
+    let out = a.handle_update(
+        Update::VoicemailPlaying {
+            message_id: "m2".into(),
+            result: Ok(62_000),
+        },
+        now,
+    );
+    assert!(out.is_empty(), "m3 is still coming: {out:?}");
+    a.handle_update(
+        Update::VoicemailPlaying {
+            message_id: "m3".into(),
+            result: Ok(12_000),
+        },
+        now,
+    );
+    assert_eq!(a.voicemail.playing.as_ref().unwrap().message_id, "m3");
+    press(&mut a, &[code(KeyCode::Down)]);
+    // A failure says why.
+    press(&mut a, &[code(KeyCode::Enter)]);
+    let now = a.now;
+    a.handle_update(
+        Update::VoicemailPlaying {
+            message_id: "m2".into(),
+            result: Err("the speaker is gone".into()),
+        },
+        now,
+    );
+    assert_eq!(a.notice.as_ref().unwrap().level, Level::Error);
+    assert!(notice(&a).contains("the speaker is gone"));
+    // Esc closes; v too.
+    press(&mut a, &[code(KeyCode::Esc)]);
+    assert!(!a.voicemail.open);
+    typed(&mut a, "v");
+    typed(&mut a, "v");
+    assert!(!a.voicemail.open);
+}
+
+#[test]
+fn voicemail_delete_asks_first() {
+    let mut a = app();
+    typed(&mut a, "v");
+    core(&mut a, CoreEvent::Voicemails(mailbox()));
+    press(&mut a, &[code(KeyCode::Down)]);
+    typed(&mut a, "x");
+    assert_eq!(a.layers()[0], Layer::ConfirmDelete);
+    assert_eq!(a.voicemail.confirm_delete.as_deref(), Some("m2"));
+    // n keeps it.
+    assert!(typed(&mut a, "n").is_empty());
+    assert_eq!(a.voicemail.messages.as_ref().unwrap().len(), 3);
+    // Delete asks again; y deletes.
+    press(&mut a, &[code(KeyCode::Delete)]);
+    let out = typed(&mut a, "y");
+    assert_eq!(
+        out,
+        engine(&[Command::DeleteVoicemail {
+            message_id: "m2".into()
+        }])
+    );
+    let ids: Vec<&str> = a
+        .voicemail
+        .messages
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| m.message_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["m3", "m1"]);
+    assert_eq!(a.voicemail.selected().unwrap().message_id, "m1");
+    // A failed delete lists again.
+    let now = a.now;
+    let out = a.handle_update(
+        Update::CommandDone {
+            cmd: Command::DeleteVoicemail {
+                message_id: "m2".into(),
+            },
+            result: Err("not connected to the switchboard".into()),
+        },
+        now,
+    );
+    assert_eq!(out, engine(&[Command::ListVoicemail]));
+    // The cursor stays on its message when the list changes.
+    core(&mut a, CoreEvent::Voicemails(mailbox()));
+    assert_eq!(a.voicemail.selected().unwrap().message_id, "m1");
+    // Keys the panel does not use reach the main screen (call keys, dial).
+    typed(&mut a, "c");
+    assert!(a.dialer.is_some());
+}
+
+#[test]
+fn message_waiting_counts_and_notices() {
+    let mut a = app();
+    let mw = |a: &mut App, new, total| {
+        core(
+            a,
+            CoreEvent::MessageWaiting {
+                new_count: new,
+                total_count: total,
+            },
+        )
+    };
+    assert!(mw(&mut a, 0, 2).is_empty());
+    assert_eq!(a.message_waiting, Some((0, 2)));
+    assert!(a.notice.is_none(), "nothing new at sign-in");
+    mw(&mut a, 1, 3);
+    assert_eq!(notice(&a), "Voicemail: 1 new of 3 messages (v to listen)");
+    typed(&mut a, "v");
+    // While the panel is open a change lists again.
+    assert_eq!(mw(&mut a, 0, 3), engine(&[Command::ListVoicemail]));
+}
+
+#[test]
+fn forwarding_from_the_command_line_and_the_panel() {
+    let mut a = app();
+    let fwd = |mode, target: Option<&str>, secs| Forwarding {
+        mode,
+        target: target.map(str::to_string),
+        unanswered_after_secs: secs,
+    };
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "forward");
+    press(&mut a, &[code(KeyCode::Enter)]);
+    assert_eq!(notice(&a), s::FORWARDING_UNKNOWN);
+    // The setting at sign-in is shown without a notice.
+    core(
+        &mut a,
+        CoreEvent::ForwardingChanged(fwd(crate::protocol::ForwardMode::Off, None, 20)),
+    );
+    assert!(a.notice.is_none() || notice(&a) == s::FORWARDING_UNKNOWN);
+    a.notice = None;
+    core(
+        &mut a,
+        CoreEvent::ForwardingChanged(fwd(crate::protocol::ForwardMode::Off, None, 20)),
+    );
+    assert!(a.notice.is_none());
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "forward unanswered voicemail 30");
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    let want = fwd(
+        crate::protocol::ForwardMode::Unanswered,
+        Some("voicemail"),
+        30,
+    );
+    assert_eq!(out, engine(&[Command::SetForwarding(want.clone())]));
+    core(&mut a, CoreEvent::ForwardingChanged(want.clone()));
+    assert_eq!(
+        notice(&a),
+        "Forwarding: to voicemail when unanswered after 30 s"
+    );
+    assert_eq!(a.forwarding, Some(want));
+    // Another device changed it: shown too.
+    core(
+        &mut a,
+        CoreEvent::ForwardingChanged(fwd(crate::protocol::ForwardMode::Always, Some("bob"), 30)),
+    );
+    assert_eq!(notice(&a), "Forwarding: every call goes to bob");
+    // f in the voicemail panel starts the command.
+    typed(&mut a, "v");
+    typed(&mut a, "f");
+    assert_eq!(a.cmdline.as_ref().unwrap().field.text(), "forward ");
+}
+
+// ---- a call on another device ------------------------------------------------------------------------
+
+fn elsewhere(call_id: &str, with: &str, device: &str) -> ActiveCallDetails {
+    ActiveCallDetails {
+        call_id: call_id.into(),
+        remote_participants: vec![ident(with)],
+        started_unix_ms: t0().unix_ms - 60_000,
+        endpoint_id: format!("7:{device}"),
+        device_name: device.into(),
+    }
+}
+
+#[test]
+fn banner_shows_a_call_elsewhere_and_takes_it_over() {
+    let mut a = app();
+    connected(&mut a);
+    typed(&mut a, "T");
+    assert_eq!(notice(&a), s::NO_CALL_ELSEWHERE);
+    let d = elsewhere("c9", "bob", "laptop");
+    core(&mut a, CoreEvent::ActiveCallsUpdated(d.clone()));
+    let b = a.shown_banner().unwrap();
+    assert_eq!(b.label(), "bob");
+    // A call of ours here is held first, so only one call has the microphone.
+    outgoing(&mut a, "c1", "carol");
+    let out = typed(&mut a, "T");
+    assert_eq!(
+        out,
+        engine(&[
+            Command::Hold {
+                call_id: "c1".into()
+            },
+            Command::ActiveCallTransfer {
+                details: Some(d.clone()),
+                is_transfer: true
+            }
+        ])
+    );
+    assert_eq!(notice(&a), "Moving the call with bob here from laptop…");
+    // The call arrives connected: participants first, then its state.
+    core(
+        &mut a,
+        CoreEvent::RemoteParticipantsUpdated {
+            call_id: "c9".into(),
+            added: vec![participant("bob", ParticipantState::Connected)],
+            removed: vec![],
+        },
+    );
+    core(
+        &mut a,
+        CoreEvent::CallStateChanged {
+            call_id: "c9".into(),
+            state: CallState::Connected,
+        },
+    );
+    let now = a.now;
+    a.handle_update(
+        Update::CommandDone {
+            cmd: Command::ActiveCallTransfer {
+                details: Some(d.clone()),
+                is_transfer: true,
+            },
+            result: Ok(CommandOk::CallId("c9".into())),
+        },
+        now,
+    );
+    assert_eq!(a.focused_call().unwrap().label(), "bob");
+    // The call is here now: no banner, even before the switchboard says so.
+    assert!(a.shown_banner().is_none());
+    core(&mut a, CoreEvent::NoActiveCalls);
+    assert!(a.banner.is_none());
+}
+
+#[test]
+fn banner_join_and_errors() {
+    let mut a = app();
+    let d = elsewhere("c9", "bob", "laptop");
+    core(&mut a, CoreEvent::ActiveCallsUpdated(d.clone()));
+    let out = typed(&mut a, "J");
+    assert_eq!(
+        out,
+        engine(&[Command::ActiveCallTransfer {
+            details: Some(d.clone()),
+            is_transfer: false
+        }])
+    );
+    assert_eq!(notice(&a), "Joining the call with bob on laptop…");
+    let now = a.now;
+    a.handle_update(
+        Update::CommandDone {
+            cmd: Command::ActiveCallTransfer {
+                details: Some(d),
+                is_transfer: false,
+            },
+            result: Err("call \"c9\" is already on this device".into()),
+        },
+        now,
+    );
+    assert_eq!(
+        notice(&a),
+        "Could not join the call: call \"c9\" is already on this device"
+    );
+    core(&mut a, CoreEvent::NoActiveCalls);
+    assert!(a.shown_banner().is_none());
 }

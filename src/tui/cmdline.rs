@@ -1,6 +1,7 @@
 //! The `:` command line: parsing what was typed into a [`LineCmd`], and Tab completion. Pure.
 
-use crate::core::RejectReason;
+use crate::core::{ECHO_NAME, RejectReason};
+use crate::protocol::{ForwardMode, Forwarding};
 
 /// What a command line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,11 +22,35 @@ pub enum LineCmd {
     /// Focus the n-th call of the list (1-based, as shown).
     Focus(usize),
     Dismiss,
+    /// `:transfer` alone opens the prompt; with a target it transfers the focused call at once.
+    Transfer(Option<LineTransfer>),
+    Voicemail,
+    /// `:forward` alone shows the setting; with arguments it changes it.
+    Forward(Option<Forwarding>),
     Help,
     Quit {
         force: bool,
     },
 }
+
+/// Where `:transfer` sends the focused call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineTransfer {
+    pub to: LineTarget,
+    /// `noforward`: end the attempt instead of following the target's forwarding.
+    pub disable_forwarding: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineTarget {
+    Participant(String),
+    Voicemail(String),
+    /// Call n of the list (1-based, as shown).
+    Call(usize),
+}
+
+/// The word after `:transfer ... ` that disables forwarding.
+pub const NO_FORWARD: &str = "noforward";
 
 /// Every command name with its argument hint, in the order of the help overlay and docs/keys.md.
 /// The first name is the one completion offers; the others are accepted aliases.
@@ -45,6 +70,9 @@ pub const COMMANDS: &[(&[&str], &str)] = &[
     (&["camera"], "SPEC"),
     (&["focus"], "N"),
     (&["dismiss"], ""),
+    (&["transfer", "xfer"], "[TO]"),
+    (&["voicemail", "vm"], ""),
+    (&["forward"], "[MODE]"),
     (&["help"], ""),
     (&["quit", "q"], ""),
     (&["quit!", "q!"], ""),
@@ -112,11 +140,76 @@ pub fn parse(line: &str) -> Result<LineCmd, String> {
             _ => Err(":focus takes a call number from the list, e.g. :focus 2".to_string()),
         },
         "dismiss" => no_args(LineCmd::Dismiss),
+        "transfer" | "xfer" => parse_transfer(name, &args).map(LineCmd::Transfer),
+        "voicemail" | "vm" => no_args(LineCmd::Voicemail),
+        "forward" => parse_forward(&args).map(LineCmd::Forward),
         "help" | "h" | "?" => no_args(LineCmd::Help),
         "quit" | "q" | "exit" => no_args(LineCmd::Quit { force: false }),
         "quit!" | "q!" => no_args(LineCmd::Quit { force: true }),
         other => Err(format!("unknown command {other:?} (:help lists them)")),
     }
+}
+
+fn parse_transfer(name: &str, args: &[String]) -> Result<Option<LineTransfer>, String> {
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let disable_forwarding = args.last() == Some(&NO_FORWARD);
+    if disable_forwarding {
+        args.pop();
+    }
+    let usage = || {
+        format!(
+            ":{name} takes a name, `voicemail NAME` or `call N` (and `{NO_FORWARD}`), e.g. :{name} carol"
+        )
+    };
+    let to = match args.as_slice() {
+        [] if disable_forwarding => return Err(usage()),
+        [] => return Ok(None),
+        ["voicemail" | "vm", who] => LineTarget::Voicemail(who.to_string()),
+        ["call", n] => match n.parse::<usize>() {
+            Ok(n) if n >= 1 => LineTarget::Call(n),
+            _ => {
+                return Err(format!(
+                    ":{name} call takes a call number from the list (1, 2, ...), got {n:?}"
+                ));
+            }
+        },
+        [who] if *who != "voicemail" && *who != "call" => LineTarget::Participant(who.to_string()),
+        _ => return Err(usage()),
+    };
+    Ok(Some(LineTransfer {
+        to,
+        disable_forwarding,
+    }))
+}
+
+fn parse_forward(args: &[String]) -> Result<Option<Forwarding>, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let usage = "type :forward off, :forward always NAME, or :forward unanswered NAME [SECS] \
+                 (NAME may be voicemail)";
+    let (mode, target, secs) = match args.as_slice() {
+        [] => return Ok(None),
+        ["off"] => (ForwardMode::Off, None, None),
+        ["always", t] => (ForwardMode::Always, Some(*t), None),
+        ["unanswered", t] => (ForwardMode::Unanswered, Some(*t), None),
+        ["unanswered", t, s] => (ForwardMode::Unanswered, Some(*t), Some(*s)),
+        _ => return Err(usage.to_string()),
+    };
+    let unanswered_after_secs = match secs {
+        None => Forwarding::default().unanswered_after_secs,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n @ 1..=300) => n,
+            _ => {
+                return Err(format!(
+                    ":forward unanswered takes seconds from 1 to 300, got {s:?}"
+                ));
+            }
+        },
+    };
+    Ok(Some(Forwarding {
+        mode,
+        target: target.map(str::to_string),
+        unanswered_after_secs,
+    }))
 }
 
 /// Completes the word under the cursor (at the end of the line): a command name for the first
@@ -143,8 +236,51 @@ pub fn complete(line: &str, names: &[String]) -> Vec<String> {
             .filter(|r| r.starts_with(rest.trim()))
             .map(|r| format!("{cmd} {r}"))
             .collect(),
+        Some((cmd, rest)) if matches!(cmd, "transfer" | "xfer" | "forward") => {
+            complete_words(cmd, rest, names)
+        }
         Some(_) => Vec::new(),
     }
+}
+
+/// `:transfer` and `:forward`: the keywords where they fit, else people (not the echo service).
+fn complete_words(cmd: &str, rest: &str, names: &[String]) -> Vec<String> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let (done, word) = if rest.ends_with(char::is_whitespace) || words.is_empty() {
+        (&words[..], "")
+    } else {
+        (&words[..words.len() - 1], words[words.len() - 1])
+    };
+    let people = || {
+        names
+            .iter()
+            .filter(|n| n.as_str() != ECHO_NAME)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mut cands: Vec<String> = match (cmd, done) {
+        ("forward", []) => vec!["off".into(), "always".into(), "unanswered".into()],
+        ("forward", [m]) if *m == "always" || *m == "unanswered" => {
+            let mut v = vec!["voicemail".to_string()];
+            v.extend(people());
+            v
+        }
+        ("forward", _) => Vec::new(),
+        (_, []) => {
+            let mut v = people();
+            v.extend(["voicemail".to_string(), "call".to_string()]);
+            v
+        }
+        (_, ["voicemail" | "vm"]) => people(),
+        (_, [_]) => vec![NO_FORWARD.to_string()],
+        _ => Vec::new(),
+    };
+    cands = super::app::matching_names(&cands, word);
+    let prefix: String = done.iter().map(|w| format!("{w} ")).collect();
+    cands
+        .into_iter()
+        .map(|c| format!("{cmd} {prefix}{c}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -200,6 +336,69 @@ mod tests {
             ("focus 0", Err("call number")),
             ("focus", Err("call number")),
             ("dismiss", Ok(LineCmd::Dismiss)),
+            ("transfer", Ok(LineCmd::Transfer(None))),
+            (
+                "transfer carol",
+                Ok(LineCmd::Transfer(Some(LineTransfer {
+                    to: LineTarget::Participant("carol".into()),
+                    disable_forwarding: false,
+                }))),
+            ),
+            (
+                "xfer carol noforward",
+                Ok(LineCmd::Transfer(Some(LineTransfer {
+                    to: LineTarget::Participant("carol".into()),
+                    disable_forwarding: true,
+                }))),
+            ),
+            (
+                "transfer voicemail carol",
+                Ok(LineCmd::Transfer(Some(LineTransfer {
+                    to: LineTarget::Voicemail("carol".into()),
+                    disable_forwarding: false,
+                }))),
+            ),
+            (
+                "transfer call 2",
+                Ok(LineCmd::Transfer(Some(LineTransfer {
+                    to: LineTarget::Call(2),
+                    disable_forwarding: false,
+                }))),
+            ),
+            ("transfer call x", Err("call number")),
+            ("transfer call", Err("takes a name")),
+            ("transfer noforward", Err("takes a name")),
+            ("transfer bob carol", Err("takes a name")),
+            ("voicemail", Ok(LineCmd::Voicemail)),
+            ("vm", Ok(LineCmd::Voicemail)),
+            ("forward", Ok(LineCmd::Forward(None))),
+            (
+                "forward off",
+                Ok(LineCmd::Forward(Some(Forwarding {
+                    mode: ForwardMode::Off,
+                    target: None,
+                    unanswered_after_secs: 20,
+                }))),
+            ),
+            (
+                "forward always bob",
+                Ok(LineCmd::Forward(Some(Forwarding {
+                    mode: ForwardMode::Always,
+                    target: Some("bob".into()),
+                    unanswered_after_secs: 20,
+                }))),
+            ),
+            (
+                "forward unanswered voicemail 30",
+                Ok(LineCmd::Forward(Some(Forwarding {
+                    mode: ForwardMode::Unanswered,
+                    target: Some("voicemail".into()),
+                    unanswered_after_secs: 30,
+                }))),
+            ),
+            ("forward unanswered voicemail 0", Err("1 to 300")),
+            ("forward always", Err("type :forward off")),
+            ("forward sometimes bob", Err("type :forward off")),
             ("help", Ok(LineCmd::Help)),
             ("quit", Ok(LineCmd::Quit { force: false })),
             ("q", Ok(LineCmd::Quit { force: false })),
@@ -227,6 +426,8 @@ mod tests {
                     "" => name.to_string(),
                     "[REASON]" => format!("{name} busy"),
                     "N" => format!("{name} 1"),
+                    "[TO]" => format!("{name} carol {NO_FORWARD}"),
+                    "[MODE]" => format!("{name} unanswered voicemail 20"),
                     _ => format!("{name} x"),
                 };
                 assert!(parse(&line).is_ok(), "{line}");
@@ -244,5 +445,37 @@ mod tests {
         assert_eq!(complete("reject b", &names), vec!["reject busy"]);
         assert!(complete("zz", &names).is_empty());
         assert!(complete("mic x", &names).is_empty());
+        assert_eq!(
+            complete("transfer ", &names),
+            vec![
+                "transfer bob",
+                "transfer bobby",
+                "transfer carol",
+                "transfer voicemail",
+                "transfer call"
+            ]
+        );
+        assert_eq!(complete("transfer c", &names)[0], "transfer carol");
+        assert_eq!(
+            complete("transfer voicemail ca", &names),
+            vec!["transfer voicemail carol"]
+        );
+        assert_eq!(
+            complete("transfer carol n", &names),
+            vec!["transfer carol noforward"]
+        );
+        assert_eq!(
+            complete("forward ", &names),
+            vec!["forward off", "forward always", "forward unanswered"]
+        );
+        assert_eq!(
+            complete("forward unanswered v", &names),
+            vec!["forward unanswered voicemail"]
+        );
+        let with_echo = vec!["echo".to_string(), "bob".to_string()];
+        assert_eq!(
+            complete("forward always ", &with_echo),
+            vec!["forward always voicemail", "forward always bob"]
+        );
     }
 }

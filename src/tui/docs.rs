@@ -11,26 +11,38 @@ const INTRO: &str = "\
 # Keys
 
 `dialtone` (the terminal softphone) is driven by single keys; `?` shows them all on screen and
-`:` opens a command line for everything else. Keys belong to the layer on top: the quit
-question, the help overlay, a text field (dialer, command line), the incoming-call prompt, the
-device manager, the main screen. A layer that does not use a key passes it down, so call keys
-(`h`, `m`, `p`, ...) also work from the incoming-call prompt and the device manager. A text field
-keeps every key while it is open: a call that rings while you type cannot be answered by a
-letter of what you type; press Esc to close the field and answer. Ctrl-C closes a text field,
-and otherwise quits (asking first when a call is live; a second Ctrl-C does not ask).
+`:` opens a command line for everything else. Keys belong to the layer on top: a question
+(quit, delete a message), the help overlay, a text field (dialer, command line), the transfer
+prompt, the incoming-call prompt, the transfer-request prompt, the voicemail panel or the device
+manager, the main screen. A layer that does not use a key passes it down, so call keys (`h`,
+`m`, `p`, ...) also work from the incoming-call and transfer-request prompts, the voicemail panel
+and the device manager. A text field and the transfer prompt keep every key while they are open:
+a call that rings while you type cannot be answered by a letter of what you type; press Esc to
+close the field and answer. Ctrl-C closes a text field or the transfer prompt, and otherwise
+quits (asking first when a call is live; a second Ctrl-C does not ask).
+
+The transfer prompt (`t`) moves the focused call: `p` to a participant, `c` to another of your
+calls (its other party joins that call), `v` to someone's voicemail; `f` chooses whether a target
+that does not answer follows its forwarding (in the name field: Ctrl-f). The call's row shows
+the transfer's progress and result. The other party sees the transfer-request prompt and accepts
+or rejects; with `auto_accept_transfers = true` in the config they only see a notice.
+
+The voicemail panel (`v`) lists your messages, newest first (`●` new); Enter plays one on the
+speaker, `n` marks it new or heard, `x` deletes it (asking first), `f` sets call forwarding
+(`:forward`), shown at the panel's foot. The status line counts new messages (`✉ 2 new`).
 
 This file is generated from `src/tui/keymap.rs` (`UPDATE_DOCS=1 cargo test --lib tui::docs`).
 ";
 
 const FIELDS: &str = "\
-## Text fields (dialer, command line)
+## Text fields (dialer, command line, the transfer prompt's name)
 
 | keys | what it does |
 | --- | --- |
 | any character | types it |
-| Enter | dial / run the command |
+| Enter | dial / run the command / transfer |
 | Esc, Ctrl-C | cancel |
-| Tab, Down / S-Tab, Up | next / previous completion (dialer: contacts, history, `echo`; command line: commands, names) |
+| Tab, Down / S-Tab, Up | next / previous completion (dialer: contacts, history, `echo`; command line: commands, names; transfer: people) |
 | Left, Right, Home, End, Ctrl-A, Ctrl-E | move the cursor |
 | Backspace, Del, Ctrl-U, Ctrl-K, Ctrl-W | delete a character, to the start, to the end, a word |
 
@@ -107,7 +119,11 @@ pub fn keys_markdown(map: &Keymap) -> String {
     out.push_str(
         "\n`SPEC` is a device spec as for `--mic` and `--speaker`: `default`, a name from `dialtone devices`,\n\
          `file:PATH.wav`, `record:PATH.wav`, `tone:HZ`, `silence`. `REASON` is `busy` (486) or `forbidden`\n\
-         (403); without it a rejection is a decline (603).\n\n",
+         (403); without it a rejection is a decline (603).\n\n\
+         `TO` is a name (`:transfer carol`), `voicemail NAME` or `call N` (call N of the list), then\n\
+         optionally `noforward` (a target that does not answer ends the attempt instead of following its\n\
+         forwarding). `MODE` is `off`, `always NAME` or `unanswered NAME [SECS]` (default 20 s); `NAME` may\n\
+         be `voicemail`.\n\n",
     );
     out.push_str(CONFIG);
     out

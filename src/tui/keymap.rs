@@ -1,6 +1,6 @@
 //! Keys → commands. One table of defaults per context (the main screen, the incoming-call
-//! prompt, the device manager, the help overlay, the quit confirmation), overridable from the
-//! `[tui.keys]` config section. Pure: no terminal, no I/O; tested table by table.
+//! prompt, the transfer prompts, the voicemail panel, the device manager, the help overlay, the
+//! yes/no questions), overridable from the `[tui.keys]` config section. Pure: no terminal, no I/O; tested table by table.
 //!
 //! Text fields (the dialer and the `:` command line) are not in the table: there every printable
 //! key is text, and Enter, Esc, Tab, the arrows and the usual editing keys (Ctrl-U, Ctrl-W, ...)
@@ -18,15 +18,23 @@ use serde::{Deserialize, Serialize};
 pub enum Context {
     Main,
     Incoming,
+    /// Someone asks to move one of our calls elsewhere.
+    TransferRequest,
+    /// Choosing where to transfer the focused call.
+    Transfer,
+    Voicemail,
     Devices,
     Help,
     Confirm,
 }
 
 impl Context {
-    pub const ALL: [Context; 5] = [
+    pub const ALL: [Context; 8] = [
         Context::Main,
         Context::Incoming,
+        Context::TransferRequest,
+        Context::Transfer,
+        Context::Voicemail,
         Context::Devices,
         Context::Help,
         Context::Confirm,
@@ -61,10 +69,23 @@ pub enum Cmd {
     TestTone,
     Refresh,
     Confirm,
+    Transfer,
+    Voicemail,
+    TakeOver,
+    JoinCall,
+    ToParticipant,
+    ToCall,
+    ToVoicemail,
+    NoForwarding,
+    Play,
+    Stop,
+    Delete,
+    ToggleNew,
+    Forwarding,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 25] = [
+    pub const ALL: [Cmd; 38] = [
         Cmd::Help,
         Cmd::Quit,
         Cmd::CommandLine,
@@ -90,6 +111,19 @@ impl Cmd {
         Cmd::TestTone,
         Cmd::Refresh,
         Cmd::Confirm,
+        Cmd::Transfer,
+        Cmd::Voicemail,
+        Cmd::TakeOver,
+        Cmd::JoinCall,
+        Cmd::ToParticipant,
+        Cmd::ToCall,
+        Cmd::ToVoicemail,
+        Cmd::NoForwarding,
+        Cmd::Play,
+        Cmd::Stop,
+        Cmd::Delete,
+        Cmd::ToggleNew,
+        Cmd::Forwarding,
     ];
 
     /// The name used in `[tui.keys]`.
@@ -120,6 +154,19 @@ impl Cmd {
             Cmd::TestTone => "test_tone",
             Cmd::Refresh => "refresh",
             Cmd::Confirm => "confirm",
+            Cmd::Transfer => "transfer",
+            Cmd::Voicemail => "voicemail",
+            Cmd::TakeOver => "take_over",
+            Cmd::JoinCall => "join_call",
+            Cmd::ToParticipant => "to_participant",
+            Cmd::ToCall => "to_call",
+            Cmd::ToVoicemail => "to_voicemail",
+            Cmd::NoForwarding => "no_forwarding",
+            Cmd::Play => "play",
+            Cmd::Stop => "stop",
+            Cmd::Delete => "delete",
+            Cmd::ToggleNew => "toggle_new",
+            Cmd::Forwarding => "forwarding",
         }
     }
 
@@ -314,6 +361,7 @@ pub const DEFAULTS: &[(Context, Cmd, &[&str])] = &[
     (Context::Main, Cmd::HangUp, &["h"]),
     (Context::Main, Cmd::Mute, &["m"]),
     (Context::Main, Cmd::Hold, &["p"]),
+    (Context::Main, Cmd::Transfer, &["t"]),
     (Context::Main, Cmd::NextCall, &["]"]),
     (Context::Main, Cmd::PrevCall, &["["]),
     (Context::Main, Cmd::NextPanel, &["tab"]),
@@ -322,6 +370,9 @@ pub const DEFAULTS: &[(Context, Cmd, &[&str])] = &[
     (Context::Main, Cmd::Select, &["enter"]),
     (Context::Main, Cmd::EchoTest, &["e"]),
     (Context::Main, Cmd::Devices, &["d"]),
+    (Context::Main, Cmd::Voicemail, &["v"]),
+    (Context::Main, Cmd::TakeOver, &["T"]),
+    (Context::Main, Cmd::JoinCall, &["J"]),
     (Context::Main, Cmd::Dismiss, &["x"]),
     (Context::Main, Cmd::Back, &["esc"]),
     (Context::Main, Cmd::CommandLine, &[":"]),
@@ -331,6 +382,27 @@ pub const DEFAULTS: &[(Context, Cmd, &[&str])] = &[
     (Context::Incoming, Cmd::Reject, &["r"]),
     (Context::Incoming, Cmd::RejectBusy, &["b"]),
     (Context::Incoming, Cmd::Back, &["esc"]),
+    (Context::TransferRequest, Cmd::Accept, &["a", "enter"]),
+    (Context::TransferRequest, Cmd::Reject, &["r"]),
+    (Context::TransferRequest, Cmd::Back, &["esc"]),
+    (Context::Transfer, Cmd::ToParticipant, &["p"]),
+    (Context::Transfer, Cmd::ToCall, &["c"]),
+    (Context::Transfer, Cmd::ToVoicemail, &["v"]),
+    (Context::Transfer, Cmd::NoForwarding, &["f", "ctrl-f"]),
+    (Context::Transfer, Cmd::Up, &["k", "up"]),
+    (Context::Transfer, Cmd::Down, &["j", "down"]),
+    (Context::Transfer, Cmd::Select, &["enter"]),
+    (Context::Transfer, Cmd::Back, &["esc"]),
+    (Context::Voicemail, Cmd::Up, &["k", "up"]),
+    (Context::Voicemail, Cmd::Down, &["j", "down"]),
+    (Context::Voicemail, Cmd::Play, &["enter"]),
+    (Context::Voicemail, Cmd::Stop, &["s"]),
+    (Context::Voicemail, Cmd::ToggleNew, &["n"]),
+    (Context::Voicemail, Cmd::Delete, &["x", "delete"]),
+    (Context::Voicemail, Cmd::Forwarding, &["f"]),
+    (Context::Voicemail, Cmd::Refresh, &["r"]),
+    (Context::Voicemail, Cmd::Back, &["esc", "v"]),
+    (Context::Voicemail, Cmd::Help, &["?", "f1"]),
     (Context::Devices, Cmd::Up, &["k", "up"]),
     (Context::Devices, Cmd::Down, &["j", "down"]),
     (Context::Devices, Cmd::NextColumn, &["tab", "l", "right"]),
@@ -541,6 +613,35 @@ mod tests {
             (Main, K::F(1), none, Some(Cmd::Help)),
             (Main, K::Char('q'), none, Some(Cmd::Quit)),
             (Main, K::Char('Q'), shift, None),
+            (Main, K::Char('t'), none, Some(Cmd::Transfer)),
+            (Main, K::Char('v'), none, Some(Cmd::Voicemail)),
+            (Main, K::Char('T'), shift, Some(Cmd::TakeOver)),
+            (Main, K::Char('J'), shift, Some(Cmd::JoinCall)),
+            (TransferRequest, K::Char('a'), none, Some(Cmd::Accept)),
+            (TransferRequest, K::Enter, none, Some(Cmd::Accept)),
+            (TransferRequest, K::Char('r'), none, Some(Cmd::Reject)),
+            (TransferRequest, K::Esc, none, Some(Cmd::Back)),
+            (TransferRequest, K::Char('b'), none, None),
+            (Transfer, K::Char('p'), none, Some(Cmd::ToParticipant)),
+            (Transfer, K::Char('c'), none, Some(Cmd::ToCall)),
+            (Transfer, K::Char('v'), none, Some(Cmd::ToVoicemail)),
+            (Transfer, K::Char('f'), none, Some(Cmd::NoForwarding)),
+            (
+                Transfer,
+                K::Char('f'),
+                KeyModifiers::CONTROL,
+                Some(Cmd::NoForwarding),
+            ),
+            (Transfer, K::Enter, none, Some(Cmd::Select)),
+            (Transfer, K::Esc, none, Some(Cmd::Back)),
+            (Voicemail, K::Enter, none, Some(Cmd::Play)),
+            (Voicemail, K::Char('s'), none, Some(Cmd::Stop)),
+            (Voicemail, K::Char('n'), none, Some(Cmd::ToggleNew)),
+            (Voicemail, K::Char('x'), none, Some(Cmd::Delete)),
+            (Voicemail, K::Delete, none, Some(Cmd::Delete)),
+            (Voicemail, K::Char('f'), none, Some(Cmd::Forwarding)),
+            (Voicemail, K::Char('v'), none, Some(Cmd::Back)),
+            (Voicemail, K::Char('h'), none, None),
             (Main, K::Char('z'), none, None),
             (Main, K::Char('h'), KeyModifiers::CONTROL, None),
             (Incoming, K::Char('a'), none, Some(Cmd::Accept)),

@@ -103,6 +103,7 @@ pub async fn run(cfg: &Config, tui: &TuiConfig, opts: TuiOptions) -> anyhow::Res
             history,
             keymap,
             theme: Theme::from_env(),
+            auto_accept_transfers: r.auto_accept_transfers,
         },
         server::runtime::now(),
     );
@@ -353,6 +354,8 @@ struct Resolved {
     mic: DeviceSpec,
     speaker: DeviceSpec,
     auto_accept: bool,
+    /// The engine accepts transfer requests by itself (config `auto_accept_transfers`).
+    auto_accept_transfers: bool,
 }
 
 impl Resolved {
@@ -419,6 +422,7 @@ impl Resolved {
             mic,
             speaker,
             auto_accept: o.auto_accept || tui.auto_accept,
+            auto_accept_transfers: cfg.auto_accept_transfers,
         })
     }
 
@@ -432,8 +436,8 @@ impl Resolved {
             speaker: self.speaker.clone(),
             camera: self.devices.camera.clone(),
             auto_answer: self.auto_accept,
-            // Transfers are answered at the transfer-request prompt (issue 4's TUI part).
-            auto_accept_transfers: false,
+            // Otherwise transfers are answered at the transfer-request prompt.
+            auto_accept_transfers: self.auto_accept_transfers,
             media: MediaConfig::default(),
         }
     }
@@ -603,6 +607,31 @@ impl Ctx {
                     }
                 });
             }
+            Action::PlayVoicemail { message_id } => {
+                let Some(h) = engine.cloned() else {
+                    let _ = done.send(Update::VoicemailPlaying {
+                        message_id,
+                        result: Err(s::ENGINE_NOT_RUNNING.into()),
+                    });
+                    return;
+                };
+                tokio::spawn(async move {
+                    let result = play_voicemail(&h, &message_id).await;
+                    if let Err(e) = &result {
+                        tracing::warn!("playing voicemail {message_id}: {e}");
+                    }
+                    let _ = done.send(Update::VoicemailPlaying { message_id, result });
+                });
+            }
+            Action::StopVoicemail => {
+                if let Some(h) = engine.cloned() {
+                    tokio::spawn(async move {
+                        if let Err(e) = play_pcm(&h, Vec::new()).await {
+                            tracing::debug!("stopping playback: {e}");
+                        }
+                    });
+                }
+            }
             Action::Bell => {
                 let mut out = std::io::stdout();
                 let _ = out.write_all(b"\x07").and_then(|()| out.flush());
@@ -610,6 +639,49 @@ impl Ctx {
             Action::Quit => {}
         }
     }
+}
+
+/// Fetches a voicemail message, decodes it and plays it on the speaker. Returns how long it
+/// plays, in ms.
+async fn play_voicemail(engine: &EngineHandle, message_id: &str) -> Result<u64, String> {
+    let bytes = engine
+        .fetch_voicemail(message_id.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    let pcm = tokio::task::spawn_blocking(move || decode_ogg_opus(&bytes))
+        .await
+        .map_err(|e| format!("decoding panicked: {e}"))??;
+    let ms = pcm.len() as u64 * 1000 / 48_000;
+    play_pcm(engine, pcm).await?;
+    Ok(ms)
+}
+
+/// Ogg Opus bytes → 48 kHz mono. The decoder reads files: a private temporary file, removed at
+/// once.
+fn decode_ogg_opus(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    let path = std::env::temp_dir().join(format!(
+        "dialtone-voicemail-{}-{}.ogg",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(bytes));
+    let result = match written {
+        Ok(()) => server::voicemail::decode_to_pcm(&path).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("writing {}: {e}", path.display())),
+    };
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// Plays 48 kHz mono PCM on the selected speaker, replacing what plays; empty stops. The one
+/// place voicemail playback needs the engine: `EngineHandle::play_pcm` is not in this build yet
+/// (the patch is in issue 4's TUI report), so this says so.
+async fn play_pcm(engine: &EngineHandle, pcm: Vec<f32>) -> Result<(), String> {
+    engine.play_pcm(pcm).await.map_err(|e| e.to_string())
 }
 
 /// Turns the engine's mic level reports on or off; they feed `Update::MicLevel` (the meters in

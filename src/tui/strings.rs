@@ -5,9 +5,9 @@ use crate::core::{
     CallEndReason, CallState, Command, Direction, DisconnectReason, ParticipantState,
 };
 use crate::devices::DeviceKind;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ForwardMode, Forwarding, TransferKind};
 
-use super::app::Slot;
+use super::app::{Slot, TransferStep, Via};
 use super::keymap::{Cmd, Context};
 
 pub const APP_NAME: &str = "dialtone";
@@ -21,8 +21,9 @@ pub const TITLE_DEVICES: &str = "Devices";
 pub const TITLE_HELP: &str = "Keys";
 pub const TITLE_INCOMING: &str = "Incoming call";
 pub const TITLE_CONFIRM: &str = "Quit?";
-pub const TITLE_TRANSFER: &str = "Transfer to";
 pub const TITLE_TRANSFER_REQUEST: &str = "Transfer requested";
+pub const TITLE_VOICEMAIL: &str = "Voicemail";
+pub const TITLE_DELETE: &str = "Delete?";
 
 // Empty panels.
 pub const NO_CALLS: &str = "No calls. Press c to dial, e for an echo test.";
@@ -37,7 +38,14 @@ pub const NO_INCOMING: &str = "No incoming call";
 pub const DIAL_EMPTY: &str = "Type a name or a number to call";
 pub const RECONNECTED: &str = "Connected to the switchboard again";
 pub const DEVICES_CHANGED: &str = "Devices changed";
-pub const TRANSFER_LATER: &str = "Call transfer is not in this build yet";
+pub const NO_TRANSFERABLE_CALL: &str = "Only a connected or held call can be transferred";
+pub const TRANSFER_UNDER_WAY: &str = "A transfer of this call is already under way";
+pub const NO_OTHER_CALL: &str = "You have no other connected call to transfer to";
+pub const TRANSFER_EMPTY: &str = "Type who to transfer the call to";
+pub const NO_MESSAGE: &str = "No message selected";
+pub const NO_CALL_ELSEWHERE: &str = "None of your other devices is in a call";
+pub const PLAYBACK_STOPPED: &str = "Playback stopped";
+pub const FORWARDING_UNKNOWN: &str = "Forwarding: not known yet (not signed in)";
 pub const ENGINE_STOPPED: &str = "the call engine stopped (see the log)";
 pub const ENGINE_NOT_RUNNING: &str = "the call engine is not running";
 pub const TEST_TONE_PLAYING: &str = "Playing a test tone (440 Hz, 1 s) on the speaker";
@@ -49,6 +57,12 @@ pub const CMD_PROMPT: &str = ":";
 pub const CONFIRM_QUIT: &str = "A call is live. Hang up and quit?";
 pub const INCOMING_CALLING: &str = "is calling you";
 pub const INCOMING_WHILE_TYPING: &str = "Esc closes the field to answer";
+pub const NO_MESSAGES: &str = "No messages.";
+pub const LOADING_MESSAGES: &str = "Asking the switchboard…";
+pub const NEW_MARK: &str = "●";
+pub const PLAYING_MARK: &str = "▶";
+pub const TRANSFER_ASKED: &str = "transfer asked";
+pub const TRANSFER_TO: &str = "To: ";
 pub const HELP_COMMANDS: &str = "Command line (:)";
 pub const HELP_FIELDS: &str =
     "Dialer and command line: Tab/Up/Down complete, Enter runs, Esc cancels";
@@ -136,8 +150,234 @@ pub fn connection_reason(reason: Option<DisconnectReason>) -> &'static str {
     }
 }
 
-pub fn incoming_from(name: &str) -> String {
-    format!("Incoming call from {name}")
+pub fn incoming_from(name: &str, via: Option<&Via>) -> String {
+    match via {
+        Some(v) => format!("Incoming call from {name}, {}", via_text(v)),
+        None => format!("Incoming call from {name}"),
+    }
+}
+
+/// "transferred by alice", "forwarded from carol".
+pub fn via_text(via: &Via) -> String {
+    match via {
+        Via::TransferredBy(n) => format!("transferred by {n}"),
+        Via::ForwardedFrom(n) => format!("forwarded from {n}"),
+    }
+}
+
+// ---- transfer -----------------------------------------------------------------------------------
+
+/// The consultative step: which of my calls the person being transferred joins.
+pub fn transfer_pick_call(label: &str) -> String {
+    format!("Which call should {label} join? (you leave both)")
+}
+
+pub fn transfer_title(label: &str) -> String {
+    format!("Transfer the call with {label}")
+}
+
+/// The three ways of the transfer prompt.
+pub fn transfer_choice(step: TransferStep) -> &'static str {
+    match step {
+        TransferStep::Participant => "to a participant",
+        TransferStep::Call => "to another of my calls",
+        TransferStep::Voicemail => "to the voicemail of",
+        TransferStep::Choose => "",
+    }
+}
+
+/// The forwarding option as the prompt shows it.
+pub fn transfer_forwarding(disabled: bool) -> &'static str {
+    if disabled {
+        "Unanswered: give up (the target's forwarding is not followed)"
+    } else {
+        "Unanswered: follow the target's forwarding"
+    }
+}
+
+/// Where a transfer goes, as people read it.
+pub fn voicemail_of(name: &str) -> String {
+    format!("{name}'s voicemail")
+}
+
+pub fn transferring(target: &str) -> String {
+    format!("Transferring to {target}…")
+}
+
+pub fn transferred_flag(target: &str) -> String {
+    format!("Transferred to {target}")
+}
+
+/// The call row's words for a failed transfer: "Failed: target busy (486/7100)".
+pub fn transfer_failed_flag(reason: Option<CallEndReason>) -> String {
+    match reason {
+        Some(r) => format!(
+            "Failed: {} ({}/{})",
+            transfer_failure_short(r),
+            r.code,
+            r.sub_code
+        ),
+        None => "Failed".to_string(),
+    }
+}
+
+/// A few words for a transfer error.
+pub fn transfer_failure_short(r: CallEndReason) -> &'static str {
+    match (r.code, r.sub_code) {
+        (403, 7100) => "target forbids",
+        (404, 7100) => "unknown target",
+        (408, 7100) => "no answer",
+        (410, 7100) => "target lost",
+        (480, 7100) => "target offline",
+        (486, 7100) => "target busy",
+        (603, 7100) => "target declined",
+        (603, 7101) => "rejected",
+        (487, 7102) => "you hung up",
+        (487, 7103) => "they hung up",
+        (481, 7104) => "other call ended",
+        (400, 7105) => "refused",
+        _ => "error",
+    }
+}
+
+pub fn transferred(label: &str, target: &str) -> String {
+    format!("Transferred {label} to {target}")
+}
+
+/// The whole story of a failed transfer: the table's text (or the switchboard's words for a
+/// refusal) with code/subCode.
+pub fn transfer_failed(
+    label: &str,
+    target: &str,
+    reason: Option<CallEndReason>,
+    detail: Option<&str>,
+) -> String {
+    let Some(r) = reason else {
+        return format!("Transfer of {label} to {target} failed");
+    };
+    let text = detail.unwrap_or_else(|| {
+        let d = r.describe();
+        d.strip_prefix("transfer failed: ")
+            .or_else(|| d.strip_prefix("transfer refused: "))
+            .unwrap_or(d)
+    });
+    format!(
+        "Transfer of {label} to {target} failed: {text} ({}/{})",
+        r.code, r.sub_code
+    )
+}
+
+/// What the transferee is asked: "to carol", "to carol, in their call with you"...
+pub fn transfer_request_target(kind: TransferKind, target: &str) -> String {
+    match kind {
+        TransferKind::Participant => format!("to {target} (a new call; {target} is rung)"),
+        TransferKind::Call => format!("to {target}, who is in a call with them"),
+        TransferKind::Voicemail => format!("to {}", voicemail_of(target)),
+    }
+}
+
+pub fn transfer_request_asks(from: &str) -> String {
+    format!("{from} asks to move this call")
+}
+
+pub fn transfer_asked(from: &str, kind: TransferKind, target: &str) -> String {
+    format!(
+        "{from} asks to transfer your call {}",
+        transfer_request_target(kind, target)
+    )
+}
+
+pub fn transfer_auto_accepted(from: &str, kind: TransferKind, target: &str) -> String {
+    format!(
+        "{from} is transferring your call {} (accepted automatically)",
+        transfer_request_target(kind, target)
+    )
+}
+
+pub fn transfer_accepted(target: &str) -> String {
+    format!("Transfer accepted: you go on with {target} once they answer")
+}
+
+pub fn transfer_rejected(from: &str) -> String {
+    format!("You rejected {from}'s transfer")
+}
+
+pub fn transferred_to(target: &str, by: &str) -> String {
+    format!("{by} transferred you to {target}")
+}
+
+// ---- calls on other devices ------------------------------------------------------------------------
+
+/// The banner's text before its keys: "In a call with bob on laptop".
+pub fn active_elsewhere(label: &str, device: &str) -> String {
+    format!("In a call with {label} on {device}")
+}
+
+/// A companion device in the participants panel: "(on laptop)".
+pub fn on_device(device: &str) -> String {
+    format!("(on {device})")
+}
+
+pub fn taking_over(label: &str, device: &str, is_transfer: bool) -> String {
+    if is_transfer {
+        format!("Moving the call with {label} here from {device}…")
+    } else {
+        format!("Joining the call with {label} on {device}…")
+    }
+}
+
+// ---- voicemail and forwarding -----------------------------------------------------------------------
+
+/// The status line's message-waiting mark.
+pub fn message_waiting(new: u32, total: u32) -> String {
+    if new > 0 {
+        format!("✉ {new} new")
+    } else {
+        format!("✉ {total}")
+    }
+}
+
+pub fn voicemail_title(new: u32, total: u32) -> String {
+    format!("{TITLE_VOICEMAIL} · {new} new of {total}")
+}
+
+pub fn new_voicemail(new: u32, total: u32) -> String {
+    let msgs = if total == 1 { "message" } else { "messages" };
+    format!("Voicemail: {new} new of {total} {msgs} (v to listen)")
+}
+
+pub fn forwarding_text(f: &Forwarding) -> String {
+    let target = |t: &Option<String>| match t.as_deref() {
+        Some("voicemail") | None => "voicemail".to_string(),
+        Some(t) => t.to_string(),
+    };
+    match f.mode {
+        ForwardMode::Off => "Forwarding: off".to_string(),
+        ForwardMode::Always => format!("Forwarding: every call goes to {}", target(&f.target)),
+        ForwardMode::Unanswered => format!(
+            "Forwarding: to {} when unanswered after {} s",
+            target(&f.target),
+            f.unanswered_after_secs
+        ),
+    }
+}
+
+pub fn delete_question(caller: &str, duration_ms: u64, ago_text: &str) -> String {
+    format!(
+        "Delete the message from {caller} ({}, {ago_text})?",
+        duration(duration_ms)
+    )
+}
+
+pub fn playing(caller: &str, duration_ms: u64) -> String {
+    format!(
+        "Playing the message from {caller} ({}) on the speaker",
+        duration(duration_ms)
+    )
+}
+
+pub fn play_failed(e: &str) -> String {
+    format!("Could not play the message: {e}")
 }
 
 pub fn call_ended(label: &str, reason: CallEndReason) -> String {
@@ -196,6 +436,18 @@ pub fn verb(cmd: &Command) -> &'static str {
         Command::Unmute { .. } => "unmute",
         Command::Hold { .. } => "hold",
         Command::Resume { .. } => "resume",
+        Command::Transfer { .. } => "transfer",
+        Command::AcceptTransfer { .. } => "accept the transfer",
+        Command::RejectTransfer { .. } => "reject the transfer",
+        Command::SetForwarding(_) => "set forwarding",
+        Command::ListVoicemail => "list voicemail",
+        Command::FetchVoicemail { .. } => "fetch the message",
+        Command::DeleteVoicemail { .. } => "delete the message",
+        Command::MarkVoicemail { .. } => "mark the message",
+        Command::ActiveCallTransfer {
+            is_transfer: true, ..
+        } => "take over the call",
+        Command::ActiveCallTransfer { .. } => "join the call",
         #[allow(unreachable_patterns)]
         _ => "do that",
     }
@@ -282,8 +534,10 @@ pub fn describe(ctx: Context, cmd: Cmd) -> &'static str {
         (_, Cmd::CommandLine) => "command line (:call bob, :mute, ...)",
         (_, Cmd::Dial) => "dial (completes contacts and history)",
         (Context::Incoming, Cmd::Accept) => "accept the call",
+        (Context::TransferRequest, Cmd::Accept) => "accept (go on with the target)",
         (_, Cmd::Accept) => "accept the ringing call",
         (Context::Incoming, Cmd::Reject) => "decline (603)",
+        (Context::TransferRequest, Cmd::Reject) => "reject (stay in this call)",
         (_, Cmd::Reject) => "decline the ringing call",
         (_, Cmd::RejectBusy) => "reject as busy (486)",
         (_, Cmd::HangUp) => "hang up the focused call",
@@ -292,24 +546,45 @@ pub fn describe(ctx: Context, cmd: Cmd) -> &'static str {
         (_, Cmd::NextCall) => "focus the next call",
         (_, Cmd::PrevCall) => "focus the previous call",
         (_, Cmd::NextPanel) => "switch between calls and history",
+        (Context::Transfer, Cmd::Up) => "previous choice / call",
+        (Context::Transfer, Cmd::Down) => "next choice / call",
+        (Context::Voicemail, Cmd::Up) => "previous message",
+        (Context::Voicemail, Cmd::Down) => "next message",
         (Context::Help, Cmd::Up) => "scroll up",
         (Context::Help, Cmd::Down) => "scroll down",
         (_, Cmd::Up) => "move up",
         (_, Cmd::Down) => "move down",
         (Context::Devices, Cmd::Select) => "use this device (live, saved)",
+        (Context::Transfer, Cmd::Select) => "choose / transfer",
         (_, Cmd::Select) => "call back (history) / show prompt",
         (_, Cmd::Devices) => "device manager",
         (_, Cmd::EchoTest) => "call the echo test",
         (_, Cmd::Dismiss) => "clear ended calls and the notice",
         (Context::Main, Cmd::Back) => "clear the notice",
         (Context::Incoming, Cmd::Back) => "put the prompt away (keeps ringing)",
-        (Context::Confirm, Cmd::Back) => "stay",
+        (Context::TransferRequest, Cmd::Back) => "put it away (Enter on the call)",
+        (Context::Transfer, Cmd::Back) => "back / cancel",
+        (Context::Confirm, Cmd::Back) => "no (stay / keep)",
         (_, Cmd::Back) => "close",
         (_, Cmd::NextColumn) => "next column",
         (_, Cmd::PrevColumn) => "previous column",
         (_, Cmd::TestTone) => "play a test tone on the speaker",
+        (Context::Voicemail, Cmd::Refresh) => "list messages again",
         (_, Cmd::Refresh) => "list devices again",
-        (_, Cmd::Confirm) => "hang up and quit",
+        (_, Cmd::Confirm) => "yes: hang up and quit / delete",
+        (_, Cmd::Transfer) => "transfer the focused call",
+        (_, Cmd::Voicemail) => "voicemail and forwarding",
+        (_, Cmd::TakeOver) => "take over a call from another device",
+        (_, Cmd::JoinCall) => "join a call on another device",
+        (_, Cmd::ToParticipant) => "to a participant (Tab completes)",
+        (_, Cmd::ToCall) => "to another of my calls",
+        (_, Cmd::ToVoicemail) => "to someone's voicemail",
+        (_, Cmd::NoForwarding) => "follow / ignore target's forwarding",
+        (_, Cmd::Play) => "play the message on the speaker",
+        (_, Cmd::Stop) => "stop playing",
+        (_, Cmd::Delete) => "delete the message (asks first)",
+        (_, Cmd::ToggleNew) => "mark new / heard",
+        (_, Cmd::Forwarding) => "set call forwarding (:forward)",
     }
 }
 
@@ -317,9 +592,12 @@ pub fn context_title(ctx: Context) -> &'static str {
     match ctx {
         Context::Main => "Main screen",
         Context::Incoming => "Incoming call",
+        Context::TransferRequest => "Transfer request",
+        Context::Transfer => "Transfer prompt",
+        Context::Voicemail => "Voicemail",
         Context::Devices => "Device manager",
         Context::Help => "This help",
-        Context::Confirm => "Quit confirmation",
+        Context::Confirm => "Questions (quit, delete)",
     }
 }
 
@@ -341,6 +619,9 @@ pub fn describe_line(name: &str) -> &'static str {
         "camera" => "use this camera",
         "focus" => "focus call N of the list",
         "dismiss" => "clear ended calls and notice",
+        "transfer" => "transfer the focused call",
+        "voicemail" => "open the voicemail panel",
+        "forward" => "show or set call forwarding",
         "help" => "show the keys",
         "quit" => "quit (asks if a call is live)",
         "quit!" => "hang up everything and quit",

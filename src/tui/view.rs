@@ -3,8 +3,9 @@
 //!
 //! Layout, top to bottom: the status line, an optional banner, the body (calls and participants
 //! over history, or the device manager), the notifications line, and the key hints or the text
-//! field being typed into. Popups (incoming call, quit confirmation, help) are drawn last, over
-//! the body. Works from 80x24; extra room goes to the lists.
+//! field being typed into. The voicemail panel and the device manager take the body's place.
+//! Popups (incoming call, transfer prompt, transfer request, questions, help) are drawn last,
+//! over the body. Works from 80x24; extra room goes to the lists.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -15,8 +16,11 @@ use ratatui::widgets::{
 };
 
 use crate::core::{CallState, Direction};
+use crate::protocol::TransferState;
 
-use super::app::{App, Banner, CallRow, Connection, Layer, Level, Pane, Slot};
+use super::app::{
+    App, Banner, CallRow, Connection, Layer, Level, Pane, Slot, TransferRequest, TransferStep,
+};
 use super::cmdline::COMMANDS;
 use super::input::TextField;
 use super::keymap::{Cmd, Context};
@@ -25,7 +29,7 @@ use super::theme::Theme;
 
 pub fn render(f: &mut Frame, app: &App) {
     let area = f.area();
-    let banner_h = u16::from(app.banner.is_some());
+    let banner_h = u16::from(app.shown_banner().is_some());
     // A long notice (an error with its cause) wraps onto up to three lines.
     let notice_h = app.notice.as_ref().map_or(1, |n| {
         let w = n.text.chars().count() + 3;
@@ -40,11 +44,13 @@ pub fn render(f: &mut Frame, app: &App) {
     ])
     .areas(area);
     status_line(f, app, status);
-    if let Some(b) = &app.banner {
+    if let Some(b) = app.shown_banner() {
         banner_line(f, app, b, banner);
     }
     if app.devman.open {
         devices_panel(f, app, body);
+    } else if app.voicemail.open {
+        voicemail_panel(f, app, body);
     } else {
         main_body(f, app, body);
     }
@@ -60,9 +66,15 @@ pub fn render(f: &mut Frame, app: &App) {
                     incoming_popup(f, app, c, body);
                 }
             }
-            Layer::TransferRequest => transfer_request_popup(f, app, body),
+            Layer::TransferRequest(id) => {
+                if let Some(r) = app.transfer_requests.iter().find(|r| &r.call_id == id) {
+                    transfer_request_popup(f, app, r, body);
+                }
+            }
+            Layer::Transfer => transfer_popup(f, app, body),
             Layer::Help => help_popup(f, app, area),
             Layer::Confirm => confirm_popup(f, app, body),
+            Layer::ConfirmDelete => delete_popup(f, app, body),
             _ => {}
         }
     }
@@ -101,19 +113,25 @@ fn status_line(f: &mut Frame, app: &App, area: Rect) {
         app.server.clone()
     };
     // Segments in order of importance; the later ones are left out when the line is too narrow.
-    let segments: Vec<Vec<Span>> = vec![
+    let mut segments: Vec<Vec<Span>> = vec![
         vec![
             Span::styled(app.user.clone(), t.title()),
             Span::raw(format!(" @ {}", app.device_name)),
         ],
         vec![Span::styled(format!("{mark} {text}"), style)],
+    ];
+    if let Some((new, total)) = app.message_waiting.filter(|(_, total)| *total > 0) {
+        let style = if new > 0 { t.alert() } else { t.dim() };
+        segments.push(vec![Span::styled(s::message_waiting(new, total), style)]);
+    }
+    segments.extend([
         mic,
         vec![
             Span::styled(format!("{} ", s::slot_short(Slot::Speaker)), t.dim()),
             Span::raw(app.devices.speaker.clone()),
         ],
         vec![Span::styled(server, t.dim())],
-    ];
+    ]);
     let mut spans = vec![Span::styled(format!(" {} ", s::APP_NAME), t.title())];
     let mut used = spans[0].width();
     for (i, seg) in segments.into_iter().enumerate() {
@@ -139,13 +157,27 @@ fn meter(t: &Theme, level: f32, width: usize) -> Vec<Span<'static>> {
     ]
 }
 
+/// "In a call with bob on laptop — T take over, J join".
 fn banner_line(f: &mut Frame, app: &App, b: &Banner, area: Rect) {
-    let text = match b {
-        Banner::ActiveOnAnotherDevice { device, label } => {
-            format!(" A call with {label} is live on {device}")
-        }
-    };
-    f.render_widget(Paragraph::new(Span::styled(text, app.theme.warn())), area);
+    let t = &app.theme;
+    let Banner::ActiveOnAnotherDevice(d) = b;
+    let mut spans = vec![Span::styled(
+        format!(" {} — ", s::active_elsewhere(&b.label(), &d.device_name)),
+        t.alert(),
+    )];
+    let keys: Vec<Span> = [(Cmd::TakeOver, "take over"), (Cmd::JoinCall, "join")]
+        .into_iter()
+        .filter_map(|(cmd, label)| {
+            let k = app.keymap.first(Context::Main, cmd)?;
+            Some(vec![
+                Span::styled(k.to_string(), t.key()),
+                Span::styled(format!(" {label}"), t.alert()),
+            ])
+        })
+        .collect::<Vec<_>>()
+        .join(&Span::styled(", ", t.alert()));
+    spans.extend(keys);
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 // ---- main body: calls, participants, history --------------------------------------------------------
@@ -176,7 +208,9 @@ fn main_body(f: &mut Frame, app: &App, area: Rect) {
         participants_panel(f, app, parts);
         history_panel(f, app, bottom);
     } else {
-        let remote = app.focused_call().map_or(0, |c| c.remote.len()) as u16;
+        let remote = app.focused_call().map_or(0, |c| {
+            c.remote.len() + usize::from(c.transfer.is_some() && c.is_live())
+        }) as u16;
         let parts_h = (remote.max(1) + 2).min(5);
         let [calls, parts, history] = Layout::vertical([
             Constraint::Length(calls_h),
@@ -216,50 +250,93 @@ fn calls_panel(f: &mut Frame, app: &App, area: Rect) {
         );
         return;
     }
-    let rows = app.calls.iter().enumerate().map(|(i, c)| {
-        let mark = if i == app.focus { "▶" } else { " " };
-        let mut flags = Vec::new();
-        if let Some(e) = c.ended {
-            flags.push(Span::styled(
-                s::end_short(e.reason),
-                if e.reason.code == 0 {
-                    t.dim()
-                } else {
-                    t.warn()
-                },
-            ));
-        } else if c.muted {
-            flags.push(Span::styled(s::MUTED, t.warn()));
-        }
-        Row::new(vec![
-            Cell::from(format!("{mark}{}", i + 1)),
-            Cell::from(s::direction_arrow(c.direction)),
-            Cell::from(c.label()),
-            Cell::from(Span::styled(s::state_name(c.state), call_state_style(t, c))),
-            Cell::from(s::duration(c.duration_ms(app.now.unix_ms))),
-            Cell::from(Line::from(flags)),
-        ])
-        .style(if c.ended.is_some() {
-            t.dim()
-        } else {
-            t.plain()
-        })
-    });
+    let flags: Vec<Line> = app.calls.iter().map(|c| call_flags(app, c)).collect();
+    let flags_w = flags.iter().map(Line::width).max().unwrap_or(0);
+    let rows = app
+        .calls
+        .iter()
+        .zip(flags)
+        .enumerate()
+        .map(|(i, (c, flags))| {
+            let mark = if i == app.focus { "▶" } else { " " };
+            Row::new(vec![
+                Cell::from(format!("{mark}{}", i + 1)),
+                Cell::from(s::direction_arrow(c.direction)),
+                Cell::from(c.label()),
+                Cell::from(Span::styled(s::state_name(c.state), call_state_style(t, c))),
+                Cell::from(s::duration(c.duration_ms(app.now.unix_ms))),
+                Cell::from(flags),
+            ])
+            .style(if c.ended.is_some() {
+                t.dim()
+            } else {
+                t.plain()
+            })
+        });
+    // Long flags (a transfer's progress) get their width; the name gives way.
+    let (name_w, flags_w) = if flags_w > 16 {
+        (
+            Constraint::Fill(1),
+            Constraint::Length(flags_w.min(36) as u16),
+        )
+    } else {
+        (Constraint::Fill(2), Constraint::Fill(1))
+    };
     let table = Table::new(
         rows,
         [
             Constraint::Length(3),
             Constraint::Length(1),
-            Constraint::Fill(2),
+            name_w,
             Constraint::Length(12),
             Constraint::Length(7),
-            Constraint::Fill(1),
+            flags_w,
         ],
     )
     .block(block)
     .row_highlight_style(if focused { t.selected() } else { t.title() });
     let mut state = TableState::default().with_selected(Some(app.focus));
     f.render_stateful_widget(table, area, &mut state);
+}
+
+/// The last column of a call row: how it ended, or muted, a transfer's progress, a transfer
+/// request, how the call came.
+fn call_flags(app: &App, c: &CallRow) -> Line<'static> {
+    let t = &app.theme;
+    if let Some(e) = c.ended {
+        let style = if e.reason.code == 0 {
+            t.dim()
+        } else {
+            t.warn()
+        };
+        return Line::from(Span::styled(s::end_short(e.reason), style));
+    }
+    let mut flags: Vec<Span<'static>> = Vec::new();
+    let mut push = |span: Span<'static>| {
+        if !flags.is_empty() {
+            flags.push(Span::raw(" "));
+        }
+        flags.push(span);
+    };
+    if c.muted {
+        push(Span::styled(s::MUTED, t.warn()));
+    }
+    if let Some(x) = &c.transfer {
+        push(match x.state {
+            TransferState::Transferring | TransferState::None => {
+                Span::styled(s::transferring(&x.target), t.alert())
+            }
+            TransferState::Transferred => Span::styled(s::transferred_flag(&x.target), t.ok()),
+            TransferState::Failed => Span::styled(s::transfer_failed_flag(x.error), t.error()),
+        });
+    } else if app.transfer_request_on(&c.call_id).is_some() {
+        push(Span::styled(s::TRANSFER_ASKED, t.alert()));
+    } else if let Some(v) = &c.via
+        && !c.muted
+    {
+        push(Span::styled(s::via_text(v), t.dim()));
+    }
+    Line::from(flags)
 }
 
 fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
@@ -278,18 +355,21 @@ fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
         return;
     };
     let ended = c.ended.is_some();
-    let lines: Vec<Line> = c
+    let mut lines: Vec<Line> = c
         .remote
         .iter()
         .map(|p| {
             if ended {
                 return Line::from(Span::styled(p.identity.display_name.clone(), t.dim()));
             }
-            let mut spans = vec![
-                Span::styled(p.identity.display_name.clone(), t.title()),
+            let mut spans = vec![Span::styled(p.identity.display_name.clone(), t.title())];
+            if let Some(d) = &p.device {
+                spans.push(Span::styled(format!(" {}", s::on_device(d)), t.dim()));
+            }
+            spans.extend([
                 Span::styled(" · ", t.dim()),
                 Span::raw(s::participant_state(p.state)),
-            ];
+            ]);
             if p.is_muted {
                 spans.push(Span::styled(format!(" · {}", s::MUTED), t.warn()));
             }
@@ -299,7 +379,26 @@ fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
             Line::from(spans)
         })
         .collect();
-    f.render_widget(Paragraph::new(lines).block(block), area);
+    // The whole story of our transfer of this call, with the reason's code/subCode.
+    if let Some(x) = c.transfer.as_ref().filter(|_| !ended) {
+        let (text, style) = match x.state {
+            TransferState::Transferring | TransferState::None => {
+                (s::transferring(&x.target), t.alert())
+            }
+            TransferState::Transferred => (s::transferred_flag(&x.target), t.ok()),
+            TransferState::Failed => (
+                s::transfer_failed(&c.label(), &x.target, x.error, x.detail.as_deref()),
+                t.error(),
+            ),
+        };
+        lines.push(Line::from(Span::styled(text, style)));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        area,
+    );
 }
 
 fn history_panel(f: &mut Frame, app: &App, area: Rect) {
@@ -346,6 +445,88 @@ fn history_panel(f: &mut Frame, app: &App, area: Rect) {
     .row_highlight_style(if focused { t.selected() } else { Style::new() });
     let mut state = TableState::default().with_selected(focused.then_some(app.history_cursor));
     f.render_stateful_widget(table, area, &mut state);
+}
+
+// ---- voicemail -----------------------------------------------------------------------------------------
+
+fn voicemail_panel(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let vm = &app.voicemail;
+    let title = match (&vm.messages, app.message_waiting) {
+        (Some(list), _) => s::voicemail_title(
+            list.iter().filter(|m| m.is_new).count() as u32,
+            list.len() as u32,
+        ),
+        (None, Some((new, total))) => s::voicemail_title(new, total),
+        (None, None) => s::TITLE_VOICEMAIL.to_string(),
+    };
+    let block = panel(app, &title, true);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [list, _, detail, forwarding] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    match vm.messages.as_deref() {
+        None => f.render_widget(
+            Paragraph::new(Span::styled(s::LOADING_MESSAGES, t.dim())),
+            list,
+        ),
+        Some([]) => f.render_widget(Paragraph::new(Span::styled(s::NO_MESSAGES, t.dim())), list),
+        Some(messages) => {
+            let rows = messages.iter().map(|m| {
+                let playing = vm
+                    .playing
+                    .as_ref()
+                    .is_some_and(|p| p.message_id == m.message_id)
+                    || vm.loading.as_deref() == Some(m.message_id.as_str());
+                Row::new(vec![
+                    Cell::from(Span::styled(
+                        if m.is_new { s::NEW_MARK } else { " " },
+                        t.alert(),
+                    )),
+                    Cell::from(Span::styled(
+                        if playing { s::PLAYING_MARK } else { " " },
+                        t.ok(),
+                    )),
+                    Cell::from(Span::styled(
+                        m.caller.display_name.clone(),
+                        if m.is_new { t.title() } else { t.plain() },
+                    )),
+                    Cell::from(s::ago(m.received_unix_ms, app.now.unix_ms)),
+                    Cell::from(s::duration(m.duration_ms)),
+                ])
+            });
+            let table = Table::new(
+                rows,
+                [
+                    Constraint::Length(1),
+                    Constraint::Length(1),
+                    Constraint::Fill(1),
+                    Constraint::Length(9),
+                    Constraint::Length(7),
+                ],
+            )
+            .row_highlight_style(t.selected());
+            let mut state = TableState::default().with_selected(Some(vm.cursor));
+            f.render_stateful_widget(table, list, &mut state);
+        }
+    }
+    if let Some(m) = vm.selected() {
+        let spans = vec![
+            Span::styled(m.caller.display_name.clone(), t.title()),
+            Span::styled(format!(" · {}", m.caller.raw_id), t.dim()),
+        ];
+        f.render_widget(Paragraph::new(Line::from(spans)), detail);
+    }
+    let text = app
+        .forwarding
+        .as_ref()
+        .map_or_else(|| s::FORWARDING_UNKNOWN.to_string(), s::forwarding_text);
+    f.render_widget(Paragraph::new(Span::styled(text, t.dim())), forwarding);
 }
 
 // ---- device manager -----------------------------------------------------------------------------------
@@ -479,6 +660,30 @@ fn hints(app: &App, ctx: Context, items: &[(Cmd, &str)]) -> Line<'static> {
     Line::from(spans)
 }
 
+/// Hints for a line `width` wide: the last two (help, quit) always show; the others in order
+/// while they fit.
+fn hints_fit(app: &App, ctx: Context, items: &[(Cmd, &str)], width: u16) -> Line<'static> {
+    let (body, tail) = items.split_at(items.len().saturating_sub(2));
+    let tail: Vec<Span> = tail
+        .iter()
+        .flat_map(|(cmd, label)| hint(app, ctx, *cmd, label))
+        .collect();
+    // The last hint's two trailing spaces may fall off the edge.
+    let mut used = (1 + tail.iter().map(Span::width).sum::<usize>()).saturating_sub(2);
+    let mut spans = vec![Span::raw(" ")];
+    for (cmd, label) in body {
+        let h = hint(app, ctx, *cmd, label);
+        let w: usize = h.iter().map(Span::width).sum();
+        if used + w > usize::from(width) {
+            continue;
+        }
+        used += w;
+        spans.extend(h);
+    }
+    spans.extend(tail);
+    Line::from(spans)
+}
+
 fn field_line(
     f: &mut Frame,
     app: &App,
@@ -523,17 +728,35 @@ fn bottom_line(f: &mut Frame, app: &App, area: Rect) {
         }
         return field_line(f, app, area, s::DIAL_PROMPT, &d.field, extra);
     }
-    if let Some(p) = &app.transfer {
-        return field_line(
-            f,
-            app,
-            area,
-            &format!("{}: ", s::TITLE_TRANSFER),
-            &p.field,
-            Vec::new(),
-        );
-    }
     let line = match app.layers().first() {
+        Some(Layer::Transfer) => transfer_hints(app),
+        Some(Layer::TransferRequest(_)) => hints(
+            app,
+            Context::TransferRequest,
+            &[
+                (Cmd::Accept, "accept"),
+                (Cmd::Reject, "reject"),
+                (Cmd::Back, "later"),
+            ],
+        ),
+        Some(Layer::Voicemail) => hints(
+            app,
+            Context::Voicemail,
+            &[
+                (Cmd::Play, "play"),
+                (Cmd::Stop, "stop"),
+                (Cmd::ToggleNew, "new/heard"),
+                (Cmd::Delete, "delete"),
+                (Cmd::Forwarding, "forwarding"),
+                (Cmd::Refresh, "refresh"),
+                (Cmd::Back, "close"),
+            ],
+        ),
+        Some(Layer::ConfirmDelete) => hints(
+            app,
+            Context::Confirm,
+            &[(Cmd::Confirm, "delete"), (Cmd::Back, "keep")],
+        ),
         Some(Layer::Devices) => hints(
             app,
             Context::Devices,
@@ -574,10 +797,11 @@ fn bottom_line(f: &mut Frame, app: &App, area: Rect) {
                     (Cmd::HangUp, "hang up"),
                     (Cmd::Mute, "mute"),
                     (Cmd::Hold, "hold"),
+                    (Cmd::Transfer, "transfer"),
                     (Cmd::Dial, "call"),
+                    (Cmd::CommandLine, "command"),
                     (Cmd::NextCall, "next"),
                     (Cmd::Devices, "devices"),
-                    (Cmd::CommandLine, "command"),
                     (Cmd::Help, "help"),
                     (Cmd::Quit, "quit"),
                 ]
@@ -585,14 +809,15 @@ fn bottom_line(f: &mut Frame, app: &App, area: Rect) {
                 &[
                     (Cmd::Dial, "call"),
                     (Cmd::EchoTest, "echo test"),
+                    (Cmd::Voicemail, "voicemail"),
                     (Cmd::Devices, "devices"),
-                    (Cmd::NextPanel, "history"),
                     (Cmd::CommandLine, "command"),
+                    (Cmd::NextPanel, "history"),
                     (Cmd::Help, "help"),
                     (Cmd::Quit, "quit"),
                 ]
             };
-            hints(app, Context::Main, items)
+            hints_fit(app, Context::Main, items, area.width)
         }
     };
     f.render_widget(Paragraph::new(line), area);
@@ -628,14 +853,16 @@ fn incoming_popup(f: &mut Frame, app: &App, call: &CallRow, body: Rect) {
     let raw = caller
         .map(|p| p.identity.raw_id.clone())
         .unwrap_or_default();
-    let typing = app.cmdline.is_some() || app.dialer.is_some();
+    let typing = app.cmdline.is_some() || app.dialer.is_some() || app.transfer.is_some();
+    let mut name_line = vec![Span::raw("  "), Span::styled(name, t.title())];
+    if let Some(v) = &call.via {
+        name_line.push(Span::styled(format!(", {}", s::via_text(v)), t.alert()));
+        name_line.push(Span::raw(","));
+    }
+    name_line.push(Span::raw(format!(" {}", s::INCOMING_CALLING)));
     let mut lines = vec![
         Line::raw(""),
-        Line::from(vec![
-            Span::raw("  "),
-            Span::styled(name, t.title()),
-            Span::raw(format!(" {}", s::INCOMING_CALLING)),
-        ]),
+        Line::from(name_line),
         Line::from(Span::styled(format!("  {raw}"), t.dim())),
         Line::raw(""),
     ];
@@ -663,32 +890,245 @@ fn incoming_popup(f: &mut Frame, app: &App, call: &CallRow, body: Rect) {
     );
 }
 
-fn transfer_request_popup(f: &mut Frame, app: &App, body: Rect) {
+fn transfer_request_popup(f: &mut Frame, app: &App, r: &TransferRequest, body: Rect) {
     let t = &app.theme;
-    let Some(r) = &app.transfer_request else {
-        return;
+    let n = app.calls.iter().position(|c| c.call_id == r.call_id);
+    let title = match n {
+        Some(i) => format!("{} · call {}", s::TITLE_TRANSFER_REQUEST, i + 1),
+        None => s::TITLE_TRANSFER_REQUEST.to_string(),
     };
     let lines = vec![
         Line::raw(""),
+        Line::from(vec![
+            Span::raw("  "),
+            Span::styled(s::transfer_request_asks(&r.from), t.title()),
+        ]),
         Line::raw(format!(
-            "  {} asks to transfer this call to {}",
-            r.from, r.target
+            "  {}",
+            s::transfer_request_target(r.kind, &r.target)
         )),
+        Line::from(Span::styled(format!("  {}", r.target_raw), t.dim())),
         Line::raw(""),
         hints(
             app,
-            Context::Incoming,
+            Context::TransferRequest,
             &[
                 (Cmd::Accept, "accept"),
-                (Cmd::Reject, "decline"),
+                (Cmd::Reject, "reject"),
                 (Cmd::Back, "later"),
             ],
         ),
     ];
-    let area = popup(body, 60, 6);
+    let area = popup(body, 62, lines.len() as u16 + 2);
     f.render_widget(Clear, area);
     f.render_widget(
-        Paragraph::new(lines).block(popup_block(s::TITLE_TRANSFER_REQUEST, t.alert())),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(popup_block(&title, t.alert())),
+        area,
+    );
+}
+
+/// The transfer prompt: the three ways, then a name (with suggestions) or one of my calls.
+fn transfer_popup(f: &mut Frame, app: &App, body: Rect) {
+    let t = &app.theme;
+    let Some(p) = &app.transfer else { return };
+    let key = |cmd: Cmd| {
+        app.keymap
+            .first(Context::Transfer, cmd)
+            .map(|k| k.to_string())
+            .unwrap_or_default()
+    };
+    let mut lines = vec![Line::raw("")];
+    let mut cursor: Option<(u16, u16)> = None;
+    match p.step {
+        TransferStep::Choose => {
+            for (i, (step, cmd)) in TransferStep::CHOICES
+                .into_iter()
+                .zip([Cmd::ToParticipant, Cmd::ToCall, Cmd::ToVoicemail])
+                .enumerate()
+            {
+                let style = if i == p.choice {
+                    t.selected()
+                } else {
+                    t.plain()
+                };
+                lines.push(Line::from(vec![
+                    Span::raw("  "),
+                    Span::styled(format!("{:<8}", key(cmd)), t.key()),
+                    Span::styled(s::transfer_choice(step), style),
+                ]));
+            }
+        }
+        TransferStep::Participant | TransferStep::Voicemail => {
+            lines.push(Line::from(Span::styled(
+                format!("  {}", s::transfer_choice(p.step)),
+                t.dim(),
+            )));
+            let text = p.field.text();
+            cursor = Some((
+                (2 + s::TRANSFER_TO.chars().count() + p.field.cursor()) as u16,
+                lines.len() as u16,
+            ));
+            lines.push(Line::from(vec![
+                Span::raw("  "),
+                Span::styled(s::TRANSFER_TO, t.key()),
+                Span::raw(text),
+            ]));
+            let mut sugg = vec![Span::raw("      ")];
+            for (i, name) in app.transfer_suggestions().into_iter().enumerate() {
+                let style = if p.selected == Some(i) {
+                    t.selected()
+                } else {
+                    t.dim()
+                };
+                sugg.push(Span::styled(name, style));
+                sugg.push(Span::raw(" "));
+            }
+            lines.push(Line::from(sugg));
+        }
+        TransferStep::Call => {
+            lines.push(Line::from(Span::styled(
+                format!("  {}", s::transfer_pick_call(&p.label)),
+                t.dim(),
+            )));
+            for (i, c) in app
+                .transfer_call_targets(&p.call_id)
+                .into_iter()
+                .enumerate()
+            {
+                let n = app
+                    .calls
+                    .iter()
+                    .position(|x| x.call_id == c.call_id)
+                    .map_or(0, |n| n + 1);
+                let style = if i == p.call_cursor {
+                    t.selected()
+                } else {
+                    t.plain()
+                };
+                lines.push(Line::from(vec![
+                    Span::raw("  "),
+                    Span::styled(
+                        format!(
+                            "{} {n}  {:<20} {}",
+                            if i == p.call_cursor { "▶" } else { " " },
+                            c.label(),
+                            s::state_name(c.state)
+                        ),
+                        style,
+                    ),
+                ]));
+            }
+        }
+    }
+    lines.push(Line::raw(""));
+    if p.step != TransferStep::Call {
+        // In a text field only a key with Ctrl or Alt can toggle.
+        let fwd_key = if matches!(p.step, TransferStep::Participant | TransferStep::Voicemail) {
+            app.keymap
+                .keys(Context::Transfer, Cmd::NoForwarding)
+                .iter()
+                .map(|k| k.to_string())
+                .find(|k| k.starts_with("Ctrl-") || k.starts_with("Alt-"))
+                .unwrap_or_default()
+        } else {
+            key(Cmd::NoForwarding)
+        };
+        let style = if p.disable_forwarding {
+            t.warn()
+        } else {
+            t.plain()
+        };
+        lines.push(Line::from(vec![
+            Span::raw("  "),
+            Span::styled(format!("{fwd_key:<8}"), t.key()),
+            Span::styled(s::transfer_forwarding(p.disable_forwarding), style),
+        ]));
+        lines.push(Line::raw(""));
+    }
+    let height = lines.len() as u16 + 2;
+    let area = popup(body, 64, height);
+    let title = s::transfer_title(&p.label);
+    let block = popup_block(&title, t.focused());
+    let inner = block.inner(area);
+    f.render_widget(Clear, area);
+    f.render_widget(Paragraph::new(lines).block(block), area);
+    if let Some((x, y)) = cursor
+        && y < inner.height
+    {
+        f.set_cursor_position(Position {
+            x: (inner.x + x).min(inner.right().saturating_sub(1)),
+            y: inner.y + y,
+        });
+    }
+}
+
+fn transfer_hints(app: &App) -> Line<'static> {
+    let Some(p) = &app.transfer else {
+        return Line::default();
+    };
+    match p.step {
+        TransferStep::Choose => hints(
+            app,
+            Context::Transfer,
+            &[
+                (Cmd::Select, "choose"),
+                (Cmd::NoForwarding, "forwarding"),
+                (Cmd::Back, "cancel"),
+            ],
+        ),
+        TransferStep::Call => hints(
+            app,
+            Context::Transfer,
+            &[
+                (Cmd::Select, "transfer"),
+                (Cmd::Down, "next"),
+                (Cmd::Back, "back"),
+            ],
+        ),
+        TransferStep::Participant | TransferStep::Voicemail => Line::from(vec![
+            Span::raw(" "),
+            Span::styled("Enter", app.theme.key()),
+            Span::raw(" transfer  "),
+            Span::styled("Tab", app.theme.key()),
+            Span::raw(" complete  "),
+            Span::styled("Esc", app.theme.key()),
+            Span::raw(" back"),
+        ]),
+    }
+}
+
+fn delete_popup(f: &mut Frame, app: &App, body: Rect) {
+    let t = &app.theme;
+    let vm = &app.voicemail;
+    let Some(m) = vm
+        .confirm_delete
+        .as_ref()
+        .and_then(|id| vm.messages.as_ref()?.iter().find(|m| &m.message_id == id))
+    else {
+        return;
+    };
+    let question = s::delete_question(
+        &m.caller.display_name,
+        m.duration_ms,
+        &s::ago(m.received_unix_ms, app.now.unix_ms),
+    );
+    let lines = vec![
+        Line::raw(""),
+        Line::raw(format!("  {question}")),
+        Line::raw(""),
+        hints(
+            app,
+            Context::Confirm,
+            &[(Cmd::Confirm, "delete"), (Cmd::Back, "keep")],
+        ),
+    ];
+    let width = (question.chars().count() as u16 + 6).max(40);
+    let area = popup(body, width, 6);
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines).block(popup_block(s::TITLE_DELETE, t.warn())),
         area,
     );
 }
@@ -717,13 +1157,7 @@ fn confirm_popup(f: &mut Frame, app: &App, body: Rect) {
 pub fn help_lines(app: &App) -> Vec<Line<'static>> {
     let t = &app.theme;
     let mut lines = Vec::new();
-    for ctx in [
-        Context::Main,
-        Context::Incoming,
-        Context::Devices,
-        Context::Help,
-        Context::Confirm,
-    ] {
+    for ctx in Context::ALL {
         lines.push(Line::from(Span::styled(
             s::context_title(ctx),
             t.underline().patch(t.title()),
