@@ -125,6 +125,20 @@ fn error_reporter(
     }
 }
 
+/// Calls a stream builder generic over the sample type with the device's format; the few
+/// formats cpal hosts offer besides f32/i16/i32/u16 are taken as u8.
+macro_rules! by_sample_format {
+    ($format:expr, $build:ident($($arg:expr),* $(,)?)) => {
+        match $format {
+            SampleFormat::F32 => $build::<f32>($($arg),*),
+            SampleFormat::I16 => $build::<i16>($($arg),*),
+            SampleFormat::I32 => $build::<i32>($($arg),*),
+            SampleFormat::U16 => $build::<u16>($($arg),*),
+            _ => $build::<u8>($($arg),*),
+        }
+    };
+}
+
 /// Opens a microphone; while `eager` is set, `waker` is unparked after each callback so the
 /// capture thread picks the samples up at once.
 pub fn open_input(
@@ -150,48 +164,17 @@ pub fn open_input(
         let (producer, consumer) = rtrb::RingBuffer::new(config.sample_rate as usize / 2);
         let (waker, eager, overruns) = (waker.clone(), eager.clone(), overruns.clone());
         let on_error = error_reporter(kind, events.clone(), closing.clone());
-        let stream = match open.format {
-            SampleFormat::F32 => input_stream::<f32>(
+        let stream = by_sample_format!(
+            open.format,
+            input_stream(
                 &device,
                 config,
                 producer,
                 (waker, eager),
                 overruns,
-                on_error,
-            ),
-            SampleFormat::I16 => input_stream::<i16>(
-                &device,
-                config,
-                producer,
-                (waker, eager),
-                overruns,
-                on_error,
-            ),
-            SampleFormat::I32 => input_stream::<i32>(
-                &device,
-                config,
-                producer,
-                (waker, eager),
-                overruns,
-                on_error,
-            ),
-            SampleFormat::U16 => input_stream::<u16>(
-                &device,
-                config,
-                producer,
-                (waker, eager),
-                overruns,
-                on_error,
-            ),
-            _ => input_stream::<u8>(
-                &device,
-                config,
-                producer,
-                (waker, eager),
-                overruns,
-                on_error,
-            ),
-        }?;
+                on_error
+            )
+        )?;
         Ok((stream, consumer))
     })
     .map_err(fail)?;
@@ -230,48 +213,17 @@ pub fn open_output(
         let (producer, consumer) = rtrb::RingBuffer::new(config.sample_rate as usize / 5);
         let (waker, eager, underruns) = (waker.clone(), eager.clone(), underruns.clone());
         let on_error = error_reporter(kind, events.clone(), closing.clone());
-        let stream = match open.format {
-            SampleFormat::F32 => output_stream::<f32>(
+        let stream = by_sample_format!(
+            open.format,
+            output_stream(
                 &device,
                 config,
                 consumer,
                 (waker, eager),
                 underruns,
-                on_error,
-            ),
-            SampleFormat::I16 => output_stream::<i16>(
-                &device,
-                config,
-                consumer,
-                (waker, eager),
-                underruns,
-                on_error,
-            ),
-            SampleFormat::I32 => output_stream::<i32>(
-                &device,
-                config,
-                consumer,
-                (waker, eager),
-                underruns,
-                on_error,
-            ),
-            SampleFormat::U16 => output_stream::<u16>(
-                &device,
-                config,
-                consumer,
-                (waker, eager),
-                underruns,
-                on_error,
-            ),
-            _ => output_stream::<u8>(
-                &device,
-                config,
-                consumer,
-                (waker, eager),
-                underruns,
-                on_error,
-            ),
-        }?;
+                on_error
+            )
+        )?;
         Ok((stream, producer))
     })
     .map_err(fail)?;
