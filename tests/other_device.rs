@@ -288,14 +288,20 @@ fn late_sign_in_races_and_ended_calls() {
         ],
     )
     .connected();
-    // Both alice devices race for the call with the same details.
-    laptop.send_raw(r#"{"id": "l", "cmd": "activeCallTransfer", "isTransfer": true}"#);
-    phone.send_raw(r#"{"id": "p", "cmd": "activeCallTransfer", "isTransfer": true}"#);
+    // Both alice devices race for the call with the same details (the call on the desk). The
+    // details are passed explicitly: an agent that has already heard the winner's update would
+    // otherwise aim at the laptop and take the call a second time, which is legitimate but not
+    // the race under test.
+    let details = seen["activeCallDetails"].clone();
+    let race = |id: &str| {
+        json!({"id": id, "cmd": "activeCallTransfer", "isTransfer": true,
+               "activeCallDetails": details})
+        .to_string()
+    };
+    laptop.send_raw(&race("l"));
+    phone.send_raw(&race("p"));
     assert_eq!(laptop.wait_reply(&json!("l"))["ok"], true);
     assert_eq!(phone.wait_reply(&json!("p"))["ok"], true);
-    std::thread::sleep(Duration::from_millis(700));
-    laptop.drain(Duration::from_millis(100));
-    phone.drain(Duration::from_millis(100));
     let won = |a: &Agent| a.states(&call).contains(&"Connected".to_string());
     let lost = |a: &Agent| {
         a.events.iter().any(|e| {
@@ -306,6 +312,17 @@ fn late_sign_in_races_and_ended_calls() {
                     .contains("no longer on device")
         })
     };
+    // Wait (bounded) for the outcome on both sides rather than for a fixed time: a loaded
+    // machine may take longer than any fixed sleep to bring the winner's media up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !((won(&laptop) || won(&phone)) && (lost(&laptop) || lost(&phone)))
+        && std::time::Instant::now() < deadline
+    {
+        laptop.drain(Duration::from_millis(50));
+        phone.drain(Duration::from_millis(50));
+    }
+    laptop.drain(Duration::from_millis(200));
+    phone.drain(Duration::from_millis(200));
     assert!(won(&laptop) ^ won(&phone), "exactly one device won");
     assert!(lost(&laptop) ^ lost(&phone), "the other got a clear error");
     assert!(won(&laptop) == lost(&phone));
