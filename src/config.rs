@@ -42,6 +42,8 @@ pub struct SwitchboardConfig {
     /// Longest voicemail message.
     pub voicemail_max_secs: u64,
     pub data_dir: Option<PathBuf>,
+    /// Phone numbers (E.164) the switchboard gives its users: `"+15550100" = "alice"`.
+    pub numbers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -72,6 +74,7 @@ impl Default for SwitchboardConfig {
             ring_timeout_secs: 30,
             voicemail_max_secs: 120,
             data_dir: None,
+            numbers: Default::default(),
         }
     }
 }

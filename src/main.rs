@@ -85,6 +85,31 @@ enum Cmd {
     /// Issue or revoke sign-in tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Give phone numbers (E.164) to users; a running switchboard picks changes up within 2 s.
+    #[command(subcommand)]
+    Number(NumberCmd),
+}
+
+#[derive(Subcommand)]
+enum NumberCmd {
+    /// Give NUMBER to USER (taking it from whoever had it).
+    Assign {
+        number: String,
+        user: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Take NUMBER away from its user.
+    Unassign {
+        number: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List the numbers and who owns them.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -160,6 +185,7 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Cmd::Devices { json }) => devices(json),
         Some(Cmd::Token(t)) => token(&cfg, t),
+        Some(Cmd::Number(n)) => number(&cfg, n),
         // The TUI logs to a file (tui::run sets that up), never to the screen.
         None => {
             let t = cli.tui;
@@ -238,6 +264,7 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(cfg.switchboard.voicemail_max_secs)
                 .max(1),
         ),
+        numbers: cfg.switchboard.numbers.clone(),
     };
     let handle = server::serve(opts.clone()).await?;
     // The contract: one line naming the address, once connections are accepted.
@@ -334,6 +361,41 @@ fn token(cfg: &Config, t: TokenCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn number(cfg: &Config, n: NumberCmd) -> anyhow::Result<()> {
+    use dialtone::server::store::Store;
+    let open = |dd: Option<PathBuf>| -> anyhow::Result<Store> {
+        let dir = data_dir(cfg, dd);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+        Store::open(&Store::path_in(&dir))
+    };
+    match n {
+        NumberCmd::Assign {
+            number,
+            user,
+            data_dir: dd,
+        } => {
+            open(dd)?.assign_number(&number, &user)?;
+            println!("{number} now rings {user}");
+        }
+        NumberCmd::Unassign {
+            number,
+            data_dir: dd,
+        } => {
+            if !open(dd)?.unassign_number(&number)? {
+                anyhow::bail!("nobody owns {number}");
+            }
+            println!("{number} is free");
+        }
+        NumberCmd::List { data_dir: dd } => {
+            for (number, user) in open(dd)?.numbers()? {
+                println!("{number}\t{user}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn os_user() -> Option<String> {

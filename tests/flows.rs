@@ -114,6 +114,7 @@ impl Net {
                 i,
                 Command::Call {
                     to: vec![to.into()],
+                    alternate_caller_id: None,
                 },
             )
             .unwrap()
@@ -747,7 +748,13 @@ fn bad_commands_are_refused_locally() {
         Err(CommandError::UnknownCall(_))
     ));
     assert!(matches!(
-        n.cmd(a, Command::Call { to: vec![] }),
+        n.cmd(
+            a,
+            Command::Call {
+                to: vec![],
+                alternate_caller_id: None
+            }
+        ),
         Err(CommandError::InvalidArgument(_))
     ));
     assert!(matches!(

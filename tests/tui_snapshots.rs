@@ -155,6 +155,7 @@ fn busy_app() -> App {
             Update::CommandDone {
                 cmd: Command::Call {
                     to: vec![name.into()],
+                    alternate_caller_id: None,
                 },
                 result: Ok(CommandOk::CallId(id.into())),
             },
@@ -336,6 +337,8 @@ fn incoming_call() {
             caller: ident("bob"),
             transferred_by: None,
             forwarded_from: None,
+            caller_number: None,
+            group: false,
         },
     );
     ev(
@@ -515,6 +518,8 @@ fn incoming_transferred_call() {
             caller: ident("bob"),
             transferred_by: Some(ident("carol")),
             forwarded_from: None,
+            caller_number: None,
+            group: false,
         },
     );
     ev(

@@ -46,13 +46,6 @@ pub struct LineError {
     pub message: String,
 }
 
-/// Commands of the contract that later capabilities bring; until then they answer this.
-const LATER: &[(&str, &str)] = &[
-    ("join", "group calls"),
-    ("addParticipant", "group calls"),
-    ("removeParticipant", "group calls"),
-];
-
 /// Parses one input line into its id and command.
 pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
     let err = |id: Value, code, message: String| LineError { id, code, message };
@@ -106,16 +99,23 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
                 }
                 None => return Err(err(id, "badArgument", "\"to\" is required".into())),
             };
-            if obj.contains_key("alternateCallerId") {
-                return Err(err(
-                    id,
-                    "notImplemented",
-                    "alternateCallerId arrives with phone numbers (group calls and phone numbers)"
-                        .into(),
-                ));
-            }
-            AgentCommand::Core(Command::Call { to })
+            AgentCommand::Core(Command::Call {
+                to,
+                alternate_caller_id: a.caller_id()?,
+            })
         }
+        "join" => AgentCommand::Core(Command::Join {
+            group_id: a.string("groupId")?,
+        }),
+        "addParticipant" => AgentCommand::Core(Command::AddParticipant {
+            call_id: a.call_id()?,
+            target: a.target()?,
+            alternate_caller_id: a.caller_id()?,
+        }),
+        "removeParticipant" => AgentCommand::Core(Command::RemoveParticipant {
+            call_id: a.call_id()?,
+            target: a.target()?,
+        }),
         "accept" => AgentCommand::Core(Command::Accept {
             call_id: a.call_id()?,
         }),
@@ -327,13 +327,6 @@ pub fn parse_line(line: &str) -> Result<(Value, AgentCommand), LineError> {
         "setCamera" => AgentCommand::SetCamera(a.string("device")?),
         "quit" => AgentCommand::Quit,
         other => {
-            if let Some((_, what)) = LATER.iter().find(|(c, _)| *c == other) {
-                return Err(err(
-                    id,
-                    "notImplemented",
-                    format!("{other:?} is part of {what}, which this build does not have yet"),
-                ));
-            }
             return Err(err(
                 id,
                 "unknownCommand",
@@ -380,6 +373,49 @@ impl Args<'_> {
 
     fn call_id(&self) -> Result<String, LineError> {
         self.string("callId")
+    }
+
+    /// `alternateCallerId`: absent, null, an E.164 string, or ACS's `{"phoneNumber": "+…"}`.
+    fn caller_id(&self) -> Result<Option<String>, LineError> {
+        match self.obj.get("alternateCallerId") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+            Some(Value::Object(o)) => match o.get("phoneNumber") {
+                Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+                _ => Err(self.bad("\"alternateCallerId\" object needs a \"phoneNumber\" string")),
+            },
+            Some(other) => Err(self.bad(&format!(
+                "\"alternateCallerId\" must be an E.164 number string, not {other}"
+            ))),
+        }
+    }
+
+    /// A participant: a name, raw id or E.164 string, or an ACS identifier object
+    /// (`{"communicationUserId": …}`, `{"phoneNumber": …}`, `{"rawId": …}`).
+    fn target(&self) -> Result<String, LineError> {
+        match self.obj.get("target") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            Some(Value::Object(o)) => ["communicationUserId", "phoneNumber", "rawId"]
+                .iter()
+                .find_map(|k| o.get(*k).and_then(Value::as_str))
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_string())
+                .ok_or_else(|| {
+                    self.bad("\"target\" object needs communicationUserId, phoneNumber or rawId")
+                }),
+            Some(other) => Err(self.bad(&format!(
+                "\"target\" must be a name, raw id or number, not {other}"
+            ))),
+            None => Err(self.bad("\"target\" is required")),
+        }
+    }
+
+    fn bad(&self, message: &str) -> LineError {
+        LineError {
+            id: self.id.clone(),
+            code: "badArgument",
+            message: message.to_string(),
+        }
     }
 
     fn device(&self) -> Result<DeviceSpec, LineError> {
@@ -463,11 +499,29 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
                 caller,
                 transferred_by,
                 forwarded_from,
+                caller_number,
+                group,
             } => {
+                // Reached by number, the callee sees the caller's number as its identifier
+                // (`4:+E164`), as ACS shows a phone caller; `caller` keeps the user.
+                let info = match caller_number {
+                    Some(n) => json!({
+                        "identifier": crate::core::phone_raw_id(n),
+                        "displayName": caller.display_name,
+                        "phoneNumber": n,
+                    }),
+                    None => identity_json(caller),
+                };
                 let mut v = json!({
                     "event": "incomingCall", "callId": call_id,
-                    "callerInfo": identity_json(caller),
+                    "callerInfo": info,
                 });
+                if caller_number.is_some() {
+                    v["caller"] = identity_json(caller);
+                }
+                if *group {
+                    v["isGroupCall"] = json!(true);
+                }
                 if let Some(t) = transferred_by {
                     v["transferredBy"] = identity_json(t);
                 }

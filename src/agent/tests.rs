@@ -11,7 +11,8 @@ fn parses_contract_commands() {
     assert_eq!(
         c,
         AgentCommand::Core(Command::Call {
-            to: vec!["bob".into()]
+            to: vec!["bob".into()],
+            alternate_caller_id: None,
         })
     );
     let (_, c) =
@@ -59,8 +60,28 @@ fn bad_lines_get_precise_errors() {
     assert!(e.message.contains("bored"));
     let e = parse_line(r#"{"id": 8, "cmd": "call", "to": [1]}"#).unwrap_err();
     assert_eq!(e.code, "badArgument");
-    let e = parse_line(r#"{"id": 9, "cmd": "join", "groupId": "c"}"#).unwrap_err();
-    assert_eq!(e.code, "notImplemented");
+    let e = parse_line(r#"{"id": 9, "cmd": "join"}"#).unwrap_err();
+    assert!(e.message.contains("groupId"), "{e:?}");
+    let e = parse_line(r#"{"id": 10, "cmd": "addParticipant", "callId": "c"}"#).unwrap_err();
+    assert!(e.message.contains("target"), "{e:?}");
+    let e =
+        parse_line(r#"{"id": 11, "cmd": "addParticipant", "callId": "c", "target": {"nope": 1}}"#)
+            .unwrap_err();
+    assert_eq!(e.code, "badArgument");
+    let e = parse_line(r#"{"id": 12, "cmd": "call", "to": ["+1555"], "alternateCallerId": 5}"#)
+        .unwrap_err();
+    assert!(e.message.contains("alternateCallerId"), "{e:?}");
+    let (_, c) = parse_line(
+        r#"{"id": 13, "cmd": "removeParticipant", "callId": "c", "target": {"phoneNumber": "+15550100"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c,
+        AgentCommand::Core(Command::RemoveParticipant {
+            call_id: "c".into(),
+            target: "+15550100".into()
+        })
+    );
     let e = parse_line("[1,2]").unwrap_err();
     assert_eq!(e.code, "badJson");
 }

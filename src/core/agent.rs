@@ -19,6 +19,21 @@ use crate::protocol::{
 pub enum Command {
     Call {
         to: Vec<String>,
+        /// One of this user's numbers; needed when `to` holds a number.
+        alternate_caller_id: Option<String>,
+    },
+    /// Start or join the group call with this GUID; its call id is the GUID in lower case.
+    Join {
+        group_id: String,
+    },
+    AddParticipant {
+        call_id: String,
+        target: String,
+        alternate_caller_id: Option<String>,
+    },
+    RemoveParticipant {
+        call_id: String,
+        target: String,
     },
     Accept {
         call_id: String,
@@ -165,6 +180,10 @@ pub enum Event {
         caller: Identity,
         transferred_by: Option<Identity>,
         forwarded_from: Option<Identity>,
+        /// The caller's number, when the call came to one of this user's numbers.
+        caller_number: Option<String>,
+        /// A group call (several callees, or this user is being added to a call).
+        group: bool,
     },
     CallStateChanged {
         call_id: String,
@@ -274,7 +293,25 @@ impl Call {
             transfer_request: None,
         }
     }
+
+    /// A remote participant named by raw id, display name or number (`+E164` or `4:+E164`).
+    fn find_remote(&self, who: &str) -> Option<&Participant> {
+        let who = who.trim();
+        let phone = format!("4:{who}");
+        self.info.remote.iter().find(|p| {
+            p.identity.raw_id == who
+                || p.identity.raw_id == phone
+                || p.identity.display_name.eq_ignore_ascii_case(who)
+        })
+    }
 }
+
+/// States in which a call is live enough to change who is in it.
+const LIVE: &[CallState] = &[
+    CallState::Connected,
+    CallState::LocalHold,
+    CallState::RemoteHold,
+];
 
 pub struct CallAgentCore {
     user: Option<String>,
@@ -363,7 +400,10 @@ impl CallAgentCore {
             return Err(CommandError::NotConnected);
         }
         match cmd {
-            Command::Call { to } => {
+            Command::Call {
+                to,
+                alternate_caller_id,
+            } => {
                 if to.is_empty() {
                     return Err(CommandError::InvalidArgument("\"to\" names nobody".into()));
                 }
@@ -384,12 +424,80 @@ impl CallAgentCore {
                 self.send(ClientMessage::PlaceCall {
                     call_id: call_id.clone(),
                     to,
+                    alternate_caller_id,
                 });
                 self.event(Event::CallStateChanged {
                     call_id: call_id.clone(),
                     state: CallState::Connecting,
                 });
                 Ok(CommandOk::CallId(call_id))
+            }
+            Command::Join { group_id } => {
+                let call_id =
+                    super::parse_group_id(&group_id).map_err(CommandError::InvalidArgument)?;
+                if self.calls.contains_key(&call_id) {
+                    return Err(CommandError::InvalidArgument(format!(
+                        "already in group call {call_id}"
+                    )));
+                }
+                let info = CallInfo::new(
+                    call_id.clone(),
+                    CallState::Connecting,
+                    Direction::Outgoing,
+                    Vec::new(),
+                    now,
+                );
+                self.calls.insert(call_id.clone(), Call::new(info));
+                self.send(ClientMessage::JoinGroup {
+                    group_id: call_id.clone(),
+                });
+                self.event(Event::CallStateChanged {
+                    call_id: call_id.clone(),
+                    state: CallState::Connecting,
+                });
+                Ok(CommandOk::CallId(call_id))
+            }
+            Command::AddParticipant {
+                call_id,
+                target,
+                alternate_caller_id,
+            } => {
+                self.expect_state(&call_id, "add a participant to", LIVE)?;
+                let target = target.trim().to_string();
+                if target.is_empty() {
+                    return Err(CommandError::InvalidArgument(
+                        "the participant to add is empty".into(),
+                    ));
+                }
+                if let Some(p) = self.calls[&call_id].find_remote(&target) {
+                    return Err(CommandError::InvalidArgument(format!(
+                        "{} is already in this call",
+                        p.identity.display_name
+                    )));
+                }
+                self.send(ClientMessage::AddParticipant {
+                    call_id,
+                    target,
+                    alternate_caller_id,
+                });
+                Ok(CommandOk::Done)
+            }
+            Command::RemoveParticipant { call_id, target } => {
+                self.expect_state(&call_id, "remove a participant from", LIVE)?;
+                let target = target.trim().to_string();
+                let Some(p) = self.calls[&call_id].find_remote(&target) else {
+                    return Err(CommandError::InvalidArgument(format!(
+                        "{target:?} is not in this call"
+                    )));
+                };
+                if p.device.is_some() {
+                    return Err(CommandError::InvalidArgument(
+                        "that is another device of yours; hang up there to leave".into(),
+                    ));
+                }
+                let target = p.identity.raw_id.clone();
+                self.send(ClientMessage::RemoveParticipant { call_id, target });
+                Ok(CommandOk::Done)
             }
             Command::Accept { call_id } => {
                 self.expect_state(&call_id, "accept", &[CallState::Incoming])?;
@@ -636,12 +744,22 @@ impl CallAgentCore {
                 caller,
                 transferred_by,
                 forwarded_from,
+                caller_number,
+                group,
             } => {
                 if self.calls.contains_key(&call_id) {
                     return;
                 }
+                // Reached by number: the caller shows as its number, as on a phone.
+                let shown = match &caller_number {
+                    Some(n) => Identity {
+                        raw_id: super::phone_raw_id(n),
+                        display_name: caller.display_name.clone(),
+                    },
+                    None => caller.clone(),
+                };
                 let participant = Participant {
-                    identity: caller.clone(),
+                    identity: shown,
                     state: crate::core::ParticipantState::Connected,
                     is_muted: false,
                     is_speaking: false,
@@ -660,6 +778,8 @@ impl CallAgentCore {
                     caller,
                     transferred_by,
                     forwarded_from,
+                    caller_number,
+                    group,
                 });
                 self.event(Event::CallStateChanged {
                     call_id: call_id.clone(),
@@ -703,29 +823,14 @@ impl CallAgentCore {
                     return;
                 };
                 call.info.connected_unix_ms.get_or_insert(now.unix_ms);
-                let old = std::mem::take(&mut call.info.remote);
-                let added: Vec<Participant> = participants
-                    .iter()
-                    .filter(|p| !old.iter().any(|o| o.identity.raw_id == p.identity.raw_id))
-                    .cloned()
-                    .collect();
-                let removed: Vec<Participant> = old
-                    .iter()
-                    .filter(|o| {
-                        !participants
-                            .iter()
-                            .any(|p| p.identity.raw_id == o.identity.raw_id)
-                    })
-                    .cloned()
-                    .collect();
-                call.info.remote = participants;
-                if !added.is_empty() || !removed.is_empty() {
-                    self.event(Event::RemoteParticipantsUpdated {
-                        call_id: call_id.clone(),
-                        added,
-                        removed,
-                    });
-                }
+                self.apply_roster(&call_id, participants);
+                self.recompute_state(&call_id);
+            }
+            ServerMessage::ParticipantsUpdated {
+                call_id,
+                participants,
+            } => {
+                self.apply_roster(&call_id, participants);
                 self.recompute_state(&call_id);
             }
             ServerMessage::ParticipantUpdated {
@@ -859,6 +964,47 @@ impl CallAgentCore {
         }
     }
 
+    /// Takes the switchboard's full list of remote participants: who joined and who left come
+    /// out as one remoteParticipantsUpdated, then each change of someone who stayed as a
+    /// participantStateChanged. A participant is keyed by raw id and, for another device of
+    /// this user, its device name.
+    fn apply_roster(&mut self, call_id: &str, participants: Vec<Participant>) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let key = |p: &Participant| (p.identity.raw_id.clone(), p.device.clone());
+        let old = std::mem::take(&mut call.info.remote);
+        let added: Vec<Participant> = participants
+            .iter()
+            .filter(|p| !old.iter().any(|o| key(o) == key(p)))
+            .cloned()
+            .collect();
+        let removed: Vec<Participant> = old
+            .iter()
+            .filter(|o| !participants.iter().any(|p| key(p) == key(o)))
+            .cloned()
+            .collect();
+        let changed: Vec<Participant> = participants
+            .iter()
+            .filter(|p| old.iter().any(|o| key(o) == key(p) && o != *p))
+            .cloned()
+            .collect();
+        call.info.remote = participants;
+        if !added.is_empty() || !removed.is_empty() {
+            self.event(Event::RemoteParticipantsUpdated {
+                call_id: call_id.to_string(),
+                added,
+                removed,
+            });
+        }
+        for participant in changed {
+            self.event(Event::ParticipantStateChanged {
+                call_id: call_id.to_string(),
+                participant,
+            });
+        }
+    }
+
     fn transport_down(&mut self) {
         let reason = if self.refused_token {
             DisconnectReason::InvalidToken
@@ -930,11 +1076,13 @@ impl CallAgentCore {
         if call.info.connected_unix_ms.is_none() || call.info.state == CallState::Disconnecting {
             return;
         }
-        let remote_hold = call
-            .info
-            .remote
-            .iter()
-            .any(|p| p.state == crate::core::ParticipantState::Hold);
+        // Remote hold means nobody else is there to talk to: every other party (not this
+        // user's own companion devices) holds. In a group call one holder does not silence
+        // the rest.
+        let mut others = call.info.remote.iter().filter(|p| p.device.is_none());
+        let first = others.next();
+        let remote_hold = first.is_some_and(|p| p.state == crate::core::ParticipantState::Hold)
+            && others.all(|p| p.state == crate::core::ParticipantState::Hold);
         let state = if call.local_hold {
             CallState::LocalHold
         } else if remote_hold {

@@ -27,11 +27,16 @@ reasons! {
     MOVED = (0, 7200), "the call moved to another device of this user (take over)";
     VOICEMAIL_FULL = (0, 7400), "the voicemail message reached its maximum length";
     DECLINED_ELSEWHERE = (0, 10004), "declined on another device of this user";
+    REMOVED = (0, 5300), "another participant removed you from the call";
+    ENDED_FOR_EVERYONE = (0, 7500), "a participant ended the group call for everyone";
+    CALLER_ID_REQUIRED = (400, 7601), "calling a number needs an alternateCallerId (one of your own numbers)";
+    CALLER_ID_NOT_OWNED = (403, 7602), "the alternateCallerId is not one of your numbers";
+    NUMBER_UNOWNED = (404, 7600), "no user owns that number (numbers outside the switchboard need a SIP trunk, not configured)";
     FORBIDDEN = (403, 0), "the callee rejected the call with reason forbidden";
     UNKNOWN_USER = (404, 0), "no such user or number";
     NO_ANSWER = (408, 0), "nobody answered before the ring timeout";
     PEER_LOST = (410, 0), "the other party's connection was lost";
-    INVALID_CALLEE = (400, 0), "the call could not be placed: bad callee list (empty, yourself)";
+    INVALID_CALLEE = (400, 0), "the call could not be placed: bad callee list (empty, invalid, duplicates, yourself)";
     OFFLINE = (480, 0), "the callee has no device signed in";
     BUSY = (486, 0), "the callee rejected the call as busy";
     CANCELLED = (487, 0), "the caller hung up before the call was answered";

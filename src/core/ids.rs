@@ -83,9 +83,55 @@ impl Callee {
     }
 }
 
+/// A group call's id: a GUID in its canonical 8-4-4-4-12 form (braces and upper case are
+/// accepted and folded), returned lower-case. It is also the call's id on every device.
+pub fn parse_group_id(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let inner = t
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(t);
+    let groups: Vec<&str> = inner.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    let ok = groups.len() == 5
+        && groups
+            .iter()
+            .zip(lens)
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
+    if ok {
+        Ok(inner.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "group id {s:?} is not a GUID (like 29228d3e-040e-4656-a70e-890ab4e173e5)"
+        ))
+    }
+}
+
+/// The raw id ACS gives a phone number: `4:+E164`.
+pub fn phone_raw_id(number: &str) -> String {
+    format!("4:{number}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_group_ids() {
+        assert_eq!(
+            parse_group_id("{29228D3E-040E-4656-A70E-890AB4E173E5}").unwrap(),
+            "29228d3e-040e-4656-a70e-890ab4e173e5"
+        );
+        for bad in [
+            "",
+            "not-a-guid",
+            "29228d3e040e4656a70e890ab4e173e5",
+            "29228d3e-040e-4656-a70e-890ab4e173eg",
+            "29228d3e-040e-4656-a70e-890ab4e173e5-1",
+        ] {
+            assert!(parse_group_id(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_callees() {

@@ -15,7 +15,7 @@ pub use agent::{
 pub use end_reason::CallEndReason;
 pub use ids::{
     Callee, ECHO_NAME, ECHO_RAW_ID, GREETING_NAME, GREETING_RAW_ID, echo_identity,
-    greeting_identity, validate_user_name,
+    greeting_identity, parse_group_id, phone_raw_id, validate_user_name,
 };
 pub use states::{
     CallState, ConnectionState, Direction, DisconnectReason, ParticipantState, RejectReason,

@@ -33,6 +33,26 @@ pub enum ClientMessage {
     PlaceCall {
         call_id: String,
         to: Vec<String>,
+        /// One of the caller's own E.164 numbers, shown to callees reached by number. Required
+        /// when `to` holds a number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alternate_caller_id: Option<String>,
+    },
+    /// Start or join the group call with this GUID. The call id is the GUID in lower case.
+    JoinGroup {
+        group_id: String,
+    },
+    /// Ring `target` (a name, raw id or number) into this call; a 1:1 call becomes a group call.
+    AddParticipant {
+        call_id: String,
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alternate_caller_id: Option<String>,
+    },
+    /// Take `target` out of this call (it sees the call end as removed).
+    RemoveParticipant {
+        call_id: String,
+        target: String,
     },
     Accept {
         call_id: String,
@@ -132,6 +152,12 @@ pub enum ServerMessage {
         transferred_by: Option<Identity>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         forwarded_from: Option<Identity>,
+        /// The caller's number when the call came to one of this user's numbers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller_number: Option<String>,
+        /// Set when this is a group call (several callees, or a participant being added).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        group: bool,
     },
     /// The caller side: at least one device of the callee rings.
     CallRinging {
@@ -139,6 +165,12 @@ pub enum ServerMessage {
     },
     /// The call is answered. `participants` are the remote parties as this endpoint sees them.
     CallConnected {
+        call_id: String,
+        participants: Vec<Participant>,
+    },
+    /// The whole list of remote participants as this endpoint sees them, sent whenever someone
+    /// joins, leaves, starts or stops ringing in a group call. Clients diff it.
+    ParticipantsUpdated {
         call_id: String,
         participants: Vec<Participant>,
     },

@@ -14,6 +14,7 @@ fn client_messages_round_trip() {
         ClientMessage::PlaceCall {
             call_id: "c1".into(),
             to: vec!["bob".into()],
+            alternate_caller_id: None,
         },
         ClientMessage::Reject {
             call_id: "c1".into(),
@@ -35,6 +36,7 @@ fn wire_names_are_camel_case() {
     let text = encode(&ClientMessage::PlaceCall {
         call_id: "c".into(),
         to: vec![],
+        alternate_caller_id: None,
     });
     assert_eq!(text, r#"{"type":"placeCall","callId":"c","to":[]}"#);
     let r = decode_client(r#"{"type":"reject","callId":"x"}"#).unwrap();

@@ -1,7 +1,7 @@
 //! The switchboard's runtime: WebSocket connections, WebRTC media legs, the SQLite writer and the
 //! timer, all feeding one loop that owns the pure core. Adapters here translate; the core decides.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub media_ip: IpAddr,
     /// Longest voicemail message.
     pub voicemail_max: Duration,
+    /// Numbers from the config file (E.164 -> user name), written to the database at start.
+    pub numbers: BTreeMap<String, String>,
 }
 
 /// A running switchboard (used by `serve`, the embedded default and tests).
@@ -60,6 +62,8 @@ enum Event {
     Core(Input),
     /// Token ids revoked since start-up (`dialtone token revoke` writes them from another process).
     Revoked(BTreeSet<String>),
+    /// The number plan changed (`dialtone number assign` writes it from another process).
+    Numbers(BTreeMap<String, String>),
     NewConn {
         conn: ConnId,
         tx: mpsc::UnboundedSender<Outgoing>,
@@ -95,7 +99,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let db_path = Store::path_in(&opts.data_dir);
     let store = Store::open(&db_path)?;
     let resource = store.resource()?;
+    for (number, name) in &opts.numbers {
+        store
+            .assign_number(number, name)
+            .with_context(|| format!("switchboard.numbers: {number} = {name:?}"))?;
+    }
     let startup = store.startup()?;
+    let plan = startup.numbers.clone();
     let voicemail_dir = opts.data_dir.join("voicemail");
     std::fs::create_dir_all(&voicemail_dir)
         .with_context(|| format!("creating {}", voicemail_dir.display()))?;
@@ -138,7 +148,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     tokio::spawn(accept_loop(listener, ev_tx.clone()));
-    tokio::spawn(watch_revocations(db_path, ev_tx.clone()));
+    tokio::spawn(watch_revocations(db_path, plan, ev_tx.clone()));
     let media_cfg = MediaConfig {
         receive_slots: crate::media::peer::DEFAULT_SLOTS,
         bind_ip: opts.media_ip,
@@ -298,6 +308,10 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                 for jti in jtis {
                     core.revoke(jti);
                 }
+                continue;
+            }
+            Event::Numbers(numbers) => {
+                core.set_numbers(numbers);
                 continue;
             }
             Event::NewConn { conn, tx, loopback } => {
@@ -568,17 +582,31 @@ async fn answer_media(
     }
 }
 
-/// Re-reads the revocation table every two seconds, so a revoked token stops working at its next
-/// sign-in without restarting the switchboard.
-async fn watch_revocations(db_path: PathBuf, ev_tx: mpsc::UnboundedSender<Event>) {
+/// Re-reads the revocation and number tables every two seconds, so a revoked token stops
+/// working at its next sign-in, and a number assigned from the command line rings its owner,
+/// without restarting the switchboard.
+async fn watch_revocations(
+    db_path: PathBuf,
+    mut numbers: BTreeMap<String, String>,
+    ev_tx: mpsc::UnboundedSender<Event>,
+) {
     let mut seen = BTreeSet::new();
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let path = db_path.clone();
-        let read =
-            tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| s.revoked())).await;
+        let read = tokio::task::spawn_blocking(move || {
+            let s = Store::open(&path)?;
+            Ok::<_, anyhow::Error>((s.revoked()?, s.numbers()?))
+        })
+        .await;
         match read {
-            Ok(Ok(all)) => {
+            Ok(Ok((all, plan))) => {
+                if numbers != plan {
+                    if ev_tx.send(Event::Numbers(plan.clone())).is_err() {
+                        return;
+                    }
+                    numbers = plan;
+                }
                 let new: BTreeSet<String> = all.difference(&seen).cloned().collect();
                 if !new.is_empty() {
                     seen.extend(new.iter().cloned());

@@ -2,7 +2,7 @@
 //! call records. The switchboard core never waits on it: writes arrive as `StoreOp`s and are
 //! applied on a thread of their own.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -28,6 +28,14 @@ pub struct CallRecord {
     pub end_sub_code: Option<u32>,
 }
 
+/// A number the switchboard can own: E.164, `+` and 2 to 15 digits.
+pub fn validate_number(number: &str) -> anyhow::Result<()> {
+    match crate::core::Callee::parse(number) {
+        crate::core::Callee::Phone(n) if n == number => Ok(()),
+        _ => anyhow::bail!("{number:?} is not an E.164 number like +15550100"),
+    }
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS identities (raw_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL);
@@ -38,6 +46,7 @@ CREATE TABLE IF NOT EXISTS calls (
   end_code INTEGER, end_sub_code INTEGER);
 CREATE TABLE IF NOT EXISTS forwarding (raw_id TEXT PRIMARY KEY, settings TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS greetings (raw_id TEXT PRIMARY KEY, path TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS numbers (number TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS voicemails (
   message_id TEXT PRIMARY KEY, owner TEXT NOT NULL, caller_raw_id TEXT NOT NULL, caller_name TEXT NOT NULL,
   received_ms INTEGER NOT NULL, duration_ms INTEGER NOT NULL, is_new INTEGER NOT NULL, path TEXT NOT NULL);
@@ -98,7 +107,34 @@ impl Store {
             forwarding: self.forwarding()?,
             messages: self.messages()?,
             greetings: self.greetings()?,
+            numbers: self.numbers()?,
         })
+    }
+
+    /// The number plan: E.164 number -> owning user name.
+    pub fn numbers(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut st = self.db.prepare("SELECT number, name FROM numbers")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Gives `number` (E.164) to user `name`, taking it from whoever had it.
+    pub fn assign_number(&self, number: &str, name: &str) -> anyhow::Result<()> {
+        validate_number(number)?;
+        crate::core::validate_user_name(name).map_err(anyhow::Error::msg)?;
+        self.db.execute(
+            "INSERT OR REPLACE INTO numbers (number, name) VALUES (?1, ?2)",
+            params![number, name],
+        )?;
+        Ok(())
+    }
+
+    /// Frees `number`; false when nobody had it.
+    pub fn unassign_number(&self, number: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .db
+            .execute("DELETE FROM numbers WHERE number = ?1", params![number])?
+            > 0)
     }
 
     pub fn greetings(&self) -> anyhow::Result<HashMap<String, PathBuf>> {

@@ -1240,7 +1240,10 @@ impl App {
         }
         self.hold_others(None, out);
         self.pending_dials.push_back(to.join(", "));
-        out.push(Action::Engine(Command::Call { to }));
+        out.push(Action::Engine(Command::Call {
+            to,
+            alternate_caller_id: None,
+        }));
     }
 
     fn accept(&mut self, call_id: &str, out: &mut Vec<Action>) {
@@ -1866,6 +1869,7 @@ impl App {
                 caller,
                 transferred_by,
                 forwarded_from,
+                ..
             } => {
                 let row = self.row_mut(&call_id, Direction::Incoming);
                 if row.remote.is_empty() {
@@ -2162,14 +2166,14 @@ impl App {
         result: Result<CommandOk, String>,
         out: &mut Vec<Action>,
     ) {
-        if let Command::Call { to } = &cmd {
+        if let Command::Call { to, .. } = &cmd {
             let target = to.join(", ");
             if let Some(i) = self.pending_dials.iter().position(|t| *t == target) {
                 self.pending_dials.remove(i);
             }
         }
         match (cmd, result) {
-            (Command::Call { to }, Ok(CommandOk::CallId(id))) => {
+            (Command::Call { to, .. }, Ok(CommandOk::CallId(id))) => {
                 let target = to.join(", ");
                 let known = self.calls.iter().any(|c| c.call_id == id);
                 let row = self.row_mut(&id, Direction::Outgoing);

@@ -93,6 +93,7 @@ fn outgoing(app: &mut App, id: &str, name: &str) {
         Update::CommandDone {
             cmd: Command::Call {
                 to: vec![name.into()],
+                alternate_caller_id: None,
             },
             result: Ok(CommandOk::CallId(id.into())),
         },
@@ -130,6 +131,8 @@ fn incoming(app: &mut App, id: &str, name: &str) -> Vec<Action> {
             caller: ident(name),
             transferred_by: None,
             forwarded_from: None,
+            caller_number: None,
+            group: false,
         },
     );
     out.extend(core(
@@ -230,7 +233,8 @@ fn dialer_completes_from_contacts_and_history_then_dials() {
     assert_eq!(
         out,
         engine(&[Command::Call {
-            to: vec!["bobby".into()]
+            to: vec!["bobby".into()],
+            alternate_caller_id: None,
         }])
     );
     assert!(a.dialer.is_none());
@@ -247,7 +251,8 @@ fn dialer_dials_what_was_typed_and_refuses_nonsense() {
     assert_eq!(
         out,
         engine(&[Command::Call {
-            to: vec!["dave".into()]
+            to: vec!["dave".into()],
+            alternate_caller_id: None,
         }])
     );
 
@@ -303,7 +308,8 @@ fn dialling_holds_the_connected_call_first() {
                 call_id: "c1".into()
             },
             Command::Call {
-                to: vec!["echo".into()]
+                to: vec!["echo".into()],
+                alternate_caller_id: None,
             }
         ])
     );
@@ -426,6 +432,7 @@ fn failed_commands_are_shown() {
         Update::CommandDone {
             cmd: Command::Call {
                 to: vec!["bob".into()],
+                alternate_caller_id: None,
             },
             result: Err("not connected to the switchboard".into()),
         },
@@ -720,7 +727,8 @@ fn command_line_runs_commands() {
     assert_eq!(
         out,
         engine(&[Command::Call {
-            to: vec!["bob".into(), "carol".into()]
+            to: vec!["bob".into(), "carol".into()],
+            alternate_caller_id: None,
         }])
     );
     outgoing(&mut a, "c1", "bob");
@@ -883,7 +891,8 @@ fn history_pane_calls_back() {
     assert_eq!(
         press(&mut a, &[code(KeyCode::Enter)]),
         engine(&[Command::Call {
-            to: vec!["carol".into()]
+            to: vec!["carol".into()],
+            alternate_caller_id: None,
         }])
     );
     press(&mut a, &[key('k'), code(KeyCode::Tab)]);
@@ -1020,7 +1029,8 @@ fn device_manager_lists_selects_applies_and_saves() {
     assert_eq!(
         typed(&mut a, "e"),
         engine(&[Command::Call {
-            to: vec!["echo".into()]
+            to: vec!["echo".into()],
+            alternate_caller_id: None,
         }])
     );
     assert_eq!(typed(&mut a, "r"), vec![Action::ListDevices]);
@@ -1183,6 +1193,7 @@ fn events_that_overtake_the_call_reply_get_the_dialled_name() {
         Update::CommandDone {
             cmd: Command::Call {
                 to: vec!["carol".into()],
+                alternate_caller_id: None,
             },
             result: Ok(CommandOk::CallId("c1".into())),
         },
@@ -1226,6 +1237,7 @@ fn a_wrong_guess_is_corrected_by_the_reply() {
         Update::CommandDone {
             cmd: Command::Call {
                 to: vec!["carol".into()],
+                alternate_caller_id: None,
             },
             result: Ok(CommandOk::CallId("c-carol".into())),
         },
@@ -1258,6 +1270,7 @@ fn a_wrong_guess_is_corrected_by_the_reply() {
         Update::CommandDone {
             cmd: Command::Call {
                 to: vec!["bob".into()],
+                alternate_caller_id: None,
             },
             result: Ok(CommandOk::CallId("c-bob".into())),
         },
@@ -1275,6 +1288,7 @@ fn a_failed_dial_is_forgotten() {
         Update::CommandDone {
             cmd: Command::Call {
                 to: vec!["echo".into()],
+                alternate_caller_id: None,
             },
             result: Err("not connected to the switchboard".into()),
         },
@@ -1830,6 +1844,8 @@ fn incoming_calls_say_how_they_came() {
             caller: ident("bob"),
             transferred_by: Some(ident("alice")),
             forwarded_from: None,
+            caller_number: None,
+            group: false,
         },
     );
     assert_eq!(notice(&a), "Incoming call from bob, transferred by alice");
@@ -1849,6 +1865,8 @@ fn incoming_calls_say_how_they_came() {
             caller: ident("dave"),
             transferred_by: None,
             forwarded_from: Some(ident("carol")),
+            caller_number: None,
+            group: false,
         },
     );
     assert_eq!(notice(&a), "Incoming call from dave, forwarded from carol");

@@ -410,6 +410,7 @@ impl Resolved {
                 data_dir: data_dir.clone(),
                 ring_timeout: Duration::from_secs(cfg.switchboard.ring_timeout_secs.max(1)),
                 voicemail_max: Duration::from_secs(cfg.switchboard.voicemail_max_secs.max(1)),
+                numbers: cfg.switchboard.numbers.clone(),
             },
             log_file: o
                 .log_file
@@ -471,6 +472,7 @@ struct Local {
     data_dir: PathBuf,
     ring_timeout: Duration,
     voicemail_max: Duration,
+    numbers: std::collections::BTreeMap<String, String>,
 }
 
 /// Connects to a switchboard already listening on this machine, or starts one in this process
@@ -489,6 +491,7 @@ async fn local_switchboard(local: &Local) -> anyhow::Result<(String, Option<Serv
         ring_timeout: local.ring_timeout,
         media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         voicemail_max: local.voicemail_max,
+        numbers: local.numbers.clone(),
     };
     match server::serve(opts).await {
         Ok(h) => {

@@ -398,7 +398,12 @@ pub fn end_short(reason: CallEndReason) -> String {
         (0, 7200) => "moved to another device",
         (0, 7300) => "forwarded",
         (0, 7400) => "voicemail full",
+        (0, 5300) => "removed from the call",
+        (0, 7500) => "ended for everyone",
         (0, 0) => "hung up",
+        (400, 7601) => "caller id needed",
+        (403, 7602) => "not your number",
+        (404, 7600) => "number not in service",
         (_, 7100..7200) => "transfer failed",
         (400, _) => "invalid callee",
         (403, _) => "forbidden",
@@ -455,7 +460,7 @@ pub fn verb(cmd: &Command) -> &'static str {
 
 pub fn command_failed(cmd: &Command, e: &str) -> String {
     match cmd {
-        Command::Call { to } => format!("Could not call {}: {e}", to.join(", ")),
+        Command::Call { to, .. } => format!("Could not call {}: {e}", to.join(", ")),
         other => format!("Could not {}: {e}", verb(other)),
     }
 }

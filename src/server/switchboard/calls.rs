@@ -2,9 +2,10 @@
 
 use std::collections::BTreeSet;
 
+use super::group::Resolved;
 use super::{Call, ConnId, Output, Party, PartyKind, Phase, StoreOp, Switchboard};
-use crate::core::{CallEndReason, Callee, Now, RejectReason, echo_identity};
-use crate::protocol::{ErrorCode, ForwardMode, Forwarding, Identity, Participant, ServerMessage};
+use crate::core::{CallEndReason, Now, RejectReason, echo_identity};
+use crate::protocol::{ErrorCode, ForwardMode, Forwarding, Identity, ServerMessage};
 
 /// Where forwarding sends a call.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +16,14 @@ pub(super) enum ForwardTo {
 }
 
 impl Switchboard {
-    pub(super) fn place_call(&mut self, conn: ConnId, call_id: String, to: Vec<String>, now: Now) {
+    pub(super) fn place_call(
+        &mut self,
+        conn: ConnId,
+        call_id: String,
+        to: Vec<String>,
+        alternate_caller_id: Option<String>,
+        now: Now,
+    ) {
         let me = self.me(conn);
         if call_id.is_empty() || call_id.len() > 64 {
             self.error(
@@ -45,33 +53,46 @@ impl Switchboard {
                 },
             );
         };
-        if to.len() != 1 {
-            let why = format!(
-                "a call goes to exactly one callee for now, not {}",
-                to.len()
+        if to.is_empty() {
+            return refuse(
+                self,
+                CallEndReason::INVALID_CALLEE,
+                "the callee list is empty".into(),
             );
-            return refuse(self, CallEndReason::INVALID_CALLEE, why);
         }
-        let callee_raw = match Callee::parse(&to[0]) {
-            Callee::Greeting => return self.record_greeting(conn, call_id, now),
-            Callee::Echo => None,
-            Callee::Name(name) => Some(self.raw_id_for(&name)),
-            Callee::RawUser(raw) => Some(raw),
-            Callee::Phone(num) => {
-                return refuse(
-                    self,
-                    CallEndReason::UNKNOWN_USER,
-                    format!("no user owns {num}"),
-                );
+        // The caller id is checked even when no number is called: a wrong one is a mistake
+        // worth hearing about before anyone rings.
+        let caller_number = match &alternate_caller_id {
+            Some(alt) => match self.check_caller_id(&me, Some(alt)) {
+                Ok(n) => Some(n),
+                Err((reason, why)) => return refuse(self, reason, why),
+            },
+            None => None,
+        };
+        let mut resolved = Vec::with_capacity(to.len());
+        for t in &to {
+            match self.resolve_callee(&me, t, alternate_caller_id.as_deref()) {
+                Ok(r) => resolved.push(r),
+                Err((reason, why)) => return refuse(self, reason, why),
             }
-            Callee::Invalid(why) => return refuse(self, CallEndReason::INVALID_CALLEE, why),
+        }
+        if resolved.len() > 1 {
+            return match self.check_group_callees(&resolved) {
+                Ok(()) => self.place_group_call(conn, call_id, resolved, caller_number, now),
+                Err(why) => refuse(self, CallEndReason::INVALID_CALLEE, why),
+            };
+        }
+        let (callee_raw, number) = match resolved.pop().expect("one callee") {
+            Resolved::Greeting => return self.record_greeting(conn, call_id, now),
+            Resolved::Echo => (None, None),
+            Resolved::User { identity, number } => (Some(identity.raw_id), number),
         };
         let mut caller = Party::new(me.clone(), PartyKind::Device);
         caller.conn = Some(conn);
         let Some(callee_raw) = callee_raw else {
             // The echo service answers at once; the routes feed the caller's device to itself.
             let echo = Party::new(echo_identity(), PartyKind::Echo);
-            self.store_started(&call_id, &me.raw_id, &echo.identity.raw_id, now);
+            self.store_started(&call_id, &me.raw_id, &[echo.identity.raw_id.clone()], now);
             self.calls.insert(
                 call_id.clone(),
                 Call::new(Phase::Connected, vec![caller, echo]),
@@ -84,24 +105,28 @@ impl Switchboard {
             self.announce_connected(&call_id);
             return;
         };
-        if callee_raw == me.raw_id {
-            return refuse(
-                self,
-                CallEndReason::INVALID_CALLEE,
-                "you cannot call yourself".into(),
-            );
+        let callee = self
+            .identity_of(&callee_raw)
+            .unwrap_or_else(|| self.number_owner_identity(&callee_raw));
+        self.store_started(&call_id, &me.raw_id, &[callee.raw_id.clone()], now);
+        let mut call = Call::new(Phase::Ringing, vec![caller]);
+        if number.is_some() {
+            call.caller_number = caller_number;
         }
-        let Some(callee) = self.identity_of(&callee_raw) else {
-            return refuse(
-                self,
-                CallEndReason::UNKNOWN_USER,
-                format!("no user {:?}", to[0]),
-            );
-        };
-        self.store_started(&call_id, &me.raw_id, &callee.raw_id, now);
-        self.calls
-            .insert(call_id.clone(), Call::new(Phase::Ringing, vec![caller]));
-        self.route_to(&call_id, callee, true, None, now);
+        self.calls.insert(call_id.clone(), call);
+        self.route_to(&call_id, callee.clone(), true, None, now);
+        // Reached by number: the others see the callee as that number.
+        if let (Some(n), Some(call)) = (number, self.calls.get_mut(&call_id))
+            && let Some(p) = call
+                .parties
+                .iter_mut()
+                .find(|p| p.identity.raw_id == callee.raw_id)
+        {
+            p.shown = Some(Identity {
+                raw_id: crate::core::phone_raw_id(&n),
+                display_name: callee.display_name.clone(),
+            });
+        }
     }
 
     /// Rings `callee` on the call (its caller is parties[0]), applying the callee's forwarding
@@ -136,6 +161,7 @@ impl Switchboard {
         };
         let caller = call.parties[0].identity.clone();
         let caller_conn = call.parties[0].conn;
+        let caller_number = call.caller_number.clone();
         let transferred_by = call.origin.as_ref().map(|o| o.transferor.clone());
         let mut party = Party::new(callee, PartyKind::Device);
         party.ringing = devices.clone();
@@ -162,6 +188,8 @@ impl Switchboard {
                     caller: caller.clone(),
                     transferred_by: transferred_by.clone(),
                     forwarded_from: forwarded_from.clone(),
+                    caller_number: caller_number.clone(),
+                    group: false,
                 },
             );
         }
@@ -267,6 +295,29 @@ impl Switchboard {
             .collect();
         call.parties[pi].ringing.clear();
         call.parties[pi].conn = Some(conn);
+        call.parties[pi].ring_deadline = None;
+        if call.group {
+            let first = call.phase == Phase::Ringing;
+            call.phase = Phase::Connected;
+            call.connected_ms.get_or_insert(now.unix_ms);
+            for other in others {
+                self.send(
+                    other,
+                    ServerMessage::CallEnded {
+                        call_id: call_id.into(),
+                        reason: CallEndReason::ANSWERED_ELSEWHERE,
+                    },
+                );
+            }
+            if first {
+                self.outputs
+                    .push_back(Output::Store(StoreOp::CallConnected {
+                        call_id: call_id.into(),
+                        at_ms: now.unix_ms,
+                    }));
+            }
+            return self.announce_roster(call_id);
+        }
         call.phase = Phase::Connected;
         call.ring_deadline = None;
         call.on_no_answer = None;
@@ -316,18 +367,7 @@ impl Switchboard {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        let mut participants: Vec<Participant> = Vec::new();
-        for p in &call.parties {
-            if p.has_device(conn) {
-                for other in p.devices().filter(|d| *d != conn) {
-                    let mut me = p.participant(call.phase);
-                    me.device = self.endpoint(other).map(|e| e.device_name.clone());
-                    participants.push(me);
-                }
-            } else {
-                participants.push(p.participant(call.phase));
-            }
-        }
+        let participants = self.view_for(call, conn);
         self.send(
             conn,
             ServerMessage::CallConnected {
@@ -376,10 +416,13 @@ impl Switchboard {
         }
         let call = self.calls.get_mut(call_id).expect("looked up above");
         call.parties[pi].ringing.retain(|d| *d == conn);
+        if call.group {
+            return self.leave_group(call_id, pi, end, now);
+        }
         self.fail_call(call_id, end, now);
     }
 
-    pub(super) fn hang_up(&mut self, conn: ConnId, call_id: &str, now: Now) {
+    pub(super) fn hang_up(&mut self, conn: ConnId, call_id: &str, for_everyone: bool, now: Now) {
         // One of several devices of its party (take-over companions) leaves alone.
         if self.leave_device(call_id, conn) {
             let reason = CallEndReason::NORMAL;
@@ -401,6 +444,17 @@ impl Switchboard {
                 return self.reject(conn, call_id, RejectReason::None, now);
             }
             return self.unknown_call(conn, call_id);
+        }
+        if call.group {
+            if for_everyone {
+                return self.end_call(call_id, CallEndReason::ENDED_FOR_EVERYONE, Some(conn), now);
+            }
+            let pi = call
+                .parties
+                .iter()
+                .position(|p| p.conn == Some(conn))
+                .expect("checked above");
+            return self.leave_group(call_id, pi, CallEndReason::NORMAL, now);
         }
         let reason = if call.phase == Phase::Ringing {
             CallEndReason::CANCELLED
@@ -456,11 +510,17 @@ impl Switchboard {
         self.store_ended(call_id, reason, now);
     }
 
-    pub(super) fn store_started(&mut self, call_id: &str, caller: &str, callee: &str, now: Now) {
+    pub(super) fn store_started(
+        &mut self,
+        call_id: &str,
+        caller: &str,
+        callees: &[String],
+        now: Now,
+    ) {
         self.outputs.push_back(Output::Store(StoreOp::CallStarted {
             call_id: call_id.into(),
             caller: caller.into(),
-            callees: vec![callee.into()],
+            callees: callees.to_vec(),
             at_ms: now.unix_ms,
         }));
     }
@@ -484,6 +544,9 @@ impl Call {
             transfer: None,
             on_no_answer: None,
             connected_ms: None,
+            group: false,
+            joinable: false,
+            caller_number: None,
         }
     }
 }

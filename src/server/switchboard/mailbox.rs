@@ -85,7 +85,12 @@ impl Switchboard {
             crate::core::greeting_identity(),
             PartyKind::GreetingRecorder,
         );
-        self.store_started(&call_id, &me.raw_id, &recorder.identity.raw_id, now);
+        self.store_started(
+            &call_id,
+            &me.raw_id,
+            &[recorder.identity.raw_id.clone()],
+            now,
+        );
         self.calls.insert(
             call_id.clone(),
             super::Call::new(Phase::Connected, vec![caller, recorder]),

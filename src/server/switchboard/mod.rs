@@ -9,6 +9,7 @@
 
 mod calls;
 mod devices;
+mod group;
 mod mailbox;
 mod transfer;
 
@@ -52,6 +53,8 @@ pub struct Startup {
     pub messages: Vec<StoredMessage>,
     /// raw id -> the user's own greeting (Ogg Opus).
     pub greetings: HashMap<String, PathBuf>,
+    /// E.164 number -> the user name that owns it.
+    pub numbers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +231,10 @@ struct Party {
     muted: bool,
     held: bool,
     speaking: bool,
+    /// When this party, ringing in a group call, gives up (1:1 calls use `Call::ring_deadline`).
+    ring_deadline: Option<Instant>,
+    /// How the others see this party when it was reached by one of its numbers: `4:+E164`.
+    shown: Option<Identity>,
 }
 
 impl Party {
@@ -242,17 +249,25 @@ impl Party {
             muted: false,
             held: false,
             speaking: false,
+            ring_deadline: None,
+            shown: None,
         }
     }
 
     fn participant(&self, phase: Phase) -> Participant {
+        // In a group call, a party being invited rings while the call itself is connected.
+        let invited = self.kind == PartyKind::Device
+            && self.conn.is_none()
+            && self.pending_conn.is_none()
+            && !self.ringing.is_empty();
         let state = match (phase, self.held) {
             (Phase::Ringing, _) => ParticipantState::Ringing,
+            _ if invited => ParticipantState::Ringing,
             (Phase::Connected, true) => ParticipantState::Hold,
             (Phase::Connected, false) => ParticipantState::Connected,
         };
         Participant {
-            identity: self.identity.clone(),
+            identity: self.shown.clone().unwrap_or_else(|| self.identity.clone()),
             state,
             is_muted: self.muted,
             is_speaking: self.speaking && !self.muted,
@@ -283,6 +298,13 @@ struct Call {
     /// Forwarding to apply when the ringing callee does not answer by `ring_deadline`.
     on_no_answer: Option<calls::ForwardTo>,
     connected_ms: Option<u64>,
+    /// A group call: placed to several callees, joined by GUID, or grown by addParticipant.
+    /// Parties come and go; it ends when the last one leaves (or on hangUp forEveryone).
+    group: bool,
+    /// Started by `joinGroup`: its id is the group's GUID and anyone may join it.
+    joinable: bool,
+    /// The caller's own number, shown to callees reached by number.
+    caller_number: Option<String>,
 }
 
 pub struct Switchboard {
@@ -300,6 +322,8 @@ pub struct Switchboard {
     calls: BTreeMap<String, Call>,
     routes: BTreeMap<ConnId, Vec<ConnId>>,
     outputs: VecDeque<Output>,
+    /// E.164 number -> the user name that owns it (config, and `dialtone number assign`).
+    numbers: BTreeMap<String, String>,
 }
 
 impl Switchboard {
@@ -322,7 +346,13 @@ impl Switchboard {
             calls: BTreeMap::new(),
             routes: BTreeMap::new(),
             outputs: VecDeque::new(),
+            numbers: startup.numbers,
         }
+    }
+
+    /// Replaces the number plan (the runtime re-reads it while running).
+    pub fn set_numbers(&mut self, numbers: BTreeMap<String, String>) {
+        self.numbers = numbers;
     }
 
     pub fn raw_id_for(&self, name: &str) -> String {
@@ -335,7 +365,14 @@ impl Switchboard {
 
     /// The next instant at which `Input::Tick` must be delivered.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.calls.values().filter_map(|c| c.ring_deadline).min()
+        self.calls
+            .values()
+            .flat_map(|c| {
+                c.ring_deadline
+                    .into_iter()
+                    .chain(c.parties.iter().filter_map(|p| p.ring_deadline))
+            })
+            .min()
     }
 
     /// Number of calls in progress (ringing or connected), for status lines and tests.
@@ -443,10 +480,26 @@ impl Switchboard {
                 conn,
                 offer_sdp: sdp,
             }),
-            ClientMessage::PlaceCall { call_id, to } => self.place_call(conn, call_id, to, now),
+            ClientMessage::PlaceCall {
+                call_id,
+                to,
+                alternate_caller_id,
+            } => self.place_call(conn, call_id, to, alternate_caller_id, now),
+            ClientMessage::JoinGroup { group_id } => self.join_group(conn, &group_id, now),
+            ClientMessage::AddParticipant {
+                call_id,
+                target,
+                alternate_caller_id,
+            } => self.add_participant(conn, &call_id, &target, alternate_caller_id, now),
+            ClientMessage::RemoveParticipant { call_id, target } => {
+                self.remove_participant(conn, &call_id, &target, now)
+            }
             ClientMessage::Accept { call_id } => self.accept(conn, &call_id, now),
             ClientMessage::Reject { call_id, reason } => self.reject(conn, &call_id, reason, now),
-            ClientMessage::HangUp { call_id, .. } => self.hang_up(conn, &call_id, now),
+            ClientMessage::HangUp {
+                call_id,
+                for_everyone,
+            } => self.hang_up(conn, &call_id, for_everyone, now),
             ClientMessage::SetMuted { call_id, muted } => {
                 self.update_party(conn, &call_id, |p| p.muted = muted)
             }
@@ -609,6 +662,10 @@ impl Switchboard {
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
+            if call.group {
+                self.group_device_gone(&id, conn, now);
+                continue;
+            }
             if let Some(pi) = call
                 .parties
                 .iter()
@@ -642,6 +699,7 @@ impl Switchboard {
         for id in due {
             self.no_answer(&id, CallEndReason::NO_ANSWER, now);
         }
+        self.group_ring_timeouts(now);
     }
 
     fn update_party(&mut self, conn: ConnId, call_id: &str, f: impl FnOnce(&mut Party)) {
@@ -665,19 +723,20 @@ impl Switchboard {
         if before == after {
             return;
         }
-        let targets: Vec<ConnId> = call
+        let call = &self.calls[call_id];
+        let updates: Vec<(ConnId, Participant)> = call
             .parties
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != pi)
-            .filter_map(|(_, p)| p.conn)
+            .filter_map(|(j, p)| Some((p.conn?, call.seen_by(pi, j))))
             .collect();
-        for t in targets {
+        for (t, participant) in updates {
             self.send(
                 t,
                 ServerMessage::ParticipantUpdated {
                     call_id: call_id.into(),
-                    participant: after.clone(),
+                    participant,
                 },
             );
         }
@@ -689,7 +748,10 @@ impl Switchboard {
     fn update_routes(&mut self) {
         let mut routes: BTreeMap<ConnId, Vec<ConnId>> = BTreeMap::new();
         for call in self.calls.values() {
-            if call.phase != Phase::Connected || call.parties.iter().any(|p| p.held) {
+            // A 1:1 call on hold is silent both ways; in a group call only the holder drops out.
+            if call.phase != Phase::Connected
+                || (!call.group && call.parties.iter().any(|p| p.held))
+            {
                 continue;
             }
             // (party index, device) for every device with media.
@@ -697,6 +759,7 @@ impl Switchboard {
                 .parties
                 .iter()
                 .enumerate()
+                .filter(|(_, p)| !(call.group && p.held))
                 .flat_map(|(i, p)| p.devices().map(move |c| (i, c)))
                 .filter(|(_, c)| self.endpoint(*c).is_some_and(|e| e.media_up))
                 .collect();

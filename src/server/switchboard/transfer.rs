@@ -85,6 +85,13 @@ impl Switchboard {
                 format!("transfer id {transfer_id:?} must be 1 to 64 characters"),
             );
         }
+        if call.group {
+            return bad(
+                self,
+                ErrorCode::InvalidState,
+                "a group call cannot be transferred; add or remove participants instead".into(),
+            );
+        }
         if call.phase != Phase::Connected {
             return bad(
                 self,
@@ -196,7 +203,10 @@ impl Switchboard {
             Callee::Echo | Callee::Greeting => {
                 return Err(format!("{who:?} is a service and cannot take transfers"));
             }
-            Callee::Phone(n) => return Err(format!("no user owns {n}")),
+            Callee::Phone(n) => match self.numbers.get(&n) {
+                Some(name) => return Ok(self.number_owner_identity(&self.raw_id_for(name))),
+                None => return Err(format!("no user owns {n}")),
+            },
             Callee::Invalid(why) => return Err(why),
         };
         self.identity_of(&raw)
@@ -362,7 +372,7 @@ impl Switchboard {
         {
             p.leg = Some(leg_id.into());
         }
-        self.store_started(leg_id, &transferee.raw_id, &target.raw_id, now);
+        self.store_started(leg_id, &transferee.raw_id, &[target.raw_id.clone()], now);
         true
     }
 
