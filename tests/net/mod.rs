@@ -1,0 +1,298 @@
+//! The in-memory network of the flow tests: one `Switchboard` and several `CallAgentCore`s
+//! wired together, with simulated time.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use dialtone::core::{
+    CallAgentCore, CallEndReason, CallState, Command, CommandError, CommandOk, Event, Input,
+    MediaControl, Now, Output,
+};
+use dialtone::protocol::encode;
+use dialtone::server::switchboard::{self as sb, ConnId, Startup, Switchboard, SwitchboardConfig};
+use dialtone::server::token::TokenKey;
+
+pub struct Peer {
+    pub core: CallAgentCore,
+    pub conn: ConnId,
+    pub events: Vec<Event>,
+    pub media: Vec<MediaControl>,
+    pub open: bool,
+}
+
+pub struct Net {
+    pub sb: Switchboard,
+    pub peers: Vec<Peer>,
+    pub now: Now,
+    pub routes: BTreeMap<ConnId, Vec<ConnId>>,
+    pub next_conn: ConnId,
+    pub key: TokenKey,
+    /// Voicemail sessions the switchboard asked for that are still recording: call id -> conn.
+    pub recording: BTreeMap<String, ConnId>,
+    /// Every non-message output, for assertions.
+    pub outs: Vec<sb::Output>,
+}
+
+pub const RING: Duration = Duration::from_secs(30);
+
+impl Net {
+    pub fn new() -> Net {
+        Net::with_startup(Startup::default())
+    }
+
+    pub fn with_startup(startup: Startup) -> Net {
+        let key = TokenKey::from_bytes([3; 32]);
+        let cfg = SwitchboardConfig {
+            dev: true,
+            resource: "res".into(),
+            ring_timeout: RING,
+            max_bad_frames: 5,
+            voicemail_dir: "/vm".into(),
+            voicemail_max: Duration::from_secs(60),
+        };
+        Net {
+            sb: Switchboard::new(cfg, key.clone(), startup),
+            peers: Vec::new(),
+            now: Now {
+                mono: Instant::now(),
+                unix_ms: 1_700_000_000_000,
+            },
+            routes: BTreeMap::new(),
+            next_conn: 1,
+            key,
+            recording: BTreeMap::new(),
+            outs: Vec::new(),
+        }
+    }
+
+    pub fn join_with(&mut self, user: Option<&str>, token: Option<String>, device: &str) -> usize {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let mut n = 0u32;
+        let prefix = format!("{}-{device}", user.unwrap_or("t"));
+        let core = CallAgentCore::new(
+            user.map(str::to_string),
+            token,
+            device.into(),
+            Box::new(move || {
+                n += 1;
+                format!("{prefix}-call{n}")
+            }),
+        );
+        self.peers.push(Peer {
+            core,
+            conn,
+            events: vec![],
+            media: vec![],
+            open: true,
+        });
+        let i = self.peers.len() - 1;
+        self.sb.handle(
+            sb::Input::Opened {
+                conn,
+                loopback: true,
+            },
+            self.now,
+        );
+        self.peers[i]
+            .core
+            .handle_input(Input::TransportUp, self.now);
+        self.pump();
+        i
+    }
+
+    pub fn join(&mut self, user: &str, device: &str) -> usize {
+        self.join_with(Some(user), None, device)
+    }
+
+    pub fn cmd(&mut self, i: usize, c: Command) -> Result<CommandOk, CommandError> {
+        let r = self.peers[i].core.handle_command(c, self.now);
+        self.pump();
+        r
+    }
+
+    pub fn call(&mut self, i: usize, to: &str) -> String {
+        match self
+            .cmd(
+                i,
+                Command::Call {
+                    to: vec![to.into()],
+                    alternate_caller_id: None,
+                },
+            )
+            .unwrap()
+        {
+            CommandOk::CallId(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub fn frame(&mut self, i: usize, text: &str) {
+        let conn = self.peers[i].conn;
+        self.sb.handle(
+            sb::Input::Frame {
+                conn,
+                text: text.into(),
+            },
+            self.now,
+        );
+        self.pump();
+    }
+
+    pub fn vanish(&mut self, i: usize) {
+        let conn = self.peers[i].conn;
+        self.peers[i].open = false;
+        self.sb.handle(sb::Input::Closed { conn }, self.now);
+        self.peers[i]
+            .core
+            .handle_input(Input::TransportDown, self.now);
+        self.pump();
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.now = self.now.plus(d);
+        if self.sb.poll_timeout().is_some_and(|t| t <= self.now.mono) {
+            self.sb.handle(sb::Input::Tick, self.now);
+        }
+        self.pump();
+    }
+
+    pub fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            for i in 0..self.peers.len() {
+                while let Some(out) = self.peers[i].core.poll_output() {
+                    progressed = true;
+                    let conn = self.peers[i].conn;
+                    match out {
+                        Output::Send(msg) => {
+                            if self.peers[i].open {
+                                self.sb.handle(
+                                    sb::Input::Frame {
+                                        conn,
+                                        text: encode(&msg),
+                                    },
+                                    self.now,
+                                );
+                            }
+                        }
+                        Output::Event(e) => self.peers[i].events.push(e),
+                        Output::CreateMediaOffer => self.peers[i].core.handle_input(
+                            Input::MediaOfferReady {
+                                sdp: "v=0 offer".into(),
+                            },
+                            self.now,
+                        ),
+                        Output::ApplyMediaAnswer { .. } => self.peers[i]
+                            .core
+                            .handle_input(Input::MediaConnected(true), self.now),
+                        Output::Media(m) => self.peers[i].media.push(m),
+                    }
+                }
+            }
+            while let Some(out) = self.sb.poll_output() {
+                progressed = true;
+                match out {
+                    sb::Output::Send { conn, msg } => {
+                        let now = self.now;
+                        if let Some(p) = self.peers.iter_mut().find(|p| p.conn == conn && p.open) {
+                            p.core.handle_input(Input::Server(msg), now);
+                        }
+                    }
+                    sb::Output::Close { conn, .. } => {
+                        let now = self.now;
+                        self.sb.handle(sb::Input::Closed { conn }, now);
+                        if let Some(p) = self.peers.iter_mut().find(|p| p.conn == conn && p.open) {
+                            p.open = false;
+                            p.core.handle_input(Input::TransportDown, now);
+                        }
+                    }
+                    sb::Output::CreateMedia { conn, .. } => {
+                        self.sb.handle(
+                            sb::Input::MediaAnswered {
+                                conn,
+                                sdp: "v=0 answer".into(),
+                            },
+                            self.now,
+                        );
+                        self.sb
+                            .handle(sb::Input::MediaConnected { conn, up: true }, self.now);
+                    }
+                    sb::Output::Routes(r) => self.routes = r,
+                    sb::Output::StartVoicemail {
+                        ref call_id, conn, ..
+                    } => {
+                        self.recording.insert(call_id.clone(), conn);
+                        self.outs.push(out);
+                    }
+                    sb::Output::StopVoicemail { ref call_id } => {
+                        // The recorder stops and reports what it made: 3 s of audio.
+                        self.recording.remove(call_id);
+                        let ended = sb::Input::VoicemailEnded {
+                            call_id: call_id.clone(),
+                            duration_ms: 3000,
+                            full: false,
+                        };
+                        self.outs.push(out);
+                        self.sb.handle(ended, self.now);
+                    }
+                    other => self.outs.push(other),
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    pub fn state(&self, i: usize, call: &str) -> Option<CallState> {
+        self.peers[i]
+            .core
+            .calls()
+            .into_iter()
+            .find(|c| c.call_id == call)
+            .map(|c| c.state)
+    }
+
+    pub fn ended(&self, i: usize, call: &str) -> Option<CallEndReason> {
+        self.peers[i].events.iter().find_map(|e| match e {
+            Event::CallEnded { call_id, reason } if call_id == call => Some(*reason),
+            _ => None,
+        })
+    }
+
+    pub fn incoming(&self, i: usize) -> Option<String> {
+        self.peers[i].events.iter().rev().find_map(|e| match e {
+            Event::IncomingCall { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+    }
+
+    pub fn states(&self, i: usize, call: &str) -> Vec<CallState> {
+        self.peers[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CallStateChanged { call_id, state } if call_id == call => Some(*state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn connect(&mut self) -> (usize, usize, String) {
+        let a = self.join("alice", "desk");
+        let b = self.join("bob", "laptop");
+        let id = self.call(a, "bob");
+        let inc = self.incoming(b).expect("bob rings");
+        assert_eq!(inc, id);
+        self.cmd(
+            b,
+            Command::Accept {
+                call_id: id.clone(),
+            },
+        )
+        .unwrap();
+        (a, b, id)
+    }
+}
