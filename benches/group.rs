@@ -1,0 +1,226 @@
+//! Figures for the group-call targets, measured on real processes over loopback:
+//!
+//!   cargo bench --bench group
+//!
+//! Ten agents (every one a real `dialtone agent` with WebRTC and Opus) join one group call by
+//! GUID, all talking at once (a chirp train on the first, tones on the rest), the worst case for
+//! the relay's loudest-few forwarding. Reported, against a 1:1 call measured the same way:
+//! - the switchboard's CPU, in all and per participant (goal: under 10 % of one core for 10);
+//! - each agent's CPU, and the ratio of the median to the 1:1 figure (goal: at most 1.5x);
+//! - mouth-to-ear through the switchboard (chirps found in a listener's `record:` file, both
+//!   ends timed on one clock).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const GROUP: &str = "7d3f2c1a-9b8e-4f6d-a5c4-3b2a1f0e9d8c";
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn ticks_per_sec() -> f64 {
+    100.0 // USER_HZ on Linux
+}
+
+/// The chirp train of gen_signal.py: 80 ms 300-3400 Hz chirps at fixed, non-periodic times over a
+/// faint noise bed, so cross-correlation has one clear peak.
+fn chirp_wav(path: &std::path::Path, secs: f64) {
+    const MARKERS: [f64; 10] = [0.50, 1.70, 2.60, 4.00, 4.90, 6.30, 7.10, 8.60, 9.40, 10.80];
+    let rate = 48_000.0;
+    let n = (rate * secs) as usize;
+    let mut x = vec![0f64; n];
+    let clen = 0.08;
+    let m = (clen * rate) as usize;
+    let (f0, f1) = (300.0, 3400.0);
+    for mk in MARKERS {
+        let i0 = (mk * rate) as usize;
+        if i0 + m > n {
+            continue;
+        }
+        for k in 0..m {
+            let t = k as f64 / rate;
+            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / (m - 1) as f64).cos();
+            x[i0 + k] += 0.5
+                * w
+                * (2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) / (2.0 * clen) * t * t)).sin();
+        }
+    }
+    let mut seed: u64 = 1;
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for v in x {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let noise = ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.006;
+        w.write_sample(((v + noise) * 32767.0).clamp(-32768.0, 32767.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn pct(ticks: u64, wall: f64) -> f64 {
+    ticks as f64 / ticks_per_sec() / wall * 100.0
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run a short smoke.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let parties = if quick { 4 } else { 10 };
+    let call_secs = if quick { 3.0 } else { 12.0 };
+    let dir = tempdir();
+    let server = Server::dev(dir.path());
+    let src = dir.path().join("chirps.wav");
+    chirp_wav(&src, call_secs);
+    let chirps = format!("file:{}", src.display());
+
+    // 1. The 1:1 baseline: the same devices, two parties.
+    let mut alice = Agent::start(
+        &server,
+        "alice",
+        &["--mic", &chirps, "--speaker", "silence"],
+    )
+    .connected();
+    let mut bob = Agent::start(
+        &server,
+        "bob",
+        &["--mic", "tone:300", "--speaker", "silence", "--auto-answer"],
+    )
+    .connected();
+    let id = alice.call("bob");
+    alice.wait_state(&id, "Connected");
+    std::thread::sleep(Duration::from_millis(300));
+    let (a0, b0, s0) = (
+        cpu_ticks(alice.pid()),
+        cpu_ticks(bob.pid()),
+        cpu_ticks(server.pid()),
+    );
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(call_secs));
+    let wall = t0.elapsed().as_secs_f64();
+    let one_to_one = [
+        pct(cpu_ticks(alice.pid()) - a0, wall),
+        pct(cpu_ticks(bob.pid()) - b0, wall),
+    ];
+    let server_1to1 = pct(cpu_ticks(server.pid()) - s0, wall);
+    alice.ok(json!({"cmd": "hangUp", "callId": id}));
+    bob.wait_ended(&id);
+    alice.quit();
+    bob.quit();
+
+    // 2. The group call.
+    let rec = dir.path().join("listener.wav");
+    let mut agents = Vec::new();
+    for k in 0..parties {
+        let name = format!("p{k}");
+        let mic = if k == 0 {
+            chirps.clone()
+        } else {
+            // Above the chirps' band, so the listener's recording still aligns with them.
+            format!("tone:{}", 4000 + 150 * k)
+        };
+        let speaker = if k == 1 {
+            format!("record:{}", rec.display())
+        } else {
+            "silence".to_string()
+        };
+        agents.push(
+            Agent::start(&server, &name, &["--mic", &mic, "--speaker", &speaker]).connected(),
+        );
+    }
+    let rec_start = agents[1].device_started("speaker");
+    for a in agents.iter_mut() {
+        a.ok(json!({"cmd": "join", "groupId": GROUP}));
+    }
+    for a in agents.iter_mut() {
+        a.wait_state(GROUP, "Connected");
+    }
+    let mic_start = agents[0].device_started("microphone");
+    // Everyone sees everyone before the measurement starts.
+    for a in agents.iter_mut() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = a.ok(json!({"cmd": "calls"}));
+            let n = r["calls"][0]["remoteParticipants"]
+                .as_array()
+                .map_or(0, |v| v.len());
+            if n == parties - 1 || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before: Vec<u64> = agents.iter().map(|a| cpu_ticks(a.pid())).collect();
+    let s0 = cpu_ticks(server.pid());
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(call_secs));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu: Vec<f64> = agents
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| pct(cpu_ticks(a.pid()) - b, wall))
+        .collect();
+    let server_group = pct(cpu_ticks(server.pid()) - s0, wall);
+    agents[0].ok(json!({"cmd": "hangUp", "callId": GROUP, "forEveryone": true}));
+    for a in agents.iter_mut() {
+        a.wait_ended(GROUP);
+    }
+    for a in agents {
+        a.quit();
+    }
+    let source = read_wav(&src);
+    let recorded = read_wav(&rec);
+    let (corr, lag) = best_alignment(&source, &recorded);
+    let arrival_us = rec_start as f64 + lag as f64 / 48_000.0 * 1e6;
+    let m2e_ms = (arrival_us - mic_start as f64) / 1000.0;
+
+    let mut sorted = cpu.clone();
+    sorted.sort_by(f64::total_cmp);
+    let base = median(&one_to_one);
+    println!(
+        "dialtone group call figures ({} mode, {parties} parties, all talking)",
+        if quick { "quick smoke" } else { "full" }
+    );
+    println!(
+        "  switchboard: {server_group:.2} % of one core in all, {:.2} % per participant (goal: < 10 % in all for 10); 1:1 call: {server_1to1:.2} %",
+        server_group / parties as f64
+    );
+    println!(
+        "  agent CPU: median {:.2} %, min {:.2} %, max {:.2} % of one core; 1:1 call: {:.2} % / {:.2} %",
+        median(&cpu),
+        sorted[0],
+        sorted[sorted.len() - 1],
+        one_to_one[0],
+        one_to_one[1]
+    );
+    println!(
+        "  agent CPU ratio group / 1:1 (medians): {:.2}x (goal <= 1.5x); worst agent {:.2}x",
+        median(&cpu) / base,
+        sorted[sorted.len() - 1] / base
+    );
+    println!(
+        "  mouth-to-ear through the switchboard: {m2e_ms:.1} ms (alignment correlation {corr:.3})"
+    );
+    println!(
+        "  per agent: {}",
+        cpu.iter()
+            .map(|c| format!("{c:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
