@@ -347,7 +347,7 @@ async fn audio_levels_cross_the_link_both_ways() {
     let level = |i: u16| {
         (i != 7).then(|| AudioLevel {
             dbov: (i * 5 % 128) as u8,
-            voice: i % 2 == 0,
+            voice: i.is_multiple_of(2),
         })
     };
     for (link, tag) in [(&p.client, 0xA1), (&p.server, 0xA2)] {
