@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dialtone::media::peer::{MediaConfig, MediaEvent, MediaLink, RtpAudio};
+use dialtone::media::peer::{AudioLevel, MediaConfig, MediaEvent, MediaLink, RtpAudio};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::timeout;
 
@@ -90,6 +90,7 @@ fn expected(tag: u8, i: u16) -> RtpAudio {
         seq: 1000u16.wrapping_add(i),
         timestamp: 48_000 + u32::from(i) * 960,
         marker: i == 0,
+        level: None,
         payload: payload(tag, i),
     }
 }
@@ -327,4 +328,110 @@ async fn several_streams_reach_the_client_on_their_own_slots() {
     }
     p.client.close().await;
     p.server.close().await;
+}
+
+/// The RFC 6464 audio level goes on the wire both ways: negotiated in SDP by both ends, written
+/// by the sender as a header extension, and read back by the receiver, packet by packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_levels_cross_the_link_both_ways() {
+    let (mut p, _) = connected_pair().await;
+    let client_id = p.client.sender().level_extension_id();
+    let server_id = p.server.sender().level_extension_id();
+    assert!(
+        client_id.is_some(),
+        "client negotiated the audio level extension"
+    );
+    assert_eq!(client_id, server_id, "one id for both directions");
+
+    // Every level, loud to silent, with the voice flag alternating; one packet without a level.
+    let level = |i: u16| {
+        (i != 7).then(|| AudioLevel {
+            dbov: (i * 5 % 128) as u8,
+            voice: i.is_multiple_of(2),
+        })
+    };
+    for (link, tag) in [(&p.client, 0xA1), (&p.server, 0xA2)] {
+        let sender = link.sender();
+        for i in 0..PACKETS {
+            let e = expected(tag, i);
+            sender
+                .send_with_level(e.seq, e.timestamp, e.marker, e.payload, level(i))
+                .await
+                .expect("send");
+        }
+    }
+    let (at_server, at_client) = tokio::join!(
+        collect(&mut p.server_rx, PACKETS.into()),
+        collect(&mut p.client_rx, PACKETS.into()),
+    );
+    for (got, tag, dir) in [
+        (at_server, 0xA1, "client→server"),
+        (at_client, 0xA2, "server→client"),
+    ] {
+        assert_eq!(got.len(), usize::from(PACKETS), "{dir}: packets lost");
+        for g in &got {
+            let i = g.seq.wrapping_sub(1000);
+            assert_eq!(g.payload, payload(tag, i), "{dir}: payload intact");
+            assert_eq!(g.level, level(i), "{dir}: level of packet {i}");
+        }
+    }
+
+    // A plain send carries no level. (A fresh seq: SRTP replay protection drops a repeat.)
+    let e = expected(0xA3, PACKETS);
+    p.client
+        .sender()
+        .send(e.seq, e.timestamp, e.marker, e.payload)
+        .await
+        .expect("send");
+    let got = next_audio(&mut p.server_rx, Duration::from_secs(2))
+        .await
+        .expect("packet arrives");
+    assert_eq!(got.level, None);
+
+    p.client.close().await;
+    p.server.close().await;
+}
+
+/// A peer that does not know the extension (its offer has no `a=extmap` for it) still gets
+/// audio both ways; levels are then simply absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_audio_levels_still_gets_audio() {
+    let cfg = MediaConfig::default();
+    let (client_tx, mut client_rx) = unbounded_channel();
+    let (server_tx, mut server_rx) = unbounded_channel();
+    let (client, offer) = MediaLink::offer(&cfg, client_tx).await.expect("offer");
+    assert!(offer.contains(dialtone::media::peer::AUDIO_LEVEL_URI));
+    let stripped: String = offer
+        .split_inclusive("\r\n")
+        .filter(|l| !l.contains(dialtone::media::peer::AUDIO_LEVEL_URI))
+        .collect();
+    let (server, answer) = MediaLink::answer(&cfg, &stripped, server_tx)
+        .await
+        .expect("answer");
+    assert!(!answer.contains(dialtone::media::peer::AUDIO_LEVEL_URI));
+    client.apply_answer(&answer).await.expect("apply_answer");
+    for rx in [&mut client_rx, &mut server_rx] {
+        wait_for(rx, CONNECT_LIMIT, |e| *e == MediaEvent::Connected)
+            .await
+            .expect("Connected");
+    }
+    assert_eq!(client.sender().level_extension_id(), None);
+    assert_eq!(server.sender().level_extension_id(), None);
+    let loud = Some(AudioLevel {
+        dbov: 10,
+        voice: true,
+    });
+    for (link, rx) in [(&client, &mut server_rx), (&server, &mut client_rx)] {
+        let e = expected(0xB0, 0);
+        link.sender()
+            .send_with_level(e.seq, e.timestamp, e.marker, e.payload, loud)
+            .await
+            .expect("send");
+        let got = next_audio(rx, Duration::from_secs(2))
+            .await
+            .expect("packet arrives");
+        assert_eq!(got.level, None);
+    }
+    client.close().await;
+    server.close().await;
 }

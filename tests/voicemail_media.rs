@@ -465,6 +465,7 @@ fn caller(
                 seq,
                 timestamp,
                 marker: index == 0,
+                level: None,
                 payload: payload.clone(),
             };
             if tx.send(rtp).await.is_err() {

@@ -20,7 +20,7 @@ use crate::core::{
 };
 use crate::devices::{DeviceList, DeviceSpec, list_devices};
 use crate::media::audio::{AudioEngine, AudioEvent, EncodedFrame};
-use crate::media::peer::{AudioSender, MediaConfig, MediaEvent, MediaLink};
+use crate::media::peer::{AudioLevel, AudioSender, MediaConfig, MediaEvent, MediaLink};
 use crate::protocol::VoicemailInfo;
 use crate::server::runtime::now;
 use signaling::{SigEvent, Signaling};
@@ -372,7 +372,14 @@ impl Driver {
                 Event::Frame(f) => {
                     if let Some(sender) = &self.sender {
                         let (seq, ts, marker) = self.pacer.next(Instant::now());
-                        if let Err(e) = sender.send(seq, ts, marker, f.payload).await {
+                        // The level of the PCM this frame encoded (RFC 6464): the switchboard
+                        // picks a group call's loudest talkers by it.
+                        let level = Some(AudioLevel {
+                            dbov: f.level_dbov,
+                            voice: f.voice,
+                        });
+                        let sent = sender.send_with_level(seq, ts, marker, f.payload, level);
+                        if let Err(e) = sent.await {
                             tracing::debug!("sending audio failed: {e:#}");
                         }
                     }

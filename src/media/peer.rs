@@ -31,7 +31,7 @@ use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, watch};
@@ -57,8 +57,53 @@ pub struct RtpAudio {
     pub seq: u16,
     pub timestamp: u32,
     pub marker: bool,
+    /// The RFC 6464 audio level the sender attached, if the link negotiated the extension and
+    /// the packet carries it.
+    pub level: Option<AudioLevel>,
     pub payload: Bytes,
 }
+
+/// The RFC 6464 client-to-mixer audio level of one packet
+/// (`urn:ietf:params:rtp-hdrext:ssrc-audio-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioLevel {
+    /// Loudness of the audio in the packet in -dBov: 0 is the loudest, 127 silence. Values
+    /// above 127 are sent as 127.
+    pub dbov: u8,
+    /// The sender's voice activity flag (the V bit; our SDP leaves `vad` at its default, on).
+    pub voice: bool,
+}
+
+impl AudioLevel {
+    /// The extension's one data byte: V in the top bit, the level below.
+    #[must_use]
+    pub fn to_byte(self) -> u8 {
+        (u8::from(self.voice) << 7) | self.dbov.min(127)
+    }
+
+    #[must_use]
+    pub fn from_byte(b: u8) -> Self {
+        AudioLevel {
+            dbov: b & 0x7f,
+            voice: b & 0x80 != 0,
+        }
+    }
+}
+
+/// The RFC 6464 header extension's URI, as it appears in `a=extmap`.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// Every possible extension byte, so a packet's level is a slice of a static rather than a
+/// fresh allocation.
+static LEVEL_BYTES: [u8; 256] = {
+    let mut all = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        all[i] = i as u8;
+        i += 1;
+    }
+    all
+};
 
 /// What a [`MediaLink`] reports on its event channel.
 ///
@@ -147,6 +192,9 @@ pub struct AudioSender {
     ssrc: u32,
     /// Filled once negotiation completes; the offerer only learns it from the answer.
     payload_type: Arc<OnceLock<u8>>,
+    /// The negotiated id of the audio level extension; stays empty if the peer did not accept
+    /// it, and then no level is sent.
+    level_ext: Arc<OnceLock<u8>>,
     state: watch::Receiver<LinkState>,
 }
 
@@ -184,6 +232,25 @@ impl AudioSender {
         marker: bool,
         payload: Bytes,
     ) -> anyhow::Result<()> {
+        self.send_with_level(seq, timestamp, marker, payload, None)
+            .await
+    }
+
+    /// [`send`](Self::send), with the RFC 6464 audio level of the packet's audio attached when
+    /// `level` is given and the peer negotiated the extension (otherwise the packet goes out
+    /// without it).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_with_level(
+        &self,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: Bytes,
+        level: Option<AudioLevel>,
+    ) -> anyhow::Result<()> {
         // Copy out rather than hold the borrow: a watch borrow blocks the state's writer, which
         // is the connection's driver task.
         let state = *self.state.borrow();
@@ -193,7 +260,7 @@ impl AudioSender {
         let Some(&payload_type) = self.payload_type.get() else {
             return Ok(());
         };
-        let packet = rtp::Packet {
+        let mut packet = rtp::Packet {
             header: rtp::Header {
                 version: 2,
                 marker,
@@ -205,6 +272,13 @@ impl AudioSender {
             },
             payload,
         };
+        if let (Some(level), Some(&id)) = (level, self.level_ext.get()) {
+            let b = usize::from(level.to_byte());
+            // Cannot fail: the id came from negotiation (1..=14) and the data is one byte.
+            let _ = packet
+                .header
+                .set_extension(id, Bytes::from_static(&LEVEL_BYTES[b..=b]));
+        }
         self.track.write_rtp(packet).await.map_err(|e| {
             anyhow!(
                 "writing RTP seq {seq} ts {timestamp} on SSRC {:#010x} failed: {e}",
@@ -223,6 +297,12 @@ impl AudioSender {
     #[must_use]
     pub fn payload_type(&self) -> Option<u8> {
         self.payload_type.get().copied()
+    }
+
+    /// The negotiated id of the audio level header extension, if the peer accepted it.
+    #[must_use]
+    pub fn level_extension_id(&self) -> Option<u8> {
+        self.level_ext.get().copied()
     }
 
     /// Whether packets sent now would be delivered rather than dropped.
@@ -244,6 +324,9 @@ pub struct MediaLink {
     /// The switchboard's further outbound streams, one per extra slot the client offered.
     extra: Vec<AudioSender>,
     payload_type: Arc<OnceLock<u8>>,
+    /// Shared by the senders (which stamp levels with it) and the receive pumps (which read
+    /// levels with it): the one id negotiated for the extension serves both directions.
+    level_ext: Arc<OnceLock<u8>>,
     /// Shared with the event handler so `close` can report the edge itself: webrtc-rs stops the
     /// driver on close without delivering the `Closed` state change.
     state: watch::Sender<LinkState>,
@@ -422,6 +505,18 @@ impl MediaLink {
                 RtpCodecKind::Audio,
             )
             .map_err(|e| anyhow!("registering Opus with the media engine failed: {e}"))?;
+        // RFC 6464 levels let the switchboard pick the loudest talkers of a group call without
+        // decoding anyone's audio. Offered and answered in every direction; a peer that does
+        // not know it simply leaves it out of its SDP, and then no levels flow.
+        media_engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(|e| anyhow!("registering the audio level header extension failed: {e}"))?;
         // The default interceptors add RTCP sender/receiver reports (stats and lip-sync data a
         // browser peer expects) and transport-cc feedback for audio; their NACK half only
         // negotiates for video, so Opus is never retransmitted, which is right for live audio.
@@ -437,8 +532,10 @@ impl MediaLink {
 
         let (state_tx, state_rx) = watch::channel(LinkState::New);
         let (gathered_tx, gathered_rx) = watch::channel(false);
+        let level_ext = Arc::new(OnceLock::new());
         let handler = Arc::new(LinkHandler {
             events: events.clone(),
+            level_ext: Arc::clone(&level_ext),
             state: state_tx.clone(),
             gathered: gathered_tx,
         });
@@ -497,6 +594,7 @@ impl MediaLink {
                 track,
                 ssrc,
                 payload_type: Arc::clone(&payload_type),
+                level_ext: Arc::clone(&level_ext),
                 state: state_rx.clone(),
             };
             senders.push((rtp_sender, audio));
@@ -510,6 +608,7 @@ impl MediaLink {
             audio,
             extra,
             payload_type,
+            level_ext,
             state: state_tx,
             events,
         };
@@ -560,9 +659,9 @@ impl MediaLink {
         Ok(desc.sdp)
     }
 
-    /// Records the payload type the core will accept for Opus on our sender. Read from the
-    /// sender rather than assumed, because that list is exactly what the core checks outbound
-    /// packets against.
+    /// Records the payload type the core will accept for Opus on our sender, and the id of the
+    /// audio level extension. Read from the sender rather than assumed, because those lists
+    /// are exactly what the core checks outbound packets against.
     async fn learn_payload_type(&self, remote_sdp: &str) -> anyhow::Result<()> {
         let params = self
             .rtp_sender
@@ -582,6 +681,17 @@ impl MediaLink {
             })?;
         // A second negotiation (not something this module does) keeps the first value.
         let _ = self.payload_type.set(opus.payload_type);
+        // The same negotiated list holds the extension ids the core accepts on this sender;
+        // absent when the peer did not take up the audio level extension.
+        if let Some(ext) = params
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|h| h.uri == AUDIO_LEVEL_URI)
+            && let Ok(id) = u8::try_from(ext.id)
+        {
+            let _ = self.level_ext.set(id);
+        }
         Ok(())
     }
 }
@@ -634,6 +744,7 @@ fn reason(e: &dyn fmt::Display) -> String {
 /// only records a value in a channel and returns; anything slower belongs in the receiver.
 struct LinkHandler {
     events: mpsc::UnboundedSender<MediaEvent>,
+    level_ext: Arc<OnceLock<u8>>,
     state: watch::Sender<LinkState>,
     gathered: watch::Sender<bool>,
 }
@@ -697,21 +808,35 @@ impl PeerConnectionEventHandler for LinkHandler {
     {
         // The track's packets arrive through track.poll(), which must be drained off the driver
         // task; the pump ends by itself when the track ends or the connection closes.
-        tokio::spawn(pump_remote_track(track, self.events.clone()));
+        tokio::spawn(pump_remote_track(
+            track,
+            self.events.clone(),
+            Arc::clone(&self.level_ext),
+        ));
         Box::pin(std::future::ready(()))
     }
 }
 
-/// Forwards every RTP packet of the remote track to the link's event channel.
-async fn pump_remote_track(track: Arc<dyn TrackRemote>, events: mpsc::UnboundedSender<MediaEvent>) {
+/// Forwards every RTP packet of the remote track to the link's event channel, with its audio
+/// level when it carries one.
+///
+/// The extension id is read per packet because a track can start before negotiation has been
+/// recorded (the answerer's tracks are created while it applies the offer).
+async fn pump_remote_track(
+    track: Arc<dyn TrackRemote>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    level_ext: Arc<OnceLock<u8>>,
+) {
     while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
+                let level = level_ext.get().and_then(|&id| level_of(&packet.header, id));
                 let audio = RtpAudio {
                     ssrc: packet.header.ssrc,
                     seq: packet.header.sequence_number,
                     timestamp: packet.header.timestamp,
                     marker: packet.header.marker,
+                    level,
                     payload: packet.payload,
                 };
                 if events.send(MediaEvent::Audio(audio)).is_err() {
@@ -725,9 +850,58 @@ async fn pump_remote_track(track: Arc<dyn TrackRemote>, events: mpsc::UnboundedS
     }
 }
 
+/// The audio level a packet carries under extension `id`, if any. Only the first data byte
+/// counts (the two-byte form pads with a zero).
+fn level_of(header: &rtp::Header, id: u8) -> Option<AudioLevel> {
+    if !header.extension {
+        return None;
+    }
+    header
+        .extensions
+        .iter()
+        .find(|e| e.id == id)
+        .and_then(|e| e.payload.first())
+        .map(|&b| AudioLevel::from_byte(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audio_level_byte_round_trips_and_clamps() {
+        for dbov in 0..=127u8 {
+            for voice in [false, true] {
+                let l = AudioLevel { dbov, voice };
+                assert_eq!(AudioLevel::from_byte(l.to_byte()), l);
+            }
+        }
+        let loud = AudioLevel {
+            dbov: 200,
+            voice: true,
+        };
+        assert_eq!(loud.to_byte(), 0xff);
+        assert_eq!(LEVEL_BYTES[0x9e], 0x9e);
+    }
+
+    #[test]
+    fn level_is_read_from_the_negotiated_extension_only() {
+        let mut h = rtp::Header::default();
+        assert_eq!(level_of(&h, 1), None);
+        h.set_extension(3, Bytes::from_static(&[0x33])).unwrap();
+        h.set_extension(1, Bytes::from_static(&[0x80 | 25]))
+            .unwrap();
+        assert_eq!(
+            level_of(&h, 1),
+            Some(AudioLevel {
+                dbov: 25,
+                voice: true
+            })
+        );
+        assert_eq!(level_of(&h, 2), None);
+        h.set_extension(2, Bytes::new()).unwrap();
+        assert_eq!(level_of(&h, 2), None, "empty data is no level");
+    }
 
     #[test]
     fn quote_sdp_truncates_and_escapes() {

@@ -3,15 +3,24 @@
 //! that each outbound stream stays continuous when its source changes (a new call, a transfer,
 //! a take-over): the receiver's jitter buffer then sees one steady stream, not a jump it would
 //! mistake for loss.
+//!
+//! A device's link has a few outbound slots. When more sources are routed to it than that (a
+//! group call), [`select`] decides which it hears: the loudest few by the RFC 6464 levels their
+//! packets carry, with hysteresis. Levels are passed on to the receivers unchanged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use super::switchboard::ConnId;
 use crate::media::peer::{AudioSender, RtpAudio};
+
+pub mod select;
+
+pub use select::{Levels, Pick, Slots};
 
 /// 20 ms of Opus at 48 kHz: the step assumed across a source switch.
 const FRAME_TICKS: u32 = 960;
@@ -87,63 +96,103 @@ pub const SERVER_SOURCE: ConnId = 0;
 pub struct RelayStats {
     pub received: AtomicU64,
     pub forwarded: AtomicU64,
-    /// Packets not forwarded because the receiving device had no free slot.
+    /// Packets not forwarded to a receiver because their source is not among those it hears
+    /// now: every slot is held by a source this one may not displace (see [`select`]).
     pub no_slot: AtomicU64,
+    /// Times a source displaced another from a receiver's slot (a louder talker took over).
+    pub slot_switches: AtomicU64,
 }
 
-/// One outbound stream of a device's link, and whose audio it carries now.
-struct Slot {
+/// One outbound stream of a device's link.
+struct Stream {
     sender: AudioSender,
     rw: Rewriter,
-    source: Option<ConnId>,
 }
 
-/// The slot carrying `from`'s audio to this device, assigning the lowest free one if `from` has
-/// none. Lowest first keeps a 1:1 call on slot 0 through transfers and take-overs, so the
-/// rewriter continues that one stream. None when every slot is taken.
-fn slot_for(slots: &mut [Slot], from: ConnId) -> Option<&mut Slot> {
-    let i = match slots.iter().position(|s| s.source == Some(from)) {
-        Some(i) => i,
-        None => {
-            let i = slots.iter().position(|s| s.source.is_none())?;
-            slots[i].source = Some(from);
-            i
+/// A receiving device: its outbound streams, and which source each carries now.
+struct Out {
+    slots: Slots,
+    streams: Vec<Stream>,
+}
+
+impl Out {
+    fn new(senders: Vec<AudioSender>) -> Self {
+        Out {
+            slots: Slots::new(senders.len()),
+            streams: senders
+                .into_iter()
+                .map(|sender| Stream {
+                    sender,
+                    rw: Rewriter::default(),
+                })
+                .collect(),
         }
-    };
-    Some(&mut slots[i])
+    }
+
+    /// Sends `rtp` from `from` on the slot the selector picks, if it picks one. The slot's
+    /// rewriter continues its stream when the source changed.
+    async fn forward(
+        &mut self,
+        to: ConnId,
+        from: ConnId,
+        rtp: &RtpAudio,
+        levels: &Levels,
+        now: Instant,
+        stats: &RelayStats,
+    ) -> bool {
+        let pick = self.slots.pick(from, levels, now);
+        let Some(stream) = pick.slot().and_then(|i| self.streams.get_mut(i)) else {
+            stats.no_slot.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        if let Pick::Switched { slot, displaced } = pick {
+            stats.slot_switches.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                to,
+                slot,
+                from,
+                displaced,
+                "a louder source took over a slot"
+            );
+        }
+        let (seq, ts, marker) = stream.rw.map(from, rtp.seq, rtp.timestamp, rtp.marker);
+        let sent = stream
+            .sender
+            .send_with_level(seq, ts, marker, rtp.payload.clone(), rtp.level);
+        match sent.await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(to, "forwarding failed: {e:#}");
+                false
+            }
+        }
+    }
 }
 
 /// Runs until the channel closes. One task owns all forwarding state, so the hot path takes no
-/// locks.
+/// locks; per packet it reads the clock once, updates the source's level once, and asks each
+/// receiver's slots where the packet goes (no allocation once every source has been heard).
 pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStats>) {
-    let mut outs: HashMap<ConnId, Vec<Slot>> = HashMap::new();
+    let mut outs: HashMap<ConnId, Out> = HashMap::new();
     let mut routes: BTreeMap<ConnId, Vec<ConnId>> = BTreeMap::new();
     let mut taps: HashMap<ConnId, mpsc::Sender<RtpAudio>> = HashMap::new();
+    let mut levels = Levels::default();
     while let Some(msg) = rx.recv().await {
         match msg {
             RelayMsg::Add { conn, senders } => {
-                let slots = senders.into_iter().map(|sender| Slot {
-                    sender,
-                    rw: Rewriter::default(),
-                    source: None,
-                });
-                outs.insert(conn, slots.collect());
+                outs.insert(conn, Out::new(senders));
             }
             RelayMsg::Remove { conn } => {
                 outs.remove(&conn);
+                levels.forget(conn);
             }
             RelayMsg::Routes(r) => {
                 routes = r;
                 // Free the slots whose source no longer feeds that device; their rewriters
                 // keep their place, so the next source continues the same stream.
-                for (to, slots) in outs.iter_mut() {
-                    for slot in slots.iter_mut() {
-                        if let Some(src) = slot.source
-                            && !routes.get(&src).is_some_and(|t| t.contains(to))
-                        {
-                            slot.source = None;
-                        }
-                    }
+                for (to, out) in outs.iter_mut() {
+                    out.slots
+                        .release_unless(|src| routes.get(&src).is_some_and(|t| t.contains(to)));
                 }
             }
             RelayMsg::Tap { from, tx } => {
@@ -153,14 +202,11 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                 taps.remove(&from);
             }
             RelayMsg::Inject { to, rtp } => {
-                let Some(slot) = outs.get_mut(&to).and_then(|s| slot_for(s, SERVER_SOURCE)) else {
-                    continue;
-                };
-                let (seq, ts, marker) =
-                    slot.rw
-                        .map(SERVER_SOURCE, rtp.seq, rtp.timestamp, rtp.marker);
-                if let Err(e) = slot.sender.send(seq, ts, marker, rtp.payload).await {
-                    tracing::debug!(to, "injecting audio failed: {e:#}");
+                let now = Instant::now();
+                levels.heard(SERVER_SOURCE, rtp.level.map(|l| l.dbov), now);
+                if let Some(out) = outs.get_mut(&to) {
+                    out.forward(to, SERVER_SOURCE, &rtp, &levels, now, &stats)
+                        .await;
                 }
             }
             RelayMsg::Packet { from, rtp } => {
@@ -169,20 +215,17 @@ pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStat
                     // A recorder that falls behind loses packets rather than stalling the relay.
                     let _ = tap.try_send(rtp.clone());
                 }
+                let now = Instant::now();
+                levels.heard(from, rtp.level.map(|l| l.dbov), now);
                 let Some(targets) = routes.get(&from) else {
                     continue;
                 };
                 for to in targets {
-                    let Some(slot) = outs.get_mut(to).and_then(|s| slot_for(s, from)) else {
-                        stats.no_slot.fetch_add(1, Ordering::Relaxed);
+                    let Some(out) = outs.get_mut(to) else {
                         continue;
                     };
-                    let (seq, ts, marker) = slot.rw.map(from, rtp.seq, rtp.timestamp, rtp.marker);
-                    match slot.sender.send(seq, ts, marker, rtp.payload.clone()).await {
-                        Ok(()) => {
-                            stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => tracing::debug!(to, "forwarding failed: {e:#}"),
+                    if out.forward(*to, from, &rtp, &levels, now, &stats).await {
+                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }

@@ -102,7 +102,7 @@ pub async fn run_session(
             _ = &mut stop => ended_by = Some(EndedBy::Stop),
             _ = ticker.tick() => {
                 let Some(frame) = frames.get(next) else { break };
-                send(RtpAudio { ssrc: 0, seq, timestamp, marker: next == 0, payload: frame.clone() });
+                send(RtpAudio { ssrc: 0, seq, timestamp, marker: next == 0, level: None, payload: frame.clone() });
                 seq = seq.wrapping_add(1);
                 timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
                 next += 1;
@@ -331,6 +331,7 @@ mod tests {
             seq,
             timestamp: ts,
             marker: false,
+            level: None,
             payload: pkt(seq),
         }
     }
