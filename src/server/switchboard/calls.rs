@@ -92,7 +92,12 @@ impl Switchboard {
         let Some(callee_raw) = callee_raw else {
             // The echo service answers at once; the routes feed the caller's device to itself.
             let echo = Party::new(echo_identity(), PartyKind::Echo);
-            self.store_started(&call_id, &me.raw_id, &[echo.identity.raw_id.clone()], now);
+            self.store_started(
+                &call_id,
+                &me.raw_id,
+                std::slice::from_ref(&echo.identity.raw_id),
+                now,
+            );
             self.calls.insert(
                 call_id.clone(),
                 Call::new(Phase::Connected, vec![caller, echo]),
@@ -108,7 +113,12 @@ impl Switchboard {
         let callee = self
             .identity_of(&callee_raw)
             .unwrap_or_else(|| self.number_owner_identity(&callee_raw));
-        self.store_started(&call_id, &me.raw_id, &[callee.raw_id.clone()], now);
+        self.store_started(
+            &call_id,
+            &me.raw_id,
+            std::slice::from_ref(&callee.raw_id),
+            now,
+        );
         let mut call = Call::new(Phase::Ringing, vec![caller]);
         if number.is_some() {
             call.caller_number = caller_number;

@@ -88,7 +88,7 @@ impl Switchboard {
         self.store_started(
             &call_id,
             &me.raw_id,
-            &[recorder.identity.raw_id.clone()],
+            std::slice::from_ref(&recorder.identity.raw_id),
             now,
         );
         self.calls.insert(

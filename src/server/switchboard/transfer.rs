@@ -372,7 +372,12 @@ impl Switchboard {
         {
             p.leg = Some(leg_id.into());
         }
-        self.store_started(leg_id, &transferee.raw_id, &[target.raw_id.clone()], now);
+        self.store_started(
+            leg_id,
+            &transferee.raw_id,
+            std::slice::from_ref(&target.raw_id),
+            now,
+        );
         true
     }
 
