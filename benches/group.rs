@@ -122,13 +122,33 @@ fn main() {
     alice.quit();
     bob.quit();
 
-    // 2. The group call.
+    // 2. The group call. The chirp talker's file starts with silence as long as the CPU window:
+    // with nine tones going on, the relay rightly never picks a faint, bursty talker. After the
+    // window the others mute, the chirps start, and they reach the listener.
+    let group_src = dir.path().join("chirps-late.wav");
+    {
+        let chirp = read_wav(&src);
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&group_src, spec).unwrap();
+        let pad = ((call_secs + 3.0) * 48_000.0) as usize;
+        for v in std::iter::repeat_n(0.0f32, pad).chain(chirp) {
+            w.write_sample((v * 32767.0).clamp(-32768.0, 32767.0) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    let late_chirps = format!("file:{}", group_src.display());
     let rec = dir.path().join("listener.wav");
     let mut agents = Vec::new();
     for k in 0..parties {
         let name = format!("p{k}");
         let mic = if k == 0 {
-            chirps.clone()
+            late_chirps.clone()
         } else {
             // Above the chirps' band, so the listener's recording still aligns with them.
             format!("tone:{}", 4000 + 150 * k)
@@ -150,6 +170,7 @@ fn main() {
         a.wait_state(GROUP, "Connected");
     }
     let mic_start = agents[0].device_started("microphone");
+    let mic_started = Instant::now();
     // Everyone sees everyone before the measurement starts.
     for a in agents.iter_mut() {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -176,6 +197,12 @@ fn main() {
         .map(|(a, b)| pct(cpu_ticks(a.pid()) - b, wall))
         .collect();
     let server_group = pct(cpu_ticks(server.pid()) - s0, wall);
+    // Mouth-to-ear: everyone but the chirp talker falls silent, then its chirps play.
+    for a in agents.iter_mut().skip(2) {
+        a.ok(json!({"cmd": "mute", "callId": GROUP}));
+    }
+    let left = (call_secs + 3.0 + call_secs + 0.5) - mic_started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs_f64(left.max(0.0)));
     agents[0].ok(json!({"cmd": "hangUp", "callId": GROUP, "forEveryone": true}));
     for a in agents.iter_mut() {
         a.wait_ended(GROUP);
@@ -183,7 +210,7 @@ fn main() {
     for a in agents {
         a.quit();
     }
-    let source = read_wav(&src);
+    let source = read_wav(&group_src);
     let recorded = read_wav(&rec);
     let (corr, lag) = best_alignment(&source, &recorded);
     let arrival_us = rec_start as f64 + lag as f64 / 48_000.0 * 1e6;
