@@ -166,7 +166,7 @@ fn main() -> anyhow::Result<()> {
     // The agent is one device: a single-threaded runtime keeps each packet's hand-offs on one
     // thread (measured: fewer context switches, less CPU per call). The switchboard serves many.
     let rt = match cli.command {
-        Some(Cmd::Agent(_)) => tokio::runtime::Builder::new_current_thread()
+        Some(Cmd::Agent(_) | Cmd::Serve(_)) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
         _ => tokio::runtime::Builder::new_multi_thread()
