@@ -328,6 +328,14 @@ fn names_participant(p: &Participant, who: &str) -> bool {
         || p.identity.display_name.eq_ignore_ascii_case(who)
 }
 
+/// Callees as typed: separated by commas and/or spaces.
+pub fn split_callees(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The dialer's text split at its last callee: what stays, and the word being completed.
 pub fn last_word(text: &str) -> (&str, &str) {
     let at = text
@@ -972,13 +980,14 @@ impl App {
     }
 
     /// Names the dialer and `:call` complete: contacts, then history, then the echo service.
+    /// A group call's history entry gives each of its callees.
     pub fn names(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for n in self
             .contacts
             .iter()
             .cloned()
-            .chain(self.history.peers())
+            .chain(self.history.peers().iter().flat_map(|p| split_callees(p)))
             .chain([ECHO_NAME.to_string()])
         {
             if !out.contains(&n) {
@@ -1201,8 +1210,9 @@ impl App {
                 Pane::Participants => {}
                 Pane::History => {
                     if let Some(e) = self.history.get(self.history_cursor) {
-                        let peer = e.peer.clone();
-                        self.dial(vec![peer], out);
+                        // A group call's entry holds every callee: "bob, carol".
+                        let to = split_callees(&e.peer);
+                        self.dial(to, out);
                     }
                 }
                 Pane::Calls => {
@@ -1336,11 +1346,7 @@ impl App {
                     Some(name) => format!("{}{name}", last_word(&typed).0),
                     None => typed,
                 };
-                let to: Vec<String> = chosen
-                    .split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-                    .collect();
+                let to = split_callees(&chosen);
                 if to.is_empty() {
                     self.notify(Level::Warn, s::DIAL_EMPTY.into());
                     return;

@@ -2279,9 +2279,22 @@ fn dialling_several_people_places_one_group_call() {
         alternate_caller_id: None,
     };
     assert_eq!(out, engine(std::slice::from_ref(&call)));
-    done(&mut a, call, Ok(CommandOk::CallId("g1".into())));
+    done(&mut a, call.clone(), Ok(CommandOk::CallId("g1".into())));
     let row = a.focused_call().unwrap();
     assert_eq!((row.label(), row.group), ("bob, carol".to_string(), true));
+    // Its history entry calls both back.
+    core(
+        &mut a,
+        CoreEvent::CallEnded {
+            call_id: "g1".into(),
+            reason: CallEndReason::NO_ANSWER,
+        },
+    );
+    assert_eq!(a.history.get(0).unwrap().peer, "bob, carol");
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(a.pane, Pane::History);
+    assert_eq!(press(&mut a, &[code(KeyCode::Enter)]), engine(&[call]));
+    press(&mut a, &[code(KeyCode::Tab)]);
     // Space works as a separator too; a 1:1 call is no group call.
     press(&mut a, &[key('c')]);
     typed(&mut a, "bob ");
