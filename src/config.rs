@@ -18,6 +18,8 @@ pub struct Config {
     pub server: Option<String>,
     /// Accept transfer requests without asking.
     pub auto_accept_transfers: bool,
+    /// One of your numbers (E.164), shown when you call or add a number (alternateCallerId).
+    pub caller_id: Option<String>,
     pub devices: DevicesConfig,
     pub switchboard: SwitchboardConfig,
     pub log: LogConfig,
@@ -152,6 +154,13 @@ impl Config {
         if self.switchboard.ring_timeout_secs == 0 {
             return Err("key switchboard.ring_timeout_secs = 0: must be at least 1".into());
         }
+        if let Some(c) = &self.caller_id
+            && !matches!(crate::core::Callee::parse(c), crate::core::Callee::Phone(_))
+        {
+            return Err(format!(
+                "key caller_id = {c:?}: must be an E.164 number, like \"+15550100\""
+            ));
+        }
         if let Some(s) = &self.server
             && !(s.starts_with("ws://") || s.starts_with("wss://"))
         {
@@ -212,6 +221,7 @@ mod tests {
                 && full.switchboard.data_dir.is_some()
         );
         assert!(full.token.is_some() && full.device_name.is_some() && full.server.is_some());
+        assert_eq!(full.caller_id.as_deref(), Some("+15550100"));
         assert!(!full.tui.keys.0.is_empty());
     }
 
@@ -238,6 +248,10 @@ mod tests {
             e.contains("/x/config.toml") && e.contains("tui.keys.hang_up") && e.contains("ctrl-"),
             "{e}"
         );
+        let e = Config::parse("caller_id = \"alice\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("caller_id") && e.contains("alice"), "{e}");
         let e = Config::parse("server = \"http://x\"\n", p)
             .unwrap_err()
             .to_string();

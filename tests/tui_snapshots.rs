@@ -121,6 +121,7 @@ fn new_app() -> App {
             keymap: Keymap::default(),
             theme: Theme { color: false },
             auto_accept_transfers: false,
+            caller_id: None,
         },
         now_at(mono, 0),
     )
@@ -623,4 +624,110 @@ fn a_refused_transfer_quotes_the_switchboard() {
     );
     let term = draw(&app, 120, 40);
     insta::assert_snapshot!("transfer_refused_120x40", term.backend());
+}
+
+/// alice in a group call: bob speaking, carol still ringing, dave muted, erin reached by number
+/// and on hold, and alice's own laptop in the call too. The participants panel has focus.
+fn group_app() -> App {
+    let mut app = new_app();
+    connected(&mut app);
+    let now = app.now;
+    app.handle_update(
+        Update::CommandDone {
+            cmd: Command::Call {
+                to: vec!["bob".into(), "carol".into(), "dave".into()],
+                alternate_caller_id: None,
+            },
+            result: Ok(CommandOk::CallId("g1".into())),
+        },
+        now,
+    );
+    ev(
+        &mut app,
+        Event::CallStateChanged {
+            call_id: "g1".into(),
+            state: CallState::Connected,
+        },
+    );
+    let erin = Participant {
+        identity: Identity {
+            raw_id: "4:+15550123".into(),
+            display_name: "erin".into(),
+        },
+        state: ParticipantState::Hold,
+        is_muted: false,
+        is_speaking: false,
+        device: None,
+    };
+    let mut laptop = participant("alice", ParticipantState::Connected, false, false);
+    laptop.device = Some("laptop".into());
+    ev(
+        &mut app,
+        Event::RemoteParticipantsUpdated {
+            call_id: "g1".into(),
+            added: vec![
+                participant("bob", ParticipantState::Connected, false, true),
+                participant("carol", ParticipantState::Ringing, false, false),
+                participant("dave", ParticipantState::Connected, true, false),
+                erin,
+                laptop,
+            ],
+            removed: vec![],
+        },
+    );
+    app.now = now_at(app.now.mono, 42_000);
+    app.contacts.push("frank".into());
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Down);
+    app
+}
+
+#[test]
+fn group_call_participants() {
+    let mut app = group_app();
+    snap("group_call", &app);
+    // Remove asks first.
+    key(&mut app, KeyCode::Char('x'));
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("remove_participant_80x24", term.backend());
+    // Add: a name or a number, with completions.
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('a'));
+    keys(&mut app, "f");
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("add_participant_80x24", term.backend());
+}
+
+#[test]
+fn incoming_group_call_and_call_to_my_number() {
+    let mut app = new_app();
+    connected(&mut app);
+    let incoming = |app: &mut App, id: &str, number: Option<&str>, group| {
+        ev(
+            app,
+            Event::IncomingCall {
+                call_id: id.into(),
+                caller: ident("bob"),
+                transferred_by: None,
+                forwarded_from: None,
+                caller_number: number.map(str::to_string),
+                group,
+            },
+        );
+        ev(
+            app,
+            Event::CallStateChanged {
+                call_id: id.into(),
+                state: CallState::Incoming,
+            },
+        );
+    };
+    incoming(&mut app, "g1", None, true);
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("incoming_group_80x24", term.backend());
+    let mut app = new_app();
+    connected(&mut app);
+    incoming(&mut app, "n1", Some("+15550101"), false);
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("incoming_number_80x24", term.backend());
 }

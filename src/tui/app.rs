@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{
     CallEndReason, CallState, Callee, Command, CommandOk, ConnectionState, Direction,
-    DisconnectReason, ECHO_NAME, Event as CoreEvent, Now, RejectReason,
+    DisconnectReason, ECHO_NAME, Event as CoreEvent, Now, RejectReason, parse_group_id,
+    phone_raw_id,
 };
 use crate::devices::{DeviceInfo, DeviceKind, DeviceList, DeviceSpec};
 use crate::protocol::{
@@ -194,6 +195,11 @@ pub struct CallRow {
     pub via: Option<Via>,
     /// Our own transfer of this call, while it runs and after it failed.
     pub transfer: Option<TransferStatus>,
+    /// A group call: several callees, joined by its id, someone added, or we were added.
+    /// `H` ends it for everyone.
+    pub group: bool,
+    /// Who rang us, as the incoming prompt shows them (a number when they called mine).
+    pub caller: Option<Identity>,
 }
 
 /// How a call reached us, when it did not come straight from the caller.
@@ -240,6 +246,8 @@ impl CallRow {
             ended: None,
             via: None,
             transfer: None,
+            group: false,
+            caller: None,
         }
     }
 
@@ -254,14 +262,24 @@ impl CallRow {
 
     /// Who the call is with, for people.
     pub fn label(&self) -> String {
-        if !self.remote.is_empty() {
-            self.remote
+        // My own other devices in the call only name it when nobody else is in it.
+        let others: Vec<&Participant> = self.remote.iter().filter(|p| p.device.is_none()).collect();
+        let shown = if others.is_empty() {
+            self.remote.iter().collect()
+        } else {
+            others
+        };
+        if !shown.is_empty() {
+            shown
                 .iter()
-                .map(|p| p.identity.display_name.as_str())
+                .map(|p| participant_name(&p.identity))
                 .collect::<Vec<_>>()
                 .join(", ")
         } else if let Some(t) = &self.target {
-            t.clone()
+            match parse_group_id(t) {
+                Ok(id) => s::group_label(&id),
+                Err(_) => t.clone(),
+            }
         } else {
             s::UNKNOWN_PEER.to_string()
         }
@@ -284,6 +302,58 @@ impl CallRow {
     pub fn duration_ms(&self, now_unix_ms: u64) -> u64 {
         let end = self.ended.map(|e| e.unix_ms).unwrap_or(now_unix_ms);
         end.saturating_sub(self.connected_unix_ms.unwrap_or(self.started_unix_ms))
+    }
+}
+
+/// How a participant is named on screen: a phone number (`4:+1555…` raw id) shows as the
+/// number with the name behind it, as a phone would, `+15550100 (alice)`.
+pub fn participant_name(id: &Identity) -> String {
+    match id.raw_id.strip_prefix("4:") {
+        Some(n) if id.display_name.is_empty() || id.display_name == n => n.to_string(),
+        Some(n) => s::number_with_name(n, &id.display_name),
+        None => id.display_name.clone(),
+    }
+}
+
+/// What tells two participants apart: the raw id, and for my own other devices the device.
+fn participant_key(p: &Participant) -> (&str, Option<&str>) {
+    (p.identity.raw_id.as_str(), p.device.as_deref())
+}
+
+/// Whether `who` (a name, raw id or number, as typed) names this participant.
+fn names_participant(p: &Participant, who: &str) -> bool {
+    let who = who.trim();
+    p.identity.raw_id == who
+        || p.identity.raw_id == phone_raw_id(who)
+        || p.identity.display_name.eq_ignore_ascii_case(who)
+}
+
+/// Callees as typed: separated by commas and/or spaces.
+pub fn split_callees(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The dialer's text split at its last callee: what stays, and the word being completed.
+pub fn last_word(text: &str) -> (&str, &str) {
+    let at = text
+        .rfind(|c: char| c == ',' || c.is_whitespace())
+        .map_or(0, |i| i + 1);
+    text.split_at(at)
+}
+
+/// The notice for an incoming call: "Incoming call from bob", "Group call from alice".
+fn incoming_text(row: &CallRow) -> String {
+    let name = row
+        .caller
+        .as_ref()
+        .map_or_else(|| row.label(), participant_name);
+    if row.group {
+        s::group_call_from(&name)
+    } else {
+        s::incoming_from(&name, row.via.as_ref())
     }
 }
 
@@ -319,6 +389,8 @@ pub fn matching_names(names: &[String], word: &str) -> Vec<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
     Calls,
+    /// The focused call's participants, with a cursor (for removing someone).
+    Participants,
     History,
 }
 
@@ -331,6 +403,12 @@ pub enum Layer {
     Dialer,
     /// Deleting a voicemail message: yes or no.
     ConfirmDelete,
+    /// Removing someone from a call: yes or no.
+    ConfirmRemove,
+    /// Who to add to the focused call.
+    AddParticipant,
+    /// Which of my numbers to call a number from.
+    CallerId,
     /// Choosing where to transfer a call.
     Transfer,
     Incoming(String),
@@ -338,6 +416,8 @@ pub enum Layer {
     TransferRequest(String),
     Voicemail,
     Devices,
+    /// The participants panel has focus.
+    Participants,
     Main,
 }
 
@@ -370,6 +450,39 @@ pub struct Dialer {
     pub field: TextField,
     /// The highlighted suggestion, if the user moved to one.
     pub selected: Option<usize>,
+}
+
+/// The add-participant prompt on a call: a name or a number, with suggestions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AddPrompt {
+    pub call_id: String,
+    pub field: TextField,
+    /// The highlighted suggestion, if the user moved to one.
+    pub selected: Option<usize>,
+}
+
+/// What waits for a caller id (one of my numbers) before it can go out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NumberAction {
+    Dial(Vec<String>),
+    Add { call_id: String, target: String },
+}
+
+/// Asks which of my numbers to show when calling a number (no `caller_id` in the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallerIdPrompt {
+    pub field: TextField,
+    pub then: NumberAction,
+}
+
+/// Removing someone from a call waits for a yes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoveConfirm {
+    pub call_id: String,
+    /// The participant's raw id (what the core is given).
+    pub raw_id: String,
+    /// How the question names them.
+    pub label: String,
 }
 
 /// Banners above the panels.
@@ -569,6 +682,9 @@ pub struct AppOptions {
     /// The engine accepts transfer requests by itself (config `auto_accept_transfers`): show a
     /// notice instead of the prompt.
     pub auto_accept_transfers: bool,
+    /// One of my numbers, shown when I call or add a number (config `caller_id`). Without it
+    /// the TUI asks.
+    pub caller_id: Option<String>,
 }
 
 pub struct App {
@@ -584,6 +700,18 @@ pub struct App {
     /// Index of the focused call in `calls`.
     pub focus: usize,
     pub pane: Pane,
+    /// Index of the selected participant of the focused call (the participants panel).
+    pub participant_cursor: usize,
+    /// The add-participant prompt.
+    pub add: Option<AddPrompt>,
+    /// Asking for a caller id before calling or adding a number.
+    pub caller_id_prompt: Option<CallerIdPrompt>,
+    /// Removing someone waits for a yes.
+    pub confirm_remove: Option<RemoveConfirm>,
+    /// One of my numbers for calls to numbers (config `caller_id`).
+    pub caller_id: Option<String>,
+    /// The last caller id typed at the prompt, offered again next time.
+    last_caller_id: Option<String>,
     pub history: History,
     pub history_cursor: usize,
     pub contacts: Vec<String>,
@@ -631,6 +759,12 @@ impl App {
             calls: Vec::new(),
             focus: 0,
             pane: Pane::Calls,
+            participant_cursor: 0,
+            add: None,
+            caller_id_prompt: None,
+            confirm_remove: None,
+            caller_id: opts.caller_id,
+            last_caller_id: None,
             history: opts.history,
             history_cursor: 0,
             contacts: opts.contacts,
@@ -774,6 +908,9 @@ impl App {
         if self.voicemail.confirm_delete.is_some() {
             v.push(Layer::ConfirmDelete);
         }
+        if self.confirm_remove.is_some() {
+            v.push(Layer::ConfirmRemove);
+        }
         if self.help.is_some() {
             v.push(Layer::Help);
         }
@@ -782,6 +919,12 @@ impl App {
         }
         if self.dialer.is_some() {
             v.push(Layer::Dialer);
+        }
+        if self.add.is_some() {
+            v.push(Layer::AddParticipant);
+        }
+        if self.caller_id_prompt.is_some() {
+            v.push(Layer::CallerId);
         }
         if self.transfer.is_some() {
             v.push(Layer::Transfer);
@@ -798,18 +941,53 @@ impl App {
         if self.devman.open {
             v.push(Layer::Devices);
         }
+        if self.pane == Pane::Participants && !self.voicemail.open && !self.devman.open {
+            v.push(Layer::Participants);
+        }
         v.push(Layer::Main);
         v
     }
 
+    /// The selected participant of the focused live call, when it has any.
+    pub fn selected_participant(&self) -> Option<&Participant> {
+        let c = self.live_focus()?;
+        c.remote.get(
+            self.participant_cursor
+                .min(c.remote.len().saturating_sub(1)),
+        )
+    }
+
+    /// Names the add prompt offers: people not in the call, not ourselves, not the echo service.
+    pub fn add_names(&self) -> Vec<String> {
+        let Some(p) = &self.add else {
+            return Vec::new();
+        };
+        let call = self.calls.iter().find(|c| c.call_id == p.call_id);
+        self.names()
+            .into_iter()
+            .filter(|n| n != ECHO_NAME && *n != self.user)
+            .filter(|n| call.is_none_or(|c| !c.remote.iter().any(|r| names_participant(r, n))))
+            .collect()
+    }
+
+    /// What the add prompt's field completes to.
+    pub fn add_suggestions(&self) -> Vec<String> {
+        match &self.add {
+            Some(p) if !p.field.is_empty() => matching_names(&self.add_names(), &p.field.text()),
+            Some(_) => self.add_names().into_iter().take(MAX_SUGGESTIONS).collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Names the dialer and `:call` complete: contacts, then history, then the echo service.
+    /// A group call's history entry gives each of its callees.
     pub fn names(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for n in self
             .contacts
             .iter()
             .cloned()
-            .chain(self.history.peers())
+            .chain(self.history.peers().iter().flat_map(|p| split_callees(p)))
             .chain([ECHO_NAME.to_string()])
         {
             if !out.contains(&n) {
@@ -819,11 +997,27 @@ impl App {
         out
     }
 
+    /// Completions of the dialer's last callee (`bob, ca` completes `ca`), leaving out the
+    /// callees already typed.
     pub fn dialer_suggestions(&self) -> Vec<String> {
-        match &self.dialer {
-            Some(d) if !d.field.is_empty() => matching_names(&self.names(), &d.field.text()),
-            Some(_) => self.names().into_iter().take(MAX_SUGGESTIONS).collect(),
-            None => Vec::new(),
+        let Some(d) = &self.dialer else {
+            return Vec::new();
+        };
+        let text = d.field.text();
+        let (before, word) = last_word(&text);
+        let typed: Vec<&str> = before
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let names: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| !typed.contains(&n.as_str()))
+            .collect();
+        if word.is_empty() {
+            names.into_iter().take(MAX_SUGGESTIONS).collect()
+        } else {
+            matching_names(&names, word)
         }
     }
 
@@ -853,8 +1047,11 @@ impl App {
     fn ctrl_c(&mut self, out: &mut Vec<Action>) {
         if self.cmdline.take().is_some()
             || self.dialer.take().is_some()
+            || self.add.take().is_some()
+            || self.caller_id_prompt.take().is_some()
             || self.transfer.take().is_some()
             || self.voicemail.confirm_delete.take().is_some()
+            || self.confirm_remove.take().is_some()
         {
             return;
         }
@@ -903,6 +1100,22 @@ impl App {
                 }
                 EventState::Consumed
             }
+            Layer::ConfirmRemove => {
+                match self.keymap.lookup(Context::Confirm, key) {
+                    Some(Cmd::Confirm) => self.remove_confirmed(out),
+                    Some(Cmd::Back) => self.confirm_remove = None,
+                    _ => {}
+                }
+                EventState::Consumed
+            }
+            Layer::AddParticipant => {
+                self.add_key(key, out);
+                EventState::Consumed
+            }
+            Layer::CallerId => {
+                self.caller_id_key(key, out);
+                EventState::Consumed
+            }
             Layer::Transfer => {
                 self.transfer_key(key, out);
                 EventState::Consumed
@@ -938,6 +1151,7 @@ impl App {
             }
             Layer::Voicemail => self.voicemail_key(key, out),
             Layer::Devices => self.devices_key(key, out),
+            Layer::Participants => self.participants_key(key),
             Layer::Main => {
                 self.main_key(key, out);
                 EventState::Consumed
@@ -961,20 +1175,27 @@ impl App {
             Cmd::Reject => self.reject_focused(RejectReason::None, out),
             Cmd::RejectBusy => self.reject_focused(RejectReason::Busy, out),
             Cmd::HangUp => self.hang_up(out),
+            Cmd::HangUpAll => self.hang_up_for_everyone(out),
             Cmd::Mute => self.toggle_mute(out),
             Cmd::Hold => self.toggle_hold(out),
             Cmd::NextCall => self.move_focus(1),
             Cmd::PrevCall => self.move_focus(-1),
             Cmd::NextPanel => {
+                // The participants panel takes focus only when there is someone to pick.
+                let people = self.live_focus().is_some_and(|c| !c.remote.is_empty());
                 self.pane = match self.pane {
-                    Pane::Calls => Pane::History,
+                    Pane::Calls if people => Pane::Participants,
+                    Pane::Calls | Pane::Participants => Pane::History,
                     Pane::History => Pane::Calls,
                 }
             }
+            Cmd::AddParticipant => self.open_add(),
+            Cmd::RemoveParticipant => self.ask_remove(),
             Cmd::Up | Cmd::Down => {
                 let delta = if cmd == Cmd::Up { -1 } else { 1 };
                 match self.pane {
                     Pane::Calls => self.move_focus(delta),
+                    Pane::Participants => self.move_participant(delta),
                     Pane::History => {
                         let len = self.history.len();
                         if len > 0 {
@@ -986,10 +1207,12 @@ impl App {
                 }
             }
             Cmd::Select => match self.pane {
+                Pane::Participants => {}
                 Pane::History => {
                     if let Some(e) = self.history.get(self.history_cursor) {
-                        let peer = e.peer.clone();
-                        self.dial(vec![peer], out);
+                        // A group call's entry holds every callee: "bob, carol".
+                        let to = split_callees(&e.peer);
+                        self.dial(to, out);
                     }
                 }
                 Pane::Calls => {
@@ -1079,9 +1302,22 @@ impl App {
                         (cands, i)
                     }
                     _ => {
-                        let names = self.names();
-                        let Some(p) = &mut self.cmdline else { return };
-                        (cmdline::complete(&p.field.text(), &names), 0)
+                        let text = p.field.text();
+                        // `:remove` completes the focused call's participants.
+                        let names = match text.split_whitespace().next() {
+                            Some("remove" | "kick") => self
+                                .live_focus()
+                                .map(|c| {
+                                    c.remote
+                                        .iter()
+                                        .filter(|p| p.device.is_none())
+                                        .map(|p| dialable(&p.identity))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                            _ => self.names(),
+                        };
+                        (cmdline::complete(&text, &names), 0)
                     }
                 };
                 let Some(p) = &mut self.cmdline else { return };
@@ -1106,15 +1342,11 @@ impl App {
             KeyCode::Esc => self.dialer = None,
             KeyCode::Enter => {
                 let typed = d.field.text();
-                let chosen = d
-                    .selected
-                    .and_then(|i| suggestions.get(i).cloned())
-                    .unwrap_or(typed);
-                let to: Vec<String> = chosen
-                    .split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-                    .collect();
+                let chosen = match d.selected.and_then(|i| suggestions.get(i)) {
+                    Some(name) => format!("{}{name}", last_word(&typed).0),
+                    None => typed,
+                };
+                let to = split_callees(&chosen);
                 if to.is_empty() {
                     self.notify(Level::Warn, s::DIAL_EMPTY.into());
                     return;
@@ -1144,7 +1376,18 @@ impl App {
                 None => self.notify(Level::Warn, s::NO_INCOMING.into()),
             },
             LineCmd::Reject(reason) => self.reject_focused(reason, out),
-            LineCmd::HangUp => self.hang_up(out),
+            LineCmd::HangUp { everyone: false } => self.hang_up(out),
+            LineCmd::HangUp { everyone: true } => self.hang_up_for_everyone(out),
+            LineCmd::Join(id) => self.join(&id, out),
+            LineCmd::Add(who) => match self.live_focus() {
+                Some(c) if c.is_transferable() => {
+                    let call_id = c.call_id.clone();
+                    self.add_participant(call_id, who, out);
+                }
+                Some(_) => self.notify(Level::Warn, s::CANNOT_CHANGE_PEOPLE.into()),
+                None => self.notify(Level::Warn, s::NO_CALL.into()),
+            },
+            LineCmd::Remove(who) => self.remove_line(&who, out),
             LineCmd::Mute | LineCmd::Unmute => {
                 let want = cmd == LineCmd::Mute;
                 if let Some(c) = self.live_focus() {
@@ -1174,6 +1417,7 @@ impl App {
                 if n <= self.calls.len() {
                     self.focus = n - 1;
                     self.pane = Pane::Calls;
+                    self.participant_cursor = 0;
                 } else {
                     self.notify(Level::Warn, s::no_such_call(n));
                 }
@@ -1231,19 +1475,272 @@ impl App {
         }
     }
 
+    /// Calls one or several people or numbers (several: a group call). A group call's id alone
+    /// joins it. Numbers need a caller id: the configured one, else the TUI asks.
     fn dial(&mut self, to: Vec<String>, out: &mut Vec<Action>) {
+        if let [one] = to.as_slice()
+            && let Ok(id) = parse_group_id(one)
+        {
+            return self.join(&id, out);
+        }
+        let mut number = false;
         for t in &to {
-            if let Callee::Invalid(why) = Callee::parse(t) {
-                self.notify(Level::Error, why);
-                return;
+            match Callee::parse(t) {
+                Callee::Invalid(why) => return self.notify(Level::Error, why),
+                Callee::Phone(_) => number = true,
+                _ => {}
             }
         }
+        match (number, self.caller_id.clone()) {
+            (false, _) => self.place_call(to, None, out),
+            (true, Some(id)) => self.place_call(to, Some(id), out),
+            (true, None) => self.ask_caller_id(NumberAction::Dial(to)),
+        }
+    }
+
+    fn place_call(
+        &mut self,
+        to: Vec<String>,
+        alternate_caller_id: Option<String>,
+        out: &mut Vec<Action>,
+    ) {
         self.hold_others(None, out);
         self.pending_dials.push_back(to.join(", "));
         out.push(Action::Engine(Command::Call {
             to,
-            alternate_caller_id: None,
+            alternate_caller_id,
         }));
+    }
+
+    /// Starts or joins the group call with this id.
+    fn join(&mut self, group_id: &str, out: &mut Vec<Action>) {
+        let id = match parse_group_id(group_id) {
+            Ok(id) => id,
+            Err(why) => return self.notify(Level::Error, why),
+        };
+        if let Some(i) = self
+            .calls
+            .iter()
+            .position(|c| c.call_id == id && c.is_live())
+        {
+            self.focus = i;
+            return self.notify(Level::Warn, s::ALREADY_IN_GROUP.into());
+        }
+        self.hold_others(None, out);
+        self.pending_dials.push_back(id.clone());
+        out.push(Action::Engine(Command::Join { group_id: id }));
+    }
+
+    fn ask_caller_id(&mut self, then: NumberAction) {
+        self.caller_id_prompt = Some(CallerIdPrompt {
+            field: TextField::with_text(self.last_caller_id.as_deref().unwrap_or_default()),
+            then,
+        });
+        self.notify(Level::Info, s::CALLER_ID_NEEDED.into());
+    }
+
+    fn caller_id_key(&mut self, key: &KeyEvent, out: &mut Vec<Action>) {
+        let Some(p) = &mut self.caller_id_prompt else {
+            return;
+        };
+        match key.code {
+            KeyCode::Esc => self.caller_id_prompt = None,
+            KeyCode::Enter => {
+                let typed = p.field.text().trim().to_string();
+                let Callee::Phone(number) = Callee::parse(&typed) else {
+                    return self.notify(Level::Error, s::not_a_number(&typed));
+                };
+                let Some(p) = self.caller_id_prompt.take() else {
+                    return;
+                };
+                self.last_caller_id = Some(number.clone());
+                match p.then {
+                    NumberAction::Dial(to) => self.place_call(to, Some(number), out),
+                    NumberAction::Add { call_id, target } => {
+                        out.push(Action::Engine(Command::AddParticipant {
+                            call_id,
+                            target,
+                            alternate_caller_id: Some(number),
+                        }))
+                    }
+                }
+            }
+            _ => {
+                p.field.edit(key);
+            }
+        }
+    }
+
+    // ---- participants --------------------------------------------------------------------------
+
+    fn participants_key(&mut self, key: &KeyEvent) -> EventState {
+        match self.keymap.lookup(Context::Participants, key) {
+            Some(Cmd::Up) => self.move_participant(-1),
+            Some(Cmd::Down) => self.move_participant(1),
+            Some(Cmd::AddParticipant) => self.open_add(),
+            Some(Cmd::RemoveParticipant) => self.ask_remove(),
+            Some(Cmd::Back) => self.pane = Pane::Calls,
+            _ => return EventState::NotConsumed,
+        }
+        EventState::Consumed
+    }
+
+    fn move_participant(&mut self, delta: isize) {
+        let len = self.focused_call().map_or(0, |c| c.remote.len());
+        if len > 0 {
+            self.participant_cursor =
+                (self.participant_cursor as isize + delta).clamp(0, len as isize - 1) as usize;
+        }
+    }
+
+    /// Opens the add prompt on the focused call.
+    fn open_add(&mut self) {
+        let Some(c) = self.live_focus() else {
+            return self.notify(Level::Warn, s::NO_CALL.into());
+        };
+        if !c.is_transferable() {
+            return self.notify(Level::Warn, s::CANNOT_CHANGE_PEOPLE.into());
+        }
+        self.add = Some(AddPrompt {
+            call_id: c.call_id.clone(),
+            ..AddPrompt::default()
+        });
+    }
+
+    fn add_key(&mut self, key: &KeyEvent, out: &mut Vec<Action>) {
+        let suggestions = self.add_suggestions();
+        let Some(p) = &mut self.add else { return };
+        let n = suggestions.len();
+        match key.code {
+            KeyCode::Esc => self.add = None,
+            KeyCode::Enter => {
+                let typed = p.field.text().trim().to_string();
+                let chosen = p
+                    .selected
+                    .and_then(|i| suggestions.get(i).cloned())
+                    .unwrap_or(typed);
+                if chosen.is_empty() {
+                    return self.notify(Level::Warn, s::ADD_EMPTY.into());
+                }
+                if let Callee::Invalid(why) = Callee::parse(&chosen) {
+                    return self.notify(Level::Error, why);
+                }
+                let call_id = p.call_id.clone();
+                self.add = None;
+                self.add_participant(call_id, chosen, out);
+            }
+            KeyCode::Tab | KeyCode::Down if n > 0 => {
+                p.selected = Some(p.selected.map(|i| (i + 1) % n).unwrap_or(0))
+            }
+            KeyCode::BackTab | KeyCode::Up if n > 0 => {
+                p.selected = Some(p.selected.map(|i| (i + n - 1) % n).unwrap_or(n - 1))
+            }
+            _ => {
+                if p.field.edit(key) == Edit::Changed {
+                    p.selected = None;
+                }
+            }
+        }
+    }
+
+    /// Rings `target` into a call; a number goes out with my caller id (asked for if none).
+    fn add_participant(&mut self, call_id: String, target: String, out: &mut Vec<Action>) {
+        let alternate_caller_id = match Callee::parse(&target) {
+            Callee::Invalid(why) => return self.notify(Level::Error, why),
+            Callee::Phone(_) => match self.caller_id.clone() {
+                Some(id) => Some(id),
+                None => return self.ask_caller_id(NumberAction::Add { call_id, target }),
+            },
+            _ => None,
+        };
+        out.push(Action::Engine(Command::AddParticipant {
+            call_id,
+            target,
+            alternate_caller_id,
+        }));
+    }
+
+    /// Asks before removing the selected participant.
+    fn ask_remove(&mut self) {
+        let Some(c) = self.live_focus() else {
+            return self.notify(Level::Warn, s::NO_CALL.into());
+        };
+        if !c.is_transferable() {
+            return self.notify(Level::Warn, s::CANNOT_CHANGE_PEOPLE.into());
+        }
+        let call_id = c.call_id.clone();
+        let Some(p) = self.selected_participant() else {
+            return self.notify(Level::Warn, s::NO_PARTICIPANT.into());
+        };
+        if p.device.is_some() {
+            return self.notify(Level::Warn, s::OWN_DEVICE.into());
+        }
+        self.confirm_remove = Some(RemoveConfirm {
+            call_id,
+            raw_id: p.identity.raw_id.clone(),
+            label: participant_name(&p.identity),
+        });
+    }
+
+    fn remove_confirmed(&mut self, out: &mut Vec<Action>) {
+        let Some(r) = self.confirm_remove.take() else {
+            return;
+        };
+        out.push(Action::Engine(Command::RemoveParticipant {
+            call_id: r.call_id,
+            target: r.raw_id,
+        }));
+    }
+
+    /// `:remove carol`: from the focused call at once (the line is the confirmation).
+    fn remove_line(&mut self, who: &str, out: &mut Vec<Action>) {
+        let Some(c) = self.live_focus() else {
+            return self.notify(Level::Warn, s::NO_CALL.into());
+        };
+        let call_id = c.call_id.clone();
+        // The core refuses names that are not in the call; its words end up in the notice.
+        let target = match c.remote.iter().find(|p| names_participant(p, who)) {
+            Some(p) if p.device.is_some() => {
+                return self.notify(Level::Warn, s::OWN_DEVICE.into());
+            }
+            Some(p) => p.identity.raw_id.clone(),
+            None => who.to_string(),
+        };
+        out.push(Action::Engine(Command::RemoveParticipant {
+            call_id,
+            target,
+        }));
+    }
+
+    /// The selected participant, to find it again after the list changes.
+    fn selected_key(&self) -> Option<(String, String, Option<String>)> {
+        let c = self.focused_call()?;
+        let p = c.remote.get(self.participant_cursor)?;
+        Some((
+            c.call_id.clone(),
+            p.identity.raw_id.clone(),
+            p.device.clone(),
+        ))
+    }
+
+    /// Keeps the cursor on the same participant when the list changes under it.
+    fn reselect(&mut self, before: Option<(String, String, Option<String>)>) {
+        let Some(c) = self.focused_call() else {
+            return;
+        };
+        if let Some((id, raw, device)) = before
+            && id == c.call_id
+            && let Some(i) = c
+                .remote
+                .iter()
+                .position(|p| participant_key(p) == (raw.as_str(), device.as_deref()))
+        {
+            self.participant_cursor = i;
+            return;
+        }
+        self.participant_cursor = self
+            .participant_cursor
+            .min(c.remote.len().saturating_sub(1));
     }
 
     fn accept(&mut self, call_id: &str, out: &mut Vec<Action>) {
@@ -1267,6 +1764,22 @@ impl App {
         match self.target_incoming() {
             Some(id) => self.reject(&id, reason, out),
             None => self.notify(Level::Warn, s::NO_INCOMING.into()),
+        }
+    }
+
+    /// `H`: ends a group call for everyone in it (a 1:1 call simply ends).
+    fn hang_up_for_everyone(&mut self, out: &mut Vec<Action>) {
+        let Some(c) = self.live_focus() else {
+            return self.notify(Level::Warn, s::NO_CALL.into());
+        };
+        let call_id = c.call_id.clone();
+        if c.state == CallState::Incoming {
+            self.reject(&call_id, RejectReason::None, out);
+        } else {
+            out.push(Action::Engine(Command::HangUp {
+                call_id,
+                for_everyone: true,
+            }));
         }
     }
 
@@ -1322,7 +1835,10 @@ impl App {
         if n > 0 {
             self.focus = (self.focus as isize + delta).rem_euclid(n as isize) as usize;
         }
-        self.pane = Pane::Calls;
+        self.participant_cursor = 0;
+        if self.pane != Pane::Participants {
+            self.pane = Pane::Calls;
+        }
     }
 
     fn dismiss(&mut self) {
@@ -1869,24 +2385,36 @@ impl App {
                 caller,
                 transferred_by,
                 forwarded_from,
-                ..
+                caller_number,
+                group,
             } => {
+                // Reached on one of my numbers: the caller shows as their number (the core
+                // names its participant the same way).
+                let shown = match &caller_number {
+                    Some(n) => Identity {
+                        raw_id: phone_raw_id(n),
+                        display_name: caller.display_name.clone(),
+                    },
+                    None => caller,
+                };
                 let row = self.row_mut(&call_id, Direction::Incoming);
                 if row.remote.is_empty() {
                     row.remote.push(Participant {
-                        identity: caller.clone(),
+                        identity: shown.clone(),
                         state: crate::core::ParticipantState::Connected,
                         is_muted: false,
                         is_speaking: false,
                         device: None,
                     });
                 }
+                row.caller = Some(shown);
+                row.group = group;
                 row.via = match (transferred_by, forwarded_from) {
                     (Some(t), _) => Some(Via::TransferredBy(t.display_name)),
                     (None, Some(f)) => Some(Via::ForwardedFrom(f.display_name)),
                     (None, None) => None,
                 };
-                let text = s::incoming_from(&caller.display_name, row.via.as_ref());
+                let text = incoming_text(row);
                 self.notify(Level::Info, text);
                 out.push(Action::Bell);
             }
@@ -1905,7 +2433,7 @@ impl App {
                 }
                 let was_incoming = row.state == CallState::Incoming;
                 row.state = state;
-                let text = s::incoming_from(&row.label(), row.via.as_ref());
+                let text = incoming_text(row);
                 if state != CallState::Incoming {
                     self.hidden_incoming.remove(&call_id);
                     // "Incoming call from bob" is stale once the call is answered.
@@ -1944,6 +2472,16 @@ impl App {
                 if self.transfer.as_ref().is_some_and(|p| p.call_id == call_id) {
                     self.transfer = None;
                 }
+                if self.add.as_ref().is_some_and(|p| p.call_id == call_id) {
+                    self.add = None;
+                }
+                if self
+                    .confirm_remove
+                    .as_ref()
+                    .is_some_and(|r| r.call_id == call_id)
+                {
+                    self.confirm_remove = None;
+                }
                 self.history.push(entry);
                 self.history_cursor = 0;
                 let level = if reason.code == 0 {
@@ -1968,40 +2506,55 @@ impl App {
                         self.focus = self.calls.len() - 1;
                     }
                 }
+                let selected = self.selected_key();
                 let Some(row) = self.calls.iter_mut().find(|c| c.call_id == call_id) else {
                     return;
                 };
                 row.remote.retain(|p| {
                     !removed
                         .iter()
-                        .any(|r| r.identity.raw_id == p.identity.raw_id)
+                        .any(|r| participant_key(r) == participant_key(p))
                 });
                 for p in added {
                     match row
                         .remote
                         .iter_mut()
-                        .find(|r| r.identity.raw_id == p.identity.raw_id)
+                        .find(|r| participant_key(r) == participant_key(&p))
                     {
                         Some(r) => *r = p,
                         None => row.remote.push(p),
                     }
                 }
+                // Two or more other people: a group call (hang up for everyone applies).
+                if row.remote.iter().filter(|p| p.device.is_none()).count() > 1 {
+                    row.group = true;
+                }
+                let gone = self.confirm_remove.as_ref().is_some_and(|r| {
+                    r.call_id == call_id
+                        && !row.remote.iter().any(|p| p.identity.raw_id == r.raw_id)
+                });
+                if gone {
+                    self.confirm_remove = None;
+                }
+                self.reselect(selected);
             }
             CoreEvent::ParticipantStateChanged {
                 call_id,
                 participant,
             } => {
+                let selected = self.selected_key();
                 let Some(row) = self.calls.iter_mut().find(|c| c.call_id == call_id) else {
                     return;
                 };
                 match row
                     .remote
                     .iter_mut()
-                    .find(|r| r.identity.raw_id == participant.identity.raw_id)
+                    .find(|r| participant_key(r) == participant_key(&participant))
                 {
                     Some(r) => *r = participant,
                     None => row.remote.push(participant),
                 }
+                self.reselect(selected);
             }
             CoreEvent::Error {
                 code,
@@ -2166,17 +2719,23 @@ impl App {
         result: Result<CommandOk, String>,
         out: &mut Vec<Action>,
     ) {
-        if let Command::Call { to, .. } = &cmd {
-            let target = to.join(", ");
-            if let Some(i) = self.pending_dials.iter().position(|t| *t == target) {
-                self.pending_dials.remove(i);
-            }
+        // What was dialled (as `pending_dials` holds it), and whether it makes a group call.
+        let (dialled, group) = match &cmd {
+            Command::Call { to, .. } => (Some(to.join(", ")), to.len() > 1),
+            Command::Join { group_id } => (Some(group_id.clone()), true),
+            _ => (None, false),
+        };
+        if let Some(target) = &dialled
+            && let Some(i) = self.pending_dials.iter().position(|t| t == target)
+        {
+            self.pending_dials.remove(i);
         }
         match (cmd, result) {
-            (Command::Call { to, .. }, Ok(CommandOk::CallId(id))) => {
-                let target = to.join(", ");
+            (Command::Call { .. } | Command::Join { .. }, Ok(CommandOk::CallId(id))) => {
+                let target = dialled.unwrap_or_default();
                 let known = self.calls.iter().any(|c| c.call_id == id);
                 let row = self.row_mut(&id, Direction::Outgoing);
+                row.group |= group;
                 match row.target.replace(target.clone()) {
                     Some(guess) if guess == target => {}
                     // A guess from the events was another dial's: give it back.
@@ -2193,6 +2752,25 @@ impl App {
                     self.focus = i;
                     self.pane = Pane::Calls;
                 }
+            }
+            (
+                Command::AddParticipant {
+                    call_id, target, ..
+                },
+                Ok(_),
+            ) => {
+                if let Some(row) = self.calls.iter_mut().find(|c| c.call_id == call_id) {
+                    row.group = true;
+                }
+                self.notify(Level::Info, s::adding(&target));
+            }
+            (Command::RemoveParticipant { call_id, target }, Ok(_)) => {
+                let label = self.participant_label(&call_id, &target);
+                self.notify(Level::Info, s::removing(&label));
+            }
+            (Command::RemoveParticipant { call_id, target }, Err(e)) => {
+                let label = self.participant_label(&call_id, &target);
+                self.notify(Level::Error, s::remove_failed(&label, &e));
             }
             (Command::Mute { call_id }, Ok(_)) => self.set_muted(&call_id, true),
             (Command::Unmute { call_id }, Ok(_)) => self.set_muted(&call_id, false),
@@ -2262,6 +2840,15 @@ impl App {
             }
             out.push(Action::SaveHistory);
         }
+    }
+
+    /// A participant as people read it, found by raw id (else the text itself).
+    fn participant_label(&self, call_id: &str, target: &str) -> String {
+        self.calls
+            .iter()
+            .find(|c| c.call_id == call_id)
+            .and_then(|c| c.remote.iter().find(|p| names_participant(p, target)))
+            .map_or_else(|| target.to_string(), |p| participant_name(&p.identity))
     }
 
     fn set_muted(&mut self, call_id: &str, muted: bool) {

@@ -26,6 +26,7 @@ pub(crate) fn app() -> App {
             keymap: Keymap::default(),
             theme: Theme::default(),
             auto_accept_transfers: false,
+            caller_id: None,
         },
         t0(),
     )
@@ -2234,4 +2235,570 @@ fn banner_join_and_errors() {
     );
     core(&mut a, CoreEvent::NoActiveCalls);
     assert!(a.shown_banner().is_none());
+}
+
+// ---- group calls and participants ---------------------------------------------------------
+
+const GUID: &str = "29228d3e-040e-4656-a70e-890ab4e173e5";
+
+fn done(app: &mut App, cmd: Command, result: Result<CommandOk, String>) -> Vec<Action> {
+    let now = app.now;
+    app.handle_update(Update::CommandDone { cmd, result }, now)
+}
+
+/// The call with bob gains carol and dave (carol still ringing) and another device of alice's.
+fn group_of_four(app: &mut App) {
+    outgoing(app, "c1", "bob");
+    let mut laptop = participant("alice", ParticipantState::Connected);
+    laptop.device = Some("laptop".into());
+    core(
+        app,
+        CoreEvent::RemoteParticipantsUpdated {
+            call_id: "c1".into(),
+            added: vec![
+                participant("carol", ParticipantState::Ringing),
+                participant("dave", ParticipantState::Connected),
+                laptop,
+            ],
+            removed: vec![],
+        },
+    );
+}
+
+#[test]
+fn dialling_several_people_places_one_group_call() {
+    let mut a = app();
+    press(&mut a, &[key('c')]);
+    typed(&mut a, "bob, ca");
+    // The last callee completes; the ones typed are not offered again.
+    assert_eq!(a.dialer_suggestions(), vec!["carol"]);
+    press(&mut a, &[code(KeyCode::Tab)]);
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    let call = Command::Call {
+        to: vec!["bob".into(), "carol".into()],
+        alternate_caller_id: None,
+    };
+    assert_eq!(out, engine(std::slice::from_ref(&call)));
+    done(&mut a, call.clone(), Ok(CommandOk::CallId("g1".into())));
+    let row = a.focused_call().unwrap();
+    assert_eq!((row.label(), row.group), ("bob, carol".to_string(), true));
+    // Its history entry calls both back.
+    core(
+        &mut a,
+        CoreEvent::CallEnded {
+            call_id: "g1".into(),
+            reason: CallEndReason::NO_ANSWER,
+        },
+    );
+    assert_eq!(a.history.get(0).unwrap().peer, "bob, carol");
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(a.pane, Pane::History);
+    assert_eq!(press(&mut a, &[code(KeyCode::Enter)]), engine(&[call]));
+    press(&mut a, &[code(KeyCode::Tab)]);
+    // Space works as a separator too; a 1:1 call is no group call.
+    press(&mut a, &[key('c')]);
+    typed(&mut a, "bob ");
+    assert_eq!(a.dialer_suggestions(), vec!["carol", "echo"]);
+    press(&mut a, &[code(KeyCode::Esc)]);
+    outgoing(&mut a, "c2", "dave");
+    assert!(!a.focused_call().unwrap().group);
+}
+
+#[test]
+fn join_by_group_id() {
+    let mut a = app();
+    press(&mut a, &[key(':')]);
+    typed(&mut a, &format!("join {{{}}}", GUID.to_uppercase()));
+    let out = press(&mut a, &[code(KeyCode::Enter)]);
+    let join = Command::Join {
+        group_id: GUID.into(),
+    };
+    assert_eq!(out, engine(std::slice::from_ref(&join)));
+    // The call's events may come before the reply: the row is named after the group at once.
+    core(
+        &mut a,
+        CoreEvent::CallStateChanged {
+            call_id: GUID.into(),
+            state: CallState::Connecting,
+        },
+    );
+    done(&mut a, join, Ok(CommandOk::CallId(GUID.into())));
+    assert_eq!(a.pending_dials_len(), 0);
+    let row = a.focused_call().unwrap();
+    assert_eq!(row.label(), "group 29228d3e…");
+    assert!(row.group);
+    // Again: already in it.
+    core(
+        &mut a,
+        CoreEvent::CallStateChanged {
+            call_id: GUID.into(),
+            state: CallState::Connected,
+        },
+    );
+    press(&mut a, &[key('c')]);
+    typed(&mut a, GUID);
+    assert!(press(&mut a, &[code(KeyCode::Enter)]).is_empty());
+    assert_eq!(notice(&a), s::ALREADY_IN_GROUP);
+    // A bad id is refused on the line.
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "join 1234");
+    assert!(press(&mut a, &[code(KeyCode::Enter)]).is_empty());
+    assert!(notice(&a).contains("not a GUID"), "{}", notice(&a));
+}
+
+#[test]
+fn the_dialer_joins_a_group_id_and_holds_the_other_call() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    press(&mut a, &[key('c')]);
+    typed(&mut a, GUID);
+    assert_eq!(
+        press(&mut a, &[code(KeyCode::Enter)]),
+        engine(&[
+            Command::Hold {
+                call_id: "c1".into()
+            },
+            Command::Join {
+                group_id: GUID.into()
+            }
+        ])
+    );
+}
+
+#[test]
+fn add_prompt_sends_add_participant_on_the_focused_call() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    outgoing(&mut a, "c2", "dave");
+    press(&mut a, &[key('[')]);
+    assert_eq!(a.focused_call().unwrap().call_id, "c1");
+    press(&mut a, &[key('+')]);
+    assert_eq!(a.layers()[0], Layer::AddParticipant);
+    // bob is in the call already, alice is us, echo is a service.
+    assert_eq!(a.add_suggestions(), vec!["carol"]);
+    // Letters are text, not keys.
+    typed(&mut a, "hmx");
+    assert!(a.focused_call().unwrap().is_live());
+    press(&mut a, &[ctrl('u')]);
+    typed(&mut a, "car");
+    press(&mut a, &[code(KeyCode::Tab)]);
+    let add = Command::AddParticipant {
+        call_id: "c1".into(),
+        target: "carol".into(),
+        alternate_caller_id: None,
+    };
+    assert_eq!(
+        press(&mut a, &[code(KeyCode::Enter)]),
+        engine(std::slice::from_ref(&add))
+    );
+    assert!(a.add.is_none());
+    done(&mut a, add.clone(), Ok(CommandOk::Done));
+    assert_eq!(notice(&a), "Adding carol to the call…");
+    assert!(a.calls[0].group);
+    // The core's refusal shows on the notice line.
+    done(&mut a, add, Err("carol is already in this call".into()));
+    assert_eq!(
+        notice(&a),
+        "Could not add carol: carol is already in this call"
+    );
+    // Esc backs out; an empty name is refused and the prompt stays.
+    press(&mut a, &[key('+')]);
+    press(&mut a, &[code(KeyCode::Enter)]);
+    assert_eq!(notice(&a), s::ADD_EMPTY);
+    assert!(a.add.is_some());
+    assert!(press(&mut a, &[code(KeyCode::Esc)]).is_empty());
+    assert!(a.add.is_none());
+    // `:add` does the same from the command line.
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "add carol");
+    assert_eq!(
+        press(&mut a, &[code(KeyCode::Enter)]),
+        engine(&[Command::AddParticipant {
+            call_id: "c1".into(),
+            target: "carol".into(),
+            alternate_caller_id: None,
+        }])
+    );
+}
+
+#[test]
+fn nobody_can_be_added_to_a_call_that_is_not_connected() {
+    let mut a = app();
+    incoming(&mut a, "in1", "bob");
+    press(&mut a, &[code(KeyCode::Esc)]);
+    assert!(press(&mut a, &[key('+')]).is_empty());
+    assert!(a.add.is_none());
+    assert_eq!(notice(&a), s::CANNOT_CHANGE_PEOPLE);
+}
+
+#[test]
+fn numbers_go_out_with_a_caller_id() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    // No caller id configured: the TUI asks, and Esc backs out.
+    press(&mut a, &[key('+')]);
+    typed(&mut a, "+15550101");
+    assert!(press(&mut a, &[code(KeyCode::Enter)]).is_empty());
+    assert_eq!(a.layers()[0], Layer::CallerId);
+    assert_eq!(notice(&a), s::CALLER_ID_NEEDED);
+    typed(&mut a, "bob");
+    assert!(press(&mut a, &[code(KeyCode::Enter)]).is_empty());
+    assert!(notice(&a).contains("not an E.164 number"), "{}", notice(&a));
+    press(&mut a, &[ctrl('u')]);
+    typed(&mut a, "+15550100");
+    assert_eq!(
+        press(&mut a, &[code(KeyCode::Enter)]),
+        engine(&[Command::AddParticipant {
+            call_id: "c1".into(),
+            target: "+15550101".into(),
+            alternate_caller_id: Some("+15550100".into()),
+        }])
+    );
+    assert!(a.caller_id_prompt.is_none());
+    // Next time the number typed is offered; Esc drops the call.
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "call +15550102");
+    assert!(press(&mut a, &[code(KeyCode::Enter)]).is_empty());
+    assert_eq!(
+        a.caller_id_prompt.as_ref().unwrap().field.text(),
+        "+15550100"
+    );
+    assert!(press(&mut a, &[code(KeyCode::Esc)]).is_empty());
+    assert!(a.caller_id_prompt.is_none());
+    // A configured caller id is used without asking, and only for numbers.
+    a.caller_id = Some("+15550100".into());
+    press(&mut a, &[key('c')]);
+    typed(&mut a, "carol, +15550102");
+    assert_eq!(
+        press(&mut a, &[code(KeyCode::Enter)]),
+        engine(&[
+            Command::Hold {
+                call_id: "c1".into()
+            },
+            Command::Call {
+                to: vec!["carol".into(), "+15550102".into()],
+                alternate_caller_id: Some("+15550100".into()),
+            }
+        ])
+    );
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "call dave");
+    assert_eq!(
+        press(&mut a, &[code(KeyCode::Enter)]),
+        engine(&[
+            Command::Hold {
+                call_id: "c1".into()
+            },
+            Command::Call {
+                to: vec!["dave".into()],
+                alternate_caller_id: None,
+            }
+        ])
+    );
+}
+
+#[test]
+fn tab_reaches_the_participants_only_when_there_are_some() {
+    let mut a = app();
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(a.pane, Pane::History);
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(a.pane, Pane::Calls);
+    outgoing(&mut a, "c1", "bob");
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(a.pane, Pane::Participants);
+    assert_eq!(a.layers(), vec![Layer::Participants, Layer::Main]);
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(a.pane, Pane::History);
+    press(&mut a, &[code(KeyCode::Tab), code(KeyCode::Tab)]);
+    assert_eq!(a.pane, Pane::Participants);
+    // Esc goes back to the calls; call keys still work from the panel.
+    assert_eq!(
+        press(&mut a, &[key('m')]),
+        engine(&[Command::Mute {
+            call_id: "c1".into()
+        }])
+    );
+    press(&mut a, &[code(KeyCode::Esc)]);
+    assert_eq!(a.pane, Pane::Calls);
+}
+
+#[test]
+fn remove_the_selected_participant_after_a_yes() {
+    let mut a = app();
+    group_of_four(&mut a);
+    assert!(a.focused_call().unwrap().group);
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(a.pane, Pane::Participants);
+    // bob, carol, dave, alice on laptop.
+    press(&mut a, &[key('j'), key('j')]);
+    assert_eq!(
+        a.selected_participant().unwrap().identity.display_name,
+        "dave"
+    );
+    assert!(press(&mut a, &[key('x')]).is_empty());
+    assert_eq!(a.layers()[0], Layer::ConfirmRemove);
+    assert_eq!(a.confirm_remove.as_ref().unwrap().label, "dave");
+    // Esc keeps them.
+    assert!(press(&mut a, &[code(KeyCode::Esc)]).is_empty());
+    assert!(a.confirm_remove.is_none());
+    assert_eq!(a.pane, Pane::Participants);
+    press(&mut a, &[key('x')]);
+    let remove = Command::RemoveParticipant {
+        call_id: "c1".into(),
+        target: "8:acs:r_dave".into(),
+    };
+    assert_eq!(
+        press(&mut a, &[key('y')]),
+        engine(std::slice::from_ref(&remove))
+    );
+    assert!(a.confirm_remove.is_none());
+    done(&mut a, remove.clone(), Ok(CommandOk::Done));
+    assert_eq!(notice(&a), "Removing dave from the call");
+    done(
+        &mut a,
+        remove,
+        Err("\"8:acs:r_dave\" is not in this call".into()),
+    );
+    assert_eq!(
+        notice(&a),
+        "Could not remove dave: \"8:acs:r_dave\" is not in this call"
+    );
+    // My own other device cannot be removed from here.
+    press(&mut a, &[key('j'), key('j'), key('j')]);
+    assert_eq!(
+        a.selected_participant().unwrap().device.as_deref(),
+        Some("laptop")
+    );
+    assert!(press(&mut a, &[key('x')]).is_empty());
+    assert!(a.confirm_remove.is_none());
+    assert_eq!(notice(&a), s::OWN_DEVICE);
+}
+
+#[test]
+fn the_cursor_stays_on_its_participant_when_the_list_changes() {
+    let mut a = app();
+    group_of_four(&mut a);
+    press(&mut a, &[code(KeyCode::Tab), key('j')]);
+    assert_eq!(
+        a.selected_participant().unwrap().identity.display_name,
+        "carol"
+    );
+    press(&mut a, &[key('x')]);
+    // bob leaves: carol is still the one selected, and the question still stands.
+    core(
+        &mut a,
+        CoreEvent::RemoteParticipantsUpdated {
+            call_id: "c1".into(),
+            added: vec![],
+            removed: vec![participant("bob", ParticipantState::Connected)],
+        },
+    );
+    assert_eq!(a.participant_cursor, 0);
+    assert_eq!(
+        a.selected_participant().unwrap().identity.display_name,
+        "carol"
+    );
+    assert!(a.confirm_remove.is_some());
+    // carol answers: her state changes in place.
+    core(
+        &mut a,
+        CoreEvent::ParticipantStateChanged {
+            call_id: "c1".into(),
+            participant: participant("carol", ParticipantState::Connected),
+        },
+    );
+    assert_eq!(a.focused_call().unwrap().remote.len(), 3);
+    assert_eq!(
+        a.selected_participant().unwrap().state,
+        ParticipantState::Connected
+    );
+    // carol leaves before the yes: nothing left to ask about.
+    core(
+        &mut a,
+        CoreEvent::RemoteParticipantsUpdated {
+            call_id: "c1".into(),
+            added: vec![],
+            removed: vec![participant("carol", ParticipantState::Connected)],
+        },
+    );
+    assert!(a.confirm_remove.is_none());
+    assert_eq!(
+        a.selected_participant().unwrap().identity.display_name,
+        "dave"
+    );
+}
+
+#[test]
+fn my_other_devices_are_told_apart() {
+    let mut a = app();
+    outgoing(&mut a, "c1", "bob");
+    let device = |name: &str| {
+        let mut p = participant("alice", ParticipantState::Connected);
+        p.device = Some(name.into());
+        p
+    };
+    core(
+        &mut a,
+        CoreEvent::RemoteParticipantsUpdated {
+            call_id: "c1".into(),
+            added: vec![device("laptop"), device("phone")],
+            removed: vec![],
+        },
+    );
+    let mut muted = device("phone");
+    muted.is_muted = true;
+    core(
+        &mut a,
+        CoreEvent::ParticipantStateChanged {
+            call_id: "c1".into(),
+            participant: muted,
+        },
+    );
+    let row = a.focused_call().unwrap();
+    assert_eq!(row.remote.len(), 3);
+    assert!(row.remote[2].is_muted && !row.remote[1].is_muted);
+    // Companions do not make a group call.
+    assert!(!row.group);
+}
+
+#[test]
+fn remove_from_the_command_line() {
+    let mut a = app();
+    group_of_four(&mut a);
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "remove Dave");
+    assert_eq!(
+        press(&mut a, &[code(KeyCode::Enter)]),
+        engine(&[Command::RemoveParticipant {
+            call_id: "c1".into(),
+            target: "8:acs:r_dave".into(),
+        }])
+    );
+    // Someone not in the call: the core says so.
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "remove erin");
+    assert_eq!(
+        press(&mut a, &[code(KeyCode::Enter)]),
+        engine(&[Command::RemoveParticipant {
+            call_id: "c1".into(),
+            target: "erin".into(),
+        }])
+    );
+    // Tab completes the people in the call.
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "remove c");
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(a.cmdline.as_ref().unwrap().field.text(), "remove carol");
+}
+
+#[test]
+fn hang_up_for_everyone() {
+    let mut a = app();
+    group_of_four(&mut a);
+    let all = engine(&[Command::HangUp {
+        call_id: "c1".into(),
+        for_everyone: true,
+    }]);
+    assert_eq!(press(&mut a, &[key('H')]), all);
+    press(&mut a, &[key(':')]);
+    typed(&mut a, "hangup all");
+    assert_eq!(press(&mut a, &[code(KeyCode::Enter)]), all);
+    // From the participants panel too; h only leaves.
+    press(&mut a, &[code(KeyCode::Tab)]);
+    assert_eq!(press(&mut a, &[key('H')]), all);
+    assert_eq!(
+        press(&mut a, &[key('h')]),
+        engine(&[Command::HangUp {
+            call_id: "c1".into(),
+            for_everyone: false,
+        }])
+    );
+    core(
+        &mut a,
+        CoreEvent::CallEnded {
+            call_id: "c1".into(),
+            reason: CallEndReason::ENDED_FOR_EVERYONE,
+        },
+    );
+    assert!(
+        notice(&a).contains("ended the group call for everyone"),
+        "{}",
+        notice(&a)
+    );
+    assert!(press(&mut a, &[key('H')]).is_empty());
+    assert_eq!(notice(&a), s::NO_CALL);
+}
+
+#[test]
+fn incoming_group_calls_and_calls_to_my_number_say_so() {
+    let mut a = app();
+    core(
+        &mut a,
+        CoreEvent::IncomingCall {
+            call_id: "g1".into(),
+            caller: ident("bob"),
+            transferred_by: None,
+            forwarded_from: None,
+            caller_number: None,
+            group: true,
+        },
+    );
+    assert_eq!(notice(&a), "Group call from bob");
+    assert!(a.calls[0].group);
+    // Answered: the stale notice goes even though more people show up first.
+    press(&mut a, &[key('a')]);
+    core(
+        &mut a,
+        CoreEvent::RemoteParticipantsUpdated {
+            call_id: "g1".into(),
+            added: vec![participant("carol", ParticipantState::Connected)],
+            removed: vec![],
+        },
+    );
+    core(
+        &mut a,
+        CoreEvent::CallStateChanged {
+            call_id: "g1".into(),
+            state: CallState::Connected,
+        },
+    );
+    assert!(a.notice.is_none());
+
+    // To my number: the caller shows as their number, once.
+    let mut a = app();
+    core(
+        &mut a,
+        CoreEvent::IncomingCall {
+            call_id: "n1".into(),
+            caller: ident("bob"),
+            transferred_by: None,
+            forwarded_from: None,
+            caller_number: Some("+15550101".into()),
+            group: false,
+        },
+    );
+    let shown = Participant {
+        identity: Identity {
+            raw_id: "4:+15550101".into(),
+            display_name: "bob".into(),
+        },
+        state: ParticipantState::Connected,
+        is_muted: false,
+        is_speaking: false,
+        device: None,
+    };
+    core(
+        &mut a,
+        CoreEvent::RemoteParticipantsUpdated {
+            call_id: "n1".into(),
+            added: vec![shown],
+            removed: vec![],
+        },
+    );
+    assert_eq!(notice(&a), "Incoming call from +15550101 (bob)");
+    let row = &a.calls[0];
+    assert_eq!(row.remote.len(), 1);
+    assert_eq!(row.label(), "+15550101 (bob)");
+    assert!(!row.group);
 }

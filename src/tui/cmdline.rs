@@ -1,15 +1,25 @@
 //! The `:` command line: parsing what was typed into a [`LineCmd`], and Tab completion. Pure.
 
-use crate::core::{ECHO_NAME, RejectReason};
+use crate::core::{ECHO_NAME, RejectReason, parse_group_id};
 use crate::protocol::{ForwardMode, Forwarding};
 
 /// What a command line asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineCmd {
+    /// Several callees make a group call.
     Call(Vec<String>),
+    /// Start or join the group call with this id (a GUID, lower case).
+    Join(String),
+    /// Ring someone (a name or a number) into the focused call.
+    Add(String),
+    /// Remove someone from the focused call.
+    Remove(String),
     Accept,
     Reject(RejectReason),
-    HangUp,
+    /// `:hangup all` ends a group call for everyone.
+    HangUp {
+        everyone: bool,
+    },
     Mute,
     Unmute,
     Hold,
@@ -56,9 +66,12 @@ pub const NO_FORWARD: &str = "noforward";
 /// The first name is the one completion offers; the others are accepted aliases.
 pub const COMMANDS: &[(&[&str], &str)] = &[
     (&["call", "dial"], "NAME…"),
+    (&["join"], "GUID"),
+    (&["add", "invite"], "NAME"),
+    (&["remove", "kick"], "NAME"),
     (&["accept", "answer"], ""),
     (&["reject", "decline"], "[REASON]"),
-    (&["hangup", "hang-up", "end"], ""),
+    (&["hangup", "hang-up", "end"], "[all]"),
     (&["mute"], ""),
     (&["unmute"], ""),
     (&["hold"], ""),
@@ -112,6 +125,22 @@ pub fn parse(line: &str) -> Result<LineCmd, String> {
                 Ok(LineCmd::Call(args))
             }
         }
+        "join" => match args.as_slice() {
+            [id] => parse_group_id(id).map(LineCmd::Join),
+            _ => Err(format!(
+                ":{name} takes a group call's id, e.g. :{name} 29228d3e-040e-4656-a70e-890ab4e173e5"
+            )),
+        },
+        "add" | "invite" => match args.as_slice() {
+            [who] => Ok(LineCmd::Add(who.clone())),
+            _ => Err(format!(
+                ":{name} takes one name or number, e.g. :{name} carol"
+            )),
+        },
+        "remove" | "kick" => match args.as_slice() {
+            [who] => Ok(LineCmd::Remove(who.clone())),
+            _ => Err(format!(":{name} takes one participant, e.g. :{name} carol")),
+        },
         "accept" | "answer" => no_args(LineCmd::Accept),
         "reject" | "decline" => match args.as_slice() {
             [] => Ok(LineCmd::Reject(RejectReason::None)),
@@ -120,7 +149,13 @@ pub fn parse(line: &str) -> Result<LineCmd, String> {
                 ":{name} takes one reason (busy or forbidden), got {rest:?}"
             )),
         },
-        "hangup" | "hang-up" | "end" => no_args(LineCmd::HangUp),
+        "hangup" | "hang-up" | "end" => match args.as_slice() {
+            [] => Ok(LineCmd::HangUp { everyone: false }),
+            [all] if all == "all" || all == "everyone" => Ok(LineCmd::HangUp { everyone: true }),
+            _ => Err(format!(
+                ":{name} takes nothing, or `all` to end a group call for everyone; got {rest:?}"
+            )),
+        },
         "mute" => no_args(LineCmd::Mute),
         "unmute" => no_args(LineCmd::Unmute),
         "hold" => no_args(LineCmd::Hold),
@@ -223,6 +258,17 @@ pub fn complete(line: &str, names: &[String]) -> Vec<String> {
             .filter(|n| n.starts_with(trimmed))
             .map(|n| format!("{n} "))
             .collect(),
+        Some((cmd, rest)) if matches!(cmd, "add" | "invite" | "remove" | "kick") => {
+            super::app::matching_names(names, rest.trim_start())
+                .into_iter()
+                .map(|n| format!("{cmd} {n}"))
+                .collect()
+        }
+        Some((cmd, rest)) if matches!(cmd, "hangup" | "hang-up" | "end") => ["all"]
+            .iter()
+            .filter(|r| r.starts_with(rest.trim()))
+            .map(|r| format!("{cmd} {r}"))
+            .collect(),
         Some((cmd, rest)) if matches!(cmd, "call" | "dial" | "c") => {
             let word_start = rest.rfind([' ', ',']).map(|i| i + 1).unwrap_or(0);
             let (before, word) = rest.split_at(word_start);
@@ -299,6 +345,18 @@ mod tests {
             ),
             ("c +15551234567", Ok(LineCmd::Call(s(&["+15551234567"])))),
             ("call", Err("needs someone")),
+            (
+                "join {29228D3E-040E-4656-A70E-890AB4E173E5}",
+                Ok(LineCmd::Join("29228d3e-040e-4656-a70e-890ab4e173e5".into())),
+            ),
+            ("join", Err("group call's id")),
+            ("join bob", Err("not a GUID")),
+            ("add carol", Ok(LineCmd::Add("carol".into()))),
+            ("invite +15550101", Ok(LineCmd::Add("+15550101".into()))),
+            ("add", Err("one name or number")),
+            ("add bob carol", Err("one name or number")),
+            ("remove carol", Ok(LineCmd::Remove("carol".into()))),
+            ("kick", Err("one participant")),
             ("accept", Ok(LineCmd::Accept)),
             ("answer", Ok(LineCmd::Accept)),
             ("accept now", Err("takes no argument")),
@@ -309,9 +367,12 @@ mod tests {
                 Ok(LineCmd::Reject(RejectReason::Forbidden)),
             ),
             ("reject later", Err("unknown reject reason \"later\"")),
-            ("hangup", Ok(LineCmd::HangUp)),
-            ("hang-up", Ok(LineCmd::HangUp)),
-            ("end", Ok(LineCmd::HangUp)),
+            ("hangup", Ok(LineCmd::HangUp { everyone: false })),
+            ("hang-up", Ok(LineCmd::HangUp { everyone: false })),
+            ("end", Ok(LineCmd::HangUp { everyone: false })),
+            ("hangup all", Ok(LineCmd::HangUp { everyone: true })),
+            ("end everyone", Ok(LineCmd::HangUp { everyone: true })),
+            ("hangup bob", Err("`all`")),
             ("mute", Ok(LineCmd::Mute)),
             ("unmute", Ok(LineCmd::Unmute)),
             ("hold", Ok(LineCmd::Hold)),
@@ -428,6 +489,8 @@ mod tests {
                     "N" => format!("{name} 1"),
                     "[TO]" => format!("{name} carol {NO_FORWARD}"),
                     "[MODE]" => format!("{name} unanswered voicemail 20"),
+                    "[all]" => format!("{name} all"),
+                    "GUID" => format!("{name} 29228d3e-040e-4656-a70e-890ab4e173e5"),
                     _ => format!("{name} x"),
                 };
                 assert!(parse(&line).is_ok(), "{line}");
@@ -443,6 +506,12 @@ mod tests {
         assert_eq!(complete("call b", &names), vec!["call bob", "call bobby"]);
         assert_eq!(complete("call bob, c", &names), vec!["call bob, carol"]);
         assert_eq!(complete("reject b", &names), vec!["reject busy"]);
+        assert_eq!(complete("add ca", &names), vec!["add carol"]);
+        assert_eq!(
+            complete("remove bo", &names),
+            vec!["remove bob", "remove bobby"]
+        );
+        assert_eq!(complete("hangup a", &names), vec!["hangup all"]);
         assert!(complete("zz", &names).is_empty());
         assert!(complete("mic x", &names).is_empty());
         assert_eq!(

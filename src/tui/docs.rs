@@ -10,22 +10,32 @@ use super::strings as s;
 const INTRO: &str = "\
 # Keys
 
-`dialtone` (the terminal softphone) is driven by single keys; `?` shows them all on screen and
-`:` opens a command line for everything else. Keys belong to the layer on top: a question
-(quit, delete a message), the help overlay, a text field (dialer, command line), the transfer
-prompt, the incoming-call prompt, the transfer-request prompt, the voicemail panel or the device
-manager, the main screen. A layer that does not use a key passes it down, so call keys (`h`,
-`m`, `p`, ...) also work from the incoming-call and transfer-request prompts, the voicemail panel
-and the device manager. A text field and the transfer prompt keep every key while they are open:
-a call that rings while you type cannot be answered by a letter of what you type; press Esc to
-close the field and answer. Ctrl-C closes a text field or the transfer prompt, and otherwise
-quits (asking first when a call is live; a second Ctrl-C does not ask).
+`dialtone` (the terminal softphone) is driven by single keys; `?` shows them all on screen and `:`
+opens a command line for everything else. Keys belong to the layer on top: a question (quit, delete
+a message, remove a participant), the help overlay, a text field (dialer, command line, add
+participant, caller id), the transfer prompt, the incoming-call prompt, the transfer-request
+prompt, the voicemail panel or the device manager, the participants panel, the main screen. A layer
+that does not use a key passes it down, so call keys (`h`, `m`, `p`, ...) also work from the
+incoming-call and transfer-request prompts, the voicemail panel, the device manager and the
+participants panel. A text field and the transfer prompt keep every key while they are open: a call
+that rings while you type cannot be answered by a letter of what you type; press Esc to close the
+field and answer. Ctrl-C closes a text field or the transfer prompt, and otherwise quits (asking
+first when a call is live; a second Ctrl-C does not ask).
 
 The transfer prompt (`t`) moves the focused call: `p` to a participant, `c` to another of your
 calls (its other party joins that call), `v` to someone's voicemail; `f` chooses whether a target
 that does not answer follows its forwarding (in the name field: Ctrl-f). The call's row shows
 the transfer's progress and result. The other party sees the transfer-request prompt and accepts
 or rejects; with `auto_accept_transfers = true` in the config they only see a notice.
+
+Group calls: dial several people at once (`bob, carol` in the dialer, or `:call bob carol`), join
+one by its id (`:join GUID`, or the id in the dialer), or add someone to the focused call (`+`, or
+`:add carol`). Tab moves the focus from the calls to the participants panel, which lists each
+participant with their state (Ringing, Connected, On hold, ...), `●` while they speak and
+`muted`; a number shows as `+15550100 (alice)`, your own other devices as `(you, on laptop)`.
+There `a` adds someone, Up/Down pick a participant and `x` removes them (after a yes). `H` ends a
+group call for everyone (`:hangup all`); `h` leaves it. Calling or adding a number (`+15550100`)
+shows one of your numbers to them: `caller_id` in the config, or the TUI asks.
 
 The voicemail panel (`v`) lists your messages, newest first (`●` new); Enter plays one on the
 speaker, `n` marks it new or heard, `x` deletes it (asking first), `f` sets call forwarding
@@ -35,14 +45,14 @@ This file is generated from `src/tui/keymap.rs` (`UPDATE_DOCS=1 cargo test --lib
 ";
 
 const FIELDS: &str = "\
-## Text fields (dialer, command line, the transfer prompt's name)
+## Text fields (dialer, command line, the transfer prompt's name, add participant, caller id)
 
 | keys | what it does |
 | --- | --- |
 | any character | types it |
-| Enter | dial / run the command / transfer |
+| Enter | dial / run the command / transfer / add |
 | Esc, Ctrl-C | cancel |
-| Tab, Down / S-Tab, Up | next / previous completion (dialer: contacts, history, `echo`; command line: commands, names; transfer: people) |
+| Tab, Down / S-Tab, Up | next / previous completion (dialer: contacts, history, `echo`; command line: commands, names; transfer and add: people) |
 | Left, Right, Home, End, Ctrl-A, Ctrl-E | move the cursor |
 | Backspace, Del, Ctrl-U, Ctrl-K, Ctrl-W | delete a character, to the start, to the end, a word |
 
@@ -120,6 +130,9 @@ pub fn keys_markdown(map: &Keymap) -> String {
         "\n`SPEC` is a device spec as for `--mic` and `--speaker`: `default`, a name from `dialtone devices`,\n\
          `file:PATH.wav`, `record:PATH.wav`, `tone:HZ`, `silence`. `REASON` is `busy` (486) or `forbidden`\n\
          (403); without it a rejection is a decline (603).\n\n\
+         `GUID` is a group call's id (`29228d3e-040e-4656-a70e-890ab4e173e5`); everyone who joins the same\n\
+         id is in the same call. `NAME` for `:add` may be a number; `:remove` takes a name, a number or a\n\
+         raw id of someone in the focused call.\n\n\
          `TO` is a name (`:transfer carol`), `voicemail NAME` or `call N` (call N of the list), then\n\
          optionally `noforward` (a target that does not answer ends the attempt instead of following its\n\
          forwarding). `MODE` is `off`, `always NAME` or `unanswered NAME [SECS]` (default 20 s); `NAME` may\n\

@@ -1,5 +1,5 @@
-//! Keys → commands. One table of defaults per context (the main screen, the incoming-call
-//! prompt, the transfer prompts, the voicemail panel, the device manager, the help overlay, the
+//! Keys → commands. One table of defaults per context (the main screen, the participants panel,
+//! the incoming-call prompt, the transfer prompts, the voicemail panel, the device manager, the help overlay, the
 //! yes/no questions), overridable from the `[tui.keys]` config section. Pure: no terminal, no I/O; tested table by table.
 //!
 //! Text fields (the dialer and the `:` command line) are not in the table: there every printable
@@ -24,13 +24,16 @@ pub enum Context {
     Transfer,
     Voicemail,
     Devices,
+    /// The participants panel has focus (Tab from the calls): pick someone, add, remove.
+    Participants,
     Help,
     Confirm,
 }
 
 impl Context {
-    pub const ALL: [Context; 8] = [
+    pub const ALL: [Context; 9] = [
         Context::Main,
+        Context::Participants,
         Context::Incoming,
         Context::TransferRequest,
         Context::Transfer,
@@ -82,10 +85,13 @@ pub enum Cmd {
     Delete,
     ToggleNew,
     Forwarding,
+    AddParticipant,
+    RemoveParticipant,
+    HangUpAll,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 38] = [
+    pub const ALL: [Cmd; 41] = [
         Cmd::Help,
         Cmd::Quit,
         Cmd::CommandLine,
@@ -124,6 +130,9 @@ impl Cmd {
         Cmd::Delete,
         Cmd::ToggleNew,
         Cmd::Forwarding,
+        Cmd::AddParticipant,
+        Cmd::RemoveParticipant,
+        Cmd::HangUpAll,
     ];
 
     /// The name used in `[tui.keys]`.
@@ -167,6 +176,9 @@ impl Cmd {
             Cmd::Delete => "delete",
             Cmd::ToggleNew => "toggle_new",
             Cmd::Forwarding => "forwarding",
+            Cmd::AddParticipant => "add_participant",
+            Cmd::RemoveParticipant => "remove_participant",
+            Cmd::HangUpAll => "hang_up_all",
         }
     }
 
@@ -359,9 +371,11 @@ pub const DEFAULTS: &[(Context, Cmd, &[&str])] = &[
     (Context::Main, Cmd::Reject, &["r"]),
     (Context::Main, Cmd::RejectBusy, &["b"]),
     (Context::Main, Cmd::HangUp, &["h"]),
+    (Context::Main, Cmd::HangUpAll, &["H"]),
     (Context::Main, Cmd::Mute, &["m"]),
     (Context::Main, Cmd::Hold, &["p"]),
     (Context::Main, Cmd::Transfer, &["t"]),
+    (Context::Main, Cmd::AddParticipant, &["+"]),
     (Context::Main, Cmd::NextCall, &["]"]),
     (Context::Main, Cmd::PrevCall, &["["]),
     (Context::Main, Cmd::NextPanel, &["tab"]),
@@ -378,6 +392,15 @@ pub const DEFAULTS: &[(Context, Cmd, &[&str])] = &[
     (Context::Main, Cmd::CommandLine, &[":"]),
     (Context::Main, Cmd::Help, &["?", "f1"]),
     (Context::Main, Cmd::Quit, &["q"]),
+    (Context::Participants, Cmd::Up, &["k", "up"]),
+    (Context::Participants, Cmd::Down, &["j", "down"]),
+    (Context::Participants, Cmd::AddParticipant, &["a", "+"]),
+    (
+        Context::Participants,
+        Cmd::RemoveParticipant,
+        &["x", "-", "delete"],
+    ),
+    (Context::Participants, Cmd::Back, &["esc"]),
     (Context::Incoming, Cmd::Accept, &["a", "enter"]),
     (Context::Incoming, Cmd::Reject, &["r"]),
     (Context::Incoming, Cmd::RejectBusy, &["b"]),
@@ -617,6 +640,29 @@ mod tests {
             (Main, K::Char('v'), none, Some(Cmd::Voicemail)),
             (Main, K::Char('T'), shift, Some(Cmd::TakeOver)),
             (Main, K::Char('J'), shift, Some(Cmd::JoinCall)),
+            (Main, K::Char('H'), shift, Some(Cmd::HangUpAll)),
+            (Main, K::Char('+'), shift, Some(Cmd::AddParticipant)),
+            (Main, K::Char('-'), none, None),
+            (Participants, K::Char('a'), none, Some(Cmd::AddParticipant)),
+            (Participants, K::Char('+'), none, Some(Cmd::AddParticipant)),
+            (
+                Participants,
+                K::Char('x'),
+                none,
+                Some(Cmd::RemoveParticipant),
+            ),
+            (
+                Participants,
+                K::Char('-'),
+                none,
+                Some(Cmd::RemoveParticipant),
+            ),
+            (Participants, K::Delete, none, Some(Cmd::RemoveParticipant)),
+            (Participants, K::Char('j'), none, Some(Cmd::Down)),
+            (Participants, K::Up, none, Some(Cmd::Up)),
+            (Participants, K::Esc, none, Some(Cmd::Back)),
+            // Call keys pass down to the main screen.
+            (Participants, K::Char('h'), none, None),
             (TransferRequest, K::Char('a'), none, Some(Cmd::Accept)),
             (TransferRequest, K::Enter, none, Some(Cmd::Accept)),
             (TransferRequest, K::Char('r'), none, Some(Cmd::Reject)),

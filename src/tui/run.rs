@@ -104,6 +104,10 @@ pub async fn run(cfg: &Config, tui: &TuiConfig, opts: TuiOptions) -> anyhow::Res
             keymap,
             theme: Theme::from_env(),
             auto_accept_transfers: r.auto_accept_transfers,
+            caller_id: cfg
+                .caller_id
+                .as_deref()
+                .map(|c| c.trim().trim_start_matches("4:").to_string()),
         },
         server::runtime::now(),
     );

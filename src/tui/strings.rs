@@ -20,6 +20,8 @@ pub const TITLE_HISTORY: &str = "History";
 pub const TITLE_DEVICES: &str = "Devices";
 pub const TITLE_HELP: &str = "Keys";
 pub const TITLE_INCOMING: &str = "Incoming call";
+pub const TITLE_INCOMING_GROUP: &str = "Incoming group call";
+pub const TITLE_REMOVE: &str = "Remove?";
 pub const TITLE_CONFIRM: &str = "Quit?";
 pub const TITLE_TRANSFER_REQUEST: &str = "Transfer requested";
 pub const TITLE_VOICEMAIL: &str = "Voicemail";
@@ -50,12 +52,25 @@ pub const ENGINE_STOPPED: &str = "the call engine stopped (see the log)";
 pub const ENGINE_NOT_RUNNING: &str = "the call engine is not running";
 pub const TEST_TONE_PLAYING: &str = "Playing a test tone (440 Hz, 1 s) on the speaker";
 pub const NOT_CONNECTED_YET: &str = "The engine is still starting; try again in a moment";
+pub const CANNOT_CHANGE_PEOPLE: &str =
+    "People can be added or removed only in a connected or held call";
+pub const ADD_EMPTY: &str = "Type a name or a number to add";
+pub const NO_PARTICIPANT: &str = "Nobody selected (Tab to the participants, then Up/Down)";
+pub const OWN_DEVICE: &str = "That is another device of yours: hang up there to leave";
+pub const ALREADY_IN_GROUP: &str = "You are already in that group call";
+pub const CALLER_ID_NEEDED: &str =
+    "Calling a number shows one of your numbers: type it (or set caller_id in the config)";
 
 // Prompts.
 pub const DIAL_PROMPT: &str = "Call: ";
 pub const CMD_PROMPT: &str = ":";
 pub const CONFIRM_QUIT: &str = "A call is live. Hang up and quit?";
 pub const INCOMING_CALLING: &str = "is calling you";
+pub const INCOMING_ADDING: &str = "is adding you to a call";
+pub const INCOMING_TO_NUMBER: &str = "calling your number";
+pub const CALLER_ID_PROMPT: &str = "From your number: ";
+pub const SPEAKING_MARK: &str = "●";
+pub const SELECTED_PARTICIPANT: &str = "▶";
 pub const INCOMING_WHILE_TYPING: &str = "Esc closes the field to answer";
 pub const NO_MESSAGES: &str = "No messages.";
 pub const LOADING_MESSAGES: &str = "Asking the switchboard…";
@@ -148,6 +163,45 @@ pub fn connection_reason(reason: Option<DisconnectReason>) -> &'static str {
         Some(DisconnectReason::ConnectionIssue) => "connection issue",
         None => "",
     }
+}
+
+/// The add prompt: "Add to call 2: ".
+pub fn add_prompt(n: usize) -> String {
+    format!("Add to call {n}: ")
+}
+
+/// A participant reached by number: "+15550100 (alice)".
+pub fn number_with_name(number: &str, name: &str) -> String {
+    format!("{number} ({name})")
+}
+
+/// A group call nobody else is in yet: "group 29228d3e…".
+pub fn group_label(id: &str) -> String {
+    format!("group {}…", id.split('-').next().unwrap_or(id))
+}
+
+pub fn group_call_from(name: &str) -> String {
+    format!("Group call from {name}")
+}
+
+pub fn not_a_number(text: &str) -> String {
+    format!("{text:?} is not an E.164 number (like +15550100)")
+}
+
+pub fn remove_question(label: &str) -> String {
+    format!("Remove {label} from the call?")
+}
+
+pub fn adding(target: &str) -> String {
+    format!("Adding {target} to the call…")
+}
+
+pub fn removing(label: &str) -> String {
+    format!("Removing {label} from the call")
+}
+
+pub fn remove_failed(label: &str, e: &str) -> String {
+    format!("Could not remove {label}: {e}")
 }
 
 pub fn incoming_from(name: &str, via: Option<&Via>) -> String {
@@ -313,9 +367,9 @@ pub fn active_elsewhere(label: &str, device: &str) -> String {
     format!("In a call with {label} on {device}")
 }
 
-/// A companion device in the participants panel: "(on laptop)".
+/// Another device of mine in the participants panel: "(you, on laptop)".
 pub fn on_device(device: &str) -> String {
-    format!("(on {device})")
+    format!("(you, on {device})")
 }
 
 pub fn taking_over(label: &str, device: &str, is_transfer: bool) -> String {
@@ -434,8 +488,14 @@ pub fn server_error(code: ErrorCode, message: &str) -> String {
 pub fn verb(cmd: &Command) -> &'static str {
     match cmd {
         Command::Call { .. } => "call",
+        Command::Join { .. } => "join the group call",
+        Command::AddParticipant { .. } => "add them",
+        Command::RemoveParticipant { .. } => "remove them",
         Command::Accept { .. } => "accept",
         Command::Reject { .. } => "reject",
+        Command::HangUp {
+            for_everyone: true, ..
+        } => "end the call for everyone",
         Command::HangUp { .. } => "hang up",
         Command::Mute { .. } => "mute",
         Command::Unmute { .. } => "unmute",
@@ -461,6 +521,9 @@ pub fn verb(cmd: &Command) -> &'static str {
 pub fn command_failed(cmd: &Command, e: &str) -> String {
     match cmd {
         Command::Call { to, .. } => format!("Could not call {}: {e}", to.join(", ")),
+        Command::AddParticipant { target, .. } => format!("Could not add {target}: {e}"),
+        Command::RemoveParticipant { target, .. } => remove_failed(target, e),
+        Command::Join { group_id } => format!("Could not join group call {group_id}: {e}"),
         other => format!("Could not {}: {e}", verb(other)),
     }
 }
@@ -546,15 +609,20 @@ pub fn describe(ctx: Context, cmd: Cmd) -> &'static str {
         (_, Cmd::Reject) => "decline the ringing call",
         (_, Cmd::RejectBusy) => "reject as busy (486)",
         (_, Cmd::HangUp) => "hang up the focused call",
+        (_, Cmd::HangUpAll) => "end a group call for everyone",
+        (_, Cmd::AddParticipant) => "add someone (a name or a number)",
+        (_, Cmd::RemoveParticipant) => "remove the selected person (asks)",
         (_, Cmd::Mute) => "mute / unmute the focused call",
         (_, Cmd::Hold) => "hold / resume the focused call",
         (_, Cmd::NextCall) => "focus the next call",
         (_, Cmd::PrevCall) => "focus the previous call",
-        (_, Cmd::NextPanel) => "switch between calls and history",
+        (_, Cmd::NextPanel) => "next panel: calls, people, history",
         (Context::Transfer, Cmd::Up) => "previous choice / call",
         (Context::Transfer, Cmd::Down) => "next choice / call",
         (Context::Voicemail, Cmd::Up) => "previous message",
         (Context::Voicemail, Cmd::Down) => "next message",
+        (Context::Participants, Cmd::Up) => "previous participant",
+        (Context::Participants, Cmd::Down) => "next participant",
         (Context::Help, Cmd::Up) => "scroll up",
         (Context::Help, Cmd::Down) => "scroll down",
         (_, Cmd::Up) => "move up",
@@ -570,13 +638,14 @@ pub fn describe(ctx: Context, cmd: Cmd) -> &'static str {
         (Context::TransferRequest, Cmd::Back) => "put it away (Enter on the call)",
         (Context::Transfer, Cmd::Back) => "back / cancel",
         (Context::Confirm, Cmd::Back) => "no (stay / keep)",
+        (Context::Participants, Cmd::Back) => "back to the calls",
         (_, Cmd::Back) => "close",
         (_, Cmd::NextColumn) => "next column",
         (_, Cmd::PrevColumn) => "previous column",
         (_, Cmd::TestTone) => "play a test tone on the speaker",
         (Context::Voicemail, Cmd::Refresh) => "list messages again",
         (_, Cmd::Refresh) => "list devices again",
-        (_, Cmd::Confirm) => "yes: hang up and quit / delete",
+        (_, Cmd::Confirm) => "yes: hang up and quit / delete / remove",
         (_, Cmd::Transfer) => "transfer the focused call",
         (_, Cmd::Voicemail) => "voicemail and forwarding",
         (_, Cmd::TakeOver) => "take over a call from another device",
@@ -596,23 +665,27 @@ pub fn describe(ctx: Context, cmd: Cmd) -> &'static str {
 pub fn context_title(ctx: Context) -> &'static str {
     match ctx {
         Context::Main => "Main screen",
+        Context::Participants => "Participants panel (Tab from the calls)",
         Context::Incoming => "Incoming call",
         Context::TransferRequest => "Transfer request",
         Context::Transfer => "Transfer prompt",
         Context::Voicemail => "Voicemail",
         Context::Devices => "Device manager",
         Context::Help => "This help",
-        Context::Confirm => "Questions (quit, delete)",
+        Context::Confirm => "Questions (quit, delete, remove)",
     }
 }
 
 /// What each `:` command does, by its first name in `cmdline::COMMANDS`.
 pub fn describe_line(name: &str) -> &'static str {
     match name {
-        "call" => "call people or numbers",
+        "call" => "call; several make a group call",
+        "join" => "join the group call with this id",
+        "add" => "add someone to the call",
+        "remove" => "remove someone from the call",
         "accept" => "accept the ringing call",
         "reject" => "decline; REASON busy or forbidden",
-        "hangup" => "hang up the focused call",
+        "hangup" => "hang up (all: for everyone)",
         "mute" => "mute the focused call",
         "unmute" => "unmute the focused call",
         "hold" => "put the focused call on hold",

@@ -15,11 +15,12 @@ use ratatui::widgets::{
     Block, BorderType, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap,
 };
 
-use crate::core::{CallState, Direction};
-use crate::protocol::TransferState;
+use crate::core::{CallState, Direction, ParticipantState};
+use crate::protocol::{Participant, TransferState};
 
 use super::app::{
     App, Banner, CallRow, Connection, Layer, Level, Pane, Slot, TransferRequest, TransferStep,
+    participant_name,
 };
 use super::cmdline::COMMANDS;
 use super::input::TextField;
@@ -75,6 +76,7 @@ pub fn render(f: &mut Frame, app: &App) {
             Layer::Help => help_popup(f, app, area),
             Layer::Confirm => confirm_popup(f, app, body),
             Layer::ConfirmDelete => delete_popup(f, app, body),
+            Layer::ConfirmRemove => remove_popup(f, app, body),
             _ => {}
         }
     }
@@ -199,19 +201,22 @@ fn panel<'a>(app: &App, title: &'a str, focused: bool) -> Block<'a> {
 /// under the calls, so the calls list gets the whole width.
 fn main_body(f: &mut Frame, app: &App, area: Rect) {
     let calls_h = (app.calls.len() as u16 + 2).clamp(5, (area.height / 2).max(5));
+    // The focused call's participants, and its transfer's line.
+    let remote = app.focused_call().map_or(0, |c| {
+        c.remote.len() + usize::from(c.transfer.is_some() && c.is_live())
+    }) as u16;
     if area.width >= 100 {
+        // Side by side: the row is as tall as the longer of the two lists.
+        let top_h = calls_h.max((remote + 2).min((area.height / 2).max(5)));
         let [top, bottom] =
-            Layout::vertical([Constraint::Length(calls_h), Constraint::Min(3)]).areas(area);
+            Layout::vertical([Constraint::Length(top_h), Constraint::Min(3)]).areas(area);
         let [calls, parts] =
             Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(top);
         calls_panel(f, app, calls);
         participants_panel(f, app, parts);
         history_panel(f, app, bottom);
     } else {
-        let remote = app.focused_call().map_or(0, |c| {
-            c.remote.len() + usize::from(c.transfer.is_some() && c.is_live())
-        }) as u16;
-        let parts_h = (remote.max(1) + 2).min(5);
+        let parts_h = (remote.max(1) + 2).min((area.height / 3).max(5));
         let [calls, parts, history] = Layout::vertical([
             Constraint::Length(calls_h),
             Constraint::Length(parts_h),
@@ -339,6 +344,9 @@ fn call_flags(app: &App, c: &CallRow) -> Line<'static> {
     Line::from(flags)
 }
 
+/// The focused call's participants: a cursor when the panel has focus, `●` while speaking, who
+/// (a number as `+15550100 (alice)`, my other devices as `(you, on laptop)`), their state, and
+/// `muted`. Then our transfer of the call, if one runs or failed.
 fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let call = app.focused_call();
@@ -346,7 +354,8 @@ fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
         Some(_) => format!("{} · {}", s::TITLE_PARTICIPANTS, app.focus + 1),
         None => s::TITLE_PARTICIPANTS.to_string(),
     };
-    let block = panel(app, &title, false);
+    let focused = app.pane == Pane::Participants && !app.devman.open && !app.voicemail.open;
+    let block = panel(app, &title, focused);
     let Some(c) = call.filter(|c| !c.remote.is_empty()) else {
         f.render_widget(
             Paragraph::new(Span::styled(s::NO_PARTICIPANTS, t.dim())).block(block),
@@ -354,34 +363,15 @@ fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
         );
         return;
     };
+    let inner = block.inner(area);
+    f.render_widget(block, area);
     let ended = c.ended.is_some();
-    let mut lines: Vec<Line> = c
-        .remote
-        .iter()
-        .map(|p| {
-            if ended {
-                return Line::from(Span::styled(p.identity.display_name.clone(), t.dim()));
-            }
-            let mut spans = vec![Span::styled(p.identity.display_name.clone(), t.title())];
-            if let Some(d) = &p.device {
-                spans.push(Span::styled(format!(" {}", s::on_device(d)), t.dim()));
-            }
-            spans.extend([
-                Span::styled(" · ", t.dim()),
-                Span::raw(s::participant_state(p.state)),
-            ]);
-            if p.is_muted {
-                spans.push(Span::styled(format!(" · {}", s::MUTED), t.warn()));
-            }
-            if p.is_speaking {
-                spans.push(Span::styled(format!(" · {}", s::SPEAKING), t.ok()));
-            }
-            Line::from(spans)
-        })
-        .collect();
     // The whole story of our transfer of this call, with the reason's code/subCode.
-    if let Some(x) = c.transfer.as_ref().filter(|_| !ended) {
-        let (text, style) = match x.state {
+    let transfer = c
+        .transfer
+        .as_ref()
+        .filter(|_| !ended)
+        .map(|x| match x.state {
             TransferState::Transferring | TransferState::None => {
                 (s::transferring(&x.target), t.alert())
             }
@@ -390,15 +380,101 @@ fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
                 s::transfer_failed(&c.label(), &x.target, x.error, x.detail.as_deref()),
                 t.error(),
             ),
+        });
+    let transfer_h = transfer.as_ref().map_or(0, |(text, _)| {
+        let w = usize::from(inner.width.max(1));
+        (text.chars().count().div_ceil(w) as u16).clamp(1, inner.height.saturating_sub(1).max(1))
+    });
+    let [list, foot] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(transfer_h)]).areas(inner);
+    let selected =
+        (focused && !ended).then(|| app.participant_cursor.min(c.remote.len().saturating_sub(1)));
+    let rows = c.remote.iter().enumerate().map(|(i, p)| {
+        let mark = if selected == Some(i) {
+            s::SELECTED_PARTICIPANT
+        } else {
+            " "
         };
-        lines.push(Line::from(Span::styled(text, style)));
+        if ended {
+            return Row::new(vec![
+                Cell::from(""),
+                Cell::from(""),
+                Cell::from(participant_label(p)),
+            ])
+            .style(t.dim());
+        }
+        let speaking = if p.is_speaking { s::SPEAKING_MARK } else { " " };
+        let muted = if p.is_muted { s::MUTED } else { "" };
+        Row::new(vec![
+            Cell::from(mark),
+            Cell::from(Span::styled(speaking, t.ok())),
+            Cell::from(Line::from(participant_spans(app, p))),
+            Cell::from(Span::styled(
+                s::participant_state(p.state),
+                participant_state_style(t, p.state),
+            )),
+            Cell::from(Span::styled(muted, t.warn())),
+        ])
+    });
+    // State and muted columns as wide as what they hold, so names get the rest.
+    let state_w = c
+        .remote
+        .iter()
+        .map(|p| s::participant_state(p.state).chars().count())
+        .max()
+        .unwrap_or(0) as u16;
+    let muted_w = if c.remote.iter().any(|p| p.is_muted) {
+        s::MUTED.chars().count() as u16
+    } else {
+        0
+    };
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Fill(1),
+            Constraint::Length(state_w),
+            Constraint::Length(muted_w),
+        ],
+    )
+    .row_highlight_style(t.selected());
+    let mut state = TableState::default().with_selected(selected);
+    f.render_stateful_widget(table, list, &mut state);
+    if let Some((text, style)) = transfer {
+        f.render_widget(
+            Paragraph::new(Span::styled(text, style)).wrap(Wrap { trim: false }),
+            foot,
+        );
     }
-    f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block),
-        area,
-    );
+}
+
+/// A participant's name as the panel shows it: `+15550100 (alice)`, `alice (you, on laptop)`.
+fn participant_label(p: &Participant) -> String {
+    match &p.device {
+        Some(d) => format!("{} {}", participant_name(&p.identity), s::on_device(d)),
+        None => participant_name(&p.identity),
+    }
+}
+
+fn participant_spans(app: &App, p: &Participant) -> Vec<Span<'static>> {
+    let t = &app.theme;
+    let mut spans = vec![Span::styled(participant_name(&p.identity), t.title())];
+    if let Some(d) = &p.device {
+        spans.push(Span::styled(format!(" {}", s::on_device(d)), t.dim()));
+    }
+    spans
+}
+
+fn participant_state_style(t: &Theme, state: ParticipantState) -> Style {
+    match state {
+        ParticipantState::Connected => t.plain(),
+        ParticipantState::Ringing | ParticipantState::Connecting | ParticipantState::EarlyMedia => {
+            t.alert()
+        }
+        ParticipantState::Hold => t.warn(),
+        ParticipantState::Idle | ParticipantState::Disconnected => t.dim(),
+    }
 }
 
 fn history_panel(f: &mut Frame, app: &App, area: Rect) {
@@ -728,6 +804,27 @@ fn bottom_line(f: &mut Frame, app: &App, area: Rect) {
         }
         return field_line(f, app, area, s::DIAL_PROMPT, &d.field, extra);
     }
+    if let Some(p) = &app.add {
+        let mut extra = vec![Span::raw("   ")];
+        for (i, name) in app.add_suggestions().into_iter().enumerate() {
+            let style = if p.selected == Some(i) {
+                t.selected()
+            } else {
+                t.dim()
+            };
+            extra.push(Span::styled(name, style));
+            extra.push(Span::raw(" "));
+        }
+        let n = app
+            .calls
+            .iter()
+            .position(|c| c.call_id == p.call_id)
+            .map_or(0, |i| i + 1);
+        return field_line(f, app, area, &s::add_prompt(n), &p.field, extra);
+    }
+    if let Some(p) = &app.caller_id_prompt {
+        return field_line(f, app, area, s::CALLER_ID_PROMPT, &p.field, Vec::new());
+    }
     let line = match app.layers().first() {
         Some(Layer::Transfer) => transfer_hints(app),
         Some(Layer::TransferRequest(_)) => hints(
@@ -757,6 +854,37 @@ fn bottom_line(f: &mut Frame, app: &App, area: Rect) {
             Context::Confirm,
             &[(Cmd::Confirm, "delete"), (Cmd::Back, "keep")],
         ),
+        Some(Layer::ConfirmRemove) => hints(
+            app,
+            Context::Confirm,
+            &[(Cmd::Confirm, "remove"), (Cmd::Back, "keep")],
+        ),
+        Some(Layer::Participants) => {
+            let mut line = hints(
+                app,
+                Context::Participants,
+                &[
+                    (Cmd::AddParticipant, "add"),
+                    (Cmd::RemoveParticipant, "remove"),
+                    (Cmd::Down, "next"),
+                    (Cmd::Back, "calls"),
+                ],
+            );
+            let group = app.focused_call().is_some_and(|c| c.group && c.is_live());
+            let more: &[(Cmd, &str)] = if group {
+                &[
+                    (Cmd::HangUp, "hang up"),
+                    (Cmd::HangUpAll, "end for all"),
+                    (Cmd::Mute, "mute"),
+                ]
+            } else {
+                &[(Cmd::HangUp, "hang up"), (Cmd::Mute, "mute")]
+            };
+            for (cmd, label) in more {
+                line.spans.extend(hint(app, Context::Main, *cmd, label));
+            }
+            line
+        }
         Some(Layer::Devices) => hints(
             app,
             Context::Devices,
@@ -792,12 +920,28 @@ fn bottom_line(f: &mut Frame, app: &App, area: Rect) {
         ),
         _ => {
             let live = app.focused_call().is_some_and(|c| c.is_live());
-            let items: &[(Cmd, &str)] = if live {
+            let group = live && app.focused_call().is_some_and(|c| c.group);
+            let items: &[(Cmd, &str)] = if group {
+                &[
+                    (Cmd::HangUp, "hang up"),
+                    (Cmd::HangUpAll, "end for all"),
+                    (Cmd::Mute, "mute"),
+                    (Cmd::Hold, "hold"),
+                    (Cmd::AddParticipant, "add"),
+                    (Cmd::NextPanel, "participants"),
+                    (Cmd::Dial, "call"),
+                    (Cmd::CommandLine, "command"),
+                    (Cmd::NextCall, "next"),
+                    (Cmd::Help, "help"),
+                    (Cmd::Quit, "quit"),
+                ]
+            } else if live {
                 &[
                     (Cmd::HangUp, "hang up"),
                     (Cmd::Mute, "mute"),
                     (Cmd::Hold, "hold"),
                     (Cmd::Transfer, "transfer"),
+                    (Cmd::AddParticipant, "add"),
                     (Cmd::Dial, "call"),
                     (Cmd::CommandLine, "command"),
                     (Cmd::NextCall, "next"),
@@ -846,24 +990,40 @@ fn popup_block<'a>(title: &'a str, style: Style) -> Block<'a> {
 
 fn incoming_popup(f: &mut Frame, app: &App, call: &CallRow, body: Rect) {
     let t = &app.theme;
-    let caller = call.remote.first();
+    let caller = call
+        .caller
+        .clone()
+        .or_else(|| call.remote.first().map(|p| p.identity.clone()));
     let name = caller
-        .map(|p| p.identity.display_name.clone())
-        .unwrap_or_else(|| call.label());
-    let raw = caller
-        .map(|p| p.identity.raw_id.clone())
-        .unwrap_or_default();
-    let typing = app.cmdline.is_some() || app.dialer.is_some() || app.transfer.is_some();
+        .as_ref()
+        .map_or_else(|| call.label(), participant_name);
+    let raw = caller.map(|c| c.raw_id).unwrap_or_default();
+    let typing = app.cmdline.is_some()
+        || app.dialer.is_some()
+        || app.transfer.is_some()
+        || app.add.is_some()
+        || app.caller_id_prompt.is_some();
     let mut name_line = vec![Span::raw("  "), Span::styled(name, t.title())];
     if let Some(v) = &call.via {
         name_line.push(Span::styled(format!(", {}", s::via_text(v)), t.alert()));
         name_line.push(Span::raw(","));
     }
-    name_line.push(Span::raw(format!(" {}", s::INCOMING_CALLING)));
+    let (verb, title) = if call.group {
+        (s::INCOMING_ADDING, s::TITLE_INCOMING_GROUP)
+    } else {
+        (s::INCOMING_CALLING, s::TITLE_INCOMING)
+    };
+    name_line.push(Span::raw(format!(" {verb}")));
+    // Reached on one of my numbers: say so under the caller's number.
+    let detail = if raw.starts_with("4:") {
+        s::INCOMING_TO_NUMBER.to_string()
+    } else {
+        raw
+    };
     let mut lines = vec![
         Line::raw(""),
         Line::from(name_line),
-        Line::from(Span::styled(format!("  {raw}"), t.dim())),
+        Line::from(Span::styled(format!("  {detail}"), t.dim())),
         Line::raw(""),
     ];
     let mut keys = vec![Span::raw(" ")];
@@ -885,7 +1045,7 @@ fn incoming_popup(f: &mut Frame, app: &App, call: &CallRow, body: Rect) {
     let area = popup(body, 56, lines.len() as u16 + 2);
     f.render_widget(Clear, area);
     f.render_widget(
-        Paragraph::new(lines).block(popup_block(s::TITLE_INCOMING, t.alert())),
+        Paragraph::new(lines).block(popup_block(title, t.alert())),
         area,
     );
 }
@@ -1129,6 +1289,31 @@ fn delete_popup(f: &mut Frame, app: &App, body: Rect) {
     f.render_widget(Clear, area);
     f.render_widget(
         Paragraph::new(lines).block(popup_block(s::TITLE_DELETE, t.warn())),
+        area,
+    );
+}
+
+fn remove_popup(f: &mut Frame, app: &App, body: Rect) {
+    let t = &app.theme;
+    let Some(r) = &app.confirm_remove else {
+        return;
+    };
+    let question = s::remove_question(&r.label);
+    let lines = vec![
+        Line::raw(""),
+        Line::raw(format!("  {question}")),
+        Line::raw(""),
+        hints(
+            app,
+            Context::Confirm,
+            &[(Cmd::Confirm, "remove"), (Cmd::Back, "keep")],
+        ),
+    ];
+    let width = (question.chars().count() as u16 + 6).max(40);
+    let area = popup(body, width, 6);
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines).block(popup_block(s::TITLE_REMOVE, t.warn())),
         area,
     );
 }
