@@ -270,11 +270,17 @@ impl CallRow {
             others
         };
         if !shown.is_empty() {
-            shown
+            let names: Vec<String> = shown
                 .iter()
                 .map(|p| participant_name(&p.identity))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .collect();
+            // A big group call names two and counts the rest, so the row keeps its columns;
+            // the participants panel lists everyone.
+            if names.len() > 3 {
+                format!("{}, {} +{}", names[0], names[1], names.len() - 2)
+            } else {
+                names.join(", ")
+            }
         } else if let Some(t) = &self.target {
             match parse_group_id(t) {
                 Ok(id) => s::group_label(&id),
