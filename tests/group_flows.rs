@@ -525,12 +525,24 @@ fn hold_and_mute_in_a_group_call_touch_only_the_one_who_does_it() {
     assert!(participant_events(&n, a, GROUP).contains(&"bob Connected muted".to_string()));
 }
 
+/// The raw ids device `i` sees in its first call, sorted.
+fn ids(n: &Net, i: usize) -> Vec<String> {
+    let mut v: Vec<String> = n.peers[i].core.calls()[0]
+        .remote
+        .iter()
+        .map(|p| p.identity.raw_id.clone())
+        .collect();
+    v.sort();
+    v
+}
+
 fn numbers() -> Startup {
     Startup {
         numbers: BTreeMap::from([
             ("+15550100".into(), "alice".into()),
             ("+15550101".into(), "bob".into()),
             ("+15550102".into(), "nobody-yet".into()),
+            ("+15550103".into(), "carol".into()),
         ]),
         ..Startup::default()
     }
@@ -589,6 +601,32 @@ fn calling_a_number_needs_one_of_your_numbers_and_rings_its_owner() {
     assert_eq!(remote(b).raw_id, "4:+15550100");
     assert_eq!(remote(b).display_name, "alice");
     assert_eq!(hears(&n), mesh(&[a, b]));
+    // Bob adds carol by her number: she sees bob as his number, alice as alice.
+    let add = |alt: Option<&str>| Command::AddParticipant {
+        call_id: id.clone(),
+        target: "+15550103".into(),
+        alternate_caller_id: alt.map(str::to_string),
+    };
+    n.cmd(b, add(None)).unwrap();
+    let (_, why) = errors(&n, b).pop().unwrap();
+    assert!(why.contains("7601"), "{why}");
+    n.cmd(b, add(Some("+15550101"))).unwrap();
+    accept(&mut n, c, &id);
+    assert_eq!(ids(&n, c), vec!["4:+15550101", "8:acs:res_alice"]);
+    assert_eq!(ids(&n, a), vec!["4:+15550101", "4:+15550103"]);
+    assert_eq!(ids(&n, b), vec!["4:+15550100", "4:+15550103"]);
+    // Alice, who placed the call, leaves: nobody is shown as her number any more, and the
+    // others keep their views.
+    n.cmd(
+        a,
+        Command::HangUp {
+            call_id: id.clone(),
+            for_everyone: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(ids(&n, c), vec!["4:+15550101"]);
+    assert_eq!(ids(&n, b), vec!["4:+15550103"]);
 }
 
 #[test]

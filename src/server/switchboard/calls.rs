@@ -121,7 +121,7 @@ impl Switchboard {
         );
         let mut call = Call::new(Phase::Ringing, vec![caller]);
         if number.is_some() {
-            call.caller_number = caller_number;
+            call.caller_number = caller_number.clone();
         }
         self.calls.insert(call_id.clone(), call);
         self.route_to(&call_id, callee.clone(), true, None, now);
@@ -136,6 +136,7 @@ impl Switchboard {
                 raw_id: crate::core::phone_raw_id(&n),
                 display_name: callee.display_name.clone(),
             });
+            p.caller_as = caller_number.map(|c| (me.raw_id.clone(), c));
         }
     }
 

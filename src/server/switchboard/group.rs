@@ -218,6 +218,7 @@ impl Switchboard {
             raw_id: phone_raw_id(&n),
             display_name: callee.display_name.clone(),
         });
+        party.caller_as = caller_number.clone().map(|n| (inviter.raw_id.clone(), n));
         call.parties.push(party);
         for d in devices {
             self.send(
@@ -585,13 +586,12 @@ impl Switchboard {
 }
 
 impl Call {
-    /// Party `i` as party `viewer` sees it: a callee reached by number sees the caller as the
-    /// caller's number (alternateCallerId), as a phone would.
+    /// Party `i` as party `viewer` sees it: someone reached by number sees whoever called it
+    /// as the caller id that call used (alternateCallerId), as a phone would.
     pub(super) fn seen_by(&self, i: usize, viewer: usize) -> Participant {
         let mut p = self.parties[i].participant(self.phase);
-        if i == 0
-            && self.parties.get(viewer).is_some_and(|v| v.shown.is_some())
-            && let Some(n) = &self.caller_number
+        if let Some((raw, n)) = self.parties.get(viewer).and_then(|v| v.caller_as.as_ref())
+            && *raw == self.parties[i].identity.raw_id
         {
             p.identity.raw_id = phone_raw_id(n);
         }

@@ -235,6 +235,9 @@ struct Party {
     ring_deadline: Option<Instant>,
     /// How the others see this party when it was reached by one of its numbers: `4:+E164`.
     shown: Option<Identity>,
+    /// (raw id, number): the user who called this party by number, and the caller id it used.
+    /// This party sees that user as the number, as a phone would.
+    caller_as: Option<(String, String)>,
 }
 
 impl Party {
@@ -251,6 +254,7 @@ impl Party {
             speaking: false,
             ring_deadline: None,
             shown: None,
+            caller_as: None,
         }
     }
 
