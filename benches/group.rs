@@ -20,59 +20,6 @@ use serde_json::json;
 
 const GROUP: &str = "7d3f2c1a-9b8e-4f6d-a5c4-3b2a1f0e9d8c";
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn ticks_per_sec() -> f64 {
-    100.0 // USER_HZ on Linux
-}
-
-/// The chirp train of gen_signal.py: 80 ms 300-3400 Hz chirps at fixed, non-periodic times over a
-/// faint noise bed, so cross-correlation has one clear peak.
-fn chirp_wav(path: &std::path::Path, secs: f64) {
-    const MARKERS: [f64; 10] = [0.50, 1.70, 2.60, 4.00, 4.90, 6.30, 7.10, 8.60, 9.40, 10.80];
-    let rate = 48_000.0;
-    let n = (rate * secs) as usize;
-    let mut x = vec![0f64; n];
-    let clen = 0.08;
-    let m = (clen * rate) as usize;
-    let (f0, f1) = (300.0, 3400.0);
-    for mk in MARKERS {
-        let i0 = (mk * rate) as usize;
-        if i0 + m > n {
-            continue;
-        }
-        for k in 0..m {
-            let t = k as f64 / rate;
-            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / (m - 1) as f64).cos();
-            x[i0 + k] += 0.5
-                * w
-                * (2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) / (2.0 * clen) * t * t)).sin();
-        }
-    }
-    let mut seed: u64 = 1;
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for v in x {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let noise = ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.006;
-        w.write_sample(((v + noise) * 32767.0).clamp(-32768.0, 32767.0) as i16)
-            .unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 fn pct(ticks: u64, wall: f64) -> f64 {
     ticks as f64 / ticks_per_sec() / wall * 100.0
 }
