@@ -1180,8 +1180,8 @@ impl App {
             },
             Cmd::Reject => self.reject_focused(RejectReason::None, out),
             Cmd::RejectBusy => self.reject_focused(RejectReason::Busy, out),
-            Cmd::HangUp => self.hang_up(out),
-            Cmd::HangUpAll => self.hang_up_for_everyone(out),
+            Cmd::HangUp => self.hang_up(false, out),
+            Cmd::HangUpAll => self.hang_up(true, out),
             Cmd::Mute => self.toggle_mute(out),
             Cmd::Hold => self.toggle_hold(out),
             Cmd::NextCall => self.move_focus(1),
@@ -1382,8 +1382,7 @@ impl App {
                 None => self.notify(Level::Warn, s::NO_INCOMING.into()),
             },
             LineCmd::Reject(reason) => self.reject_focused(reason, out),
-            LineCmd::HangUp { everyone: false } => self.hang_up(out),
-            LineCmd::HangUp { everyone: true } => self.hang_up_for_everyone(out),
+            LineCmd::HangUp { everyone } => self.hang_up(everyone, out),
             LineCmd::Join(id) => self.join(&id, out),
             LineCmd::Add(who) => match self.live_focus() {
                 Some(c) if c.is_transferable() => {
@@ -1773,8 +1772,9 @@ impl App {
         }
     }
 
-    /// `H`: ends a group call for everyone in it (a 1:1 call simply ends).
-    fn hang_up_for_everyone(&mut self, out: &mut Vec<Action>) {
+    /// `h` leaves the focused call (rejects it while it rings); `H` (`for_everyone`) ends a
+    /// group call for everyone in it, where a 1:1 call simply ends.
+    fn hang_up(&mut self, for_everyone: bool, out: &mut Vec<Action>) {
         let Some(c) = self.live_focus() else {
             return self.notify(Level::Warn, s::NO_CALL.into());
         };
@@ -1784,23 +1784,7 @@ impl App {
         } else {
             out.push(Action::Engine(Command::HangUp {
                 call_id,
-                for_everyone: true,
-            }));
-        }
-    }
-
-    fn hang_up(&mut self, out: &mut Vec<Action>) {
-        let Some(c) = self.live_focus() else {
-            self.notify(Level::Warn, s::NO_CALL.into());
-            return;
-        };
-        let call_id = c.call_id.clone();
-        if c.state == CallState::Incoming {
-            self.reject(&call_id, RejectReason::None, out);
-        } else {
-            out.push(Action::Engine(Command::HangUp {
-                call_id,
-                for_everyone: false,
+                for_everyone,
             }));
         }
     }
