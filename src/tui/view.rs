@@ -1260,7 +1260,6 @@ fn transfer_hints(app: &App) -> Line<'static> {
 }
 
 fn delete_popup(f: &mut Frame, app: &App, body: Rect) {
-    let t = &app.theme;
     let vm = &app.voicemail;
     let Some(m) = vm
         .confirm_delete
@@ -1274,6 +1273,11 @@ fn delete_popup(f: &mut Frame, app: &App, body: Rect) {
         m.duration_ms,
         &s::ago(m.received_unix_ms, app.now.unix_ms),
     );
+    question_popup(f, app, body, &question, "delete", s::TITLE_DELETE);
+}
+
+/// A yes/no question in a warning popup: `yes` names what Confirm does; Back keeps things.
+fn question_popup(f: &mut Frame, app: &App, body: Rect, question: &str, yes: &str, title: &str) {
     let lines = vec![
         Line::raw(""),
         Line::raw(format!("  {question}")),
@@ -1281,41 +1285,24 @@ fn delete_popup(f: &mut Frame, app: &App, body: Rect) {
         hints(
             app,
             Context::Confirm,
-            &[(Cmd::Confirm, "delete"), (Cmd::Back, "keep")],
+            &[(Cmd::Confirm, yes), (Cmd::Back, "keep")],
         ),
     ];
     let width = (question.chars().count() as u16 + 6).max(40);
     let area = popup(body, width, 6);
     f.render_widget(Clear, area);
     f.render_widget(
-        Paragraph::new(lines).block(popup_block(s::TITLE_DELETE, t.warn())),
+        Paragraph::new(lines).block(popup_block(title, app.theme.warn())),
         area,
     );
 }
 
 fn remove_popup(f: &mut Frame, app: &App, body: Rect) {
-    let t = &app.theme;
     let Some(r) = &app.confirm_remove else {
         return;
     };
     let question = s::remove_question(&r.label);
-    let lines = vec![
-        Line::raw(""),
-        Line::raw(format!("  {question}")),
-        Line::raw(""),
-        hints(
-            app,
-            Context::Confirm,
-            &[(Cmd::Confirm, "remove"), (Cmd::Back, "keep")],
-        ),
-    ];
-    let width = (question.chars().count() as u16 + 6).max(40);
-    let area = popup(body, width, 6);
-    f.render_widget(Clear, area);
-    f.render_widget(
-        Paragraph::new(lines).block(popup_block(s::TITLE_REMOVE, t.warn())),
-        area,
-    );
+    question_popup(f, app, body, &question, "remove", s::TITLE_REMOVE);
 }
 
 fn confirm_popup(f: &mut Frame, app: &App, body: Rect) {
