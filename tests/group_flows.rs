@@ -211,37 +211,16 @@ fn a_call_to_several_rings_all_and_connects_each_who_answers() {
         ]
     );
     // The caller leaving does not end it for the others; the last one leaving does.
-    n.cmd(
-        a,
-        Command::HangUp {
-            call_id: id.clone(),
-            for_everyone: false,
-        },
-    )
-    .unwrap();
+    n.hang_up(a, &id, false);
     assert_eq!(n.ended(a, &id), Some(CallEndReason::NORMAL));
     assert_eq!(hears(&n), mesh(&[b, c]));
     assert_eq!(
         roster(&n, b, &id).into_keys().collect::<Vec<_>>(),
         vec!["carol"]
     );
-    n.cmd(
-        b,
-        Command::HangUp {
-            call_id: id.clone(),
-            for_everyone: false,
-        },
-    )
-    .unwrap();
+    n.hang_up(b, &id, false);
     assert_eq!(n.state(c, &id), Some(CallState::Connected), "carol stays");
-    n.cmd(
-        c,
-        Command::HangUp {
-            call_id: id.clone(),
-            for_everyone: false,
-        },
-    )
-    .unwrap();
+    n.hang_up(c, &id, false);
     assert_eq!(n.ended(c, &id), Some(CallEndReason::NORMAL));
     assert_eq!(n.sb.live_calls(), 0);
     assert!(n.routes.is_empty());
@@ -352,14 +331,7 @@ fn join_by_group_id_starts_or_joins_and_the_last_one_out_ends_it() {
     assert_eq!(hears(&n), mesh(&[a, b, c]));
     // Leaving one by one; the last one out ends it, and the GUID can start a new call.
     for p in [a, b] {
-        n.cmd(
-            p,
-            Command::HangUp {
-                call_id: id.clone(),
-                for_everyone: false,
-            },
-        )
-        .unwrap();
+        n.hang_up(p, &id, false);
     }
     assert_eq!(n.state(c, &id), Some(CallState::Connected));
     n.vanish(c);
@@ -468,14 +440,7 @@ fn hang_up_for_everyone_ends_the_group_call_for_all() {
         join(&mut n, *p, GROUP);
     }
     assert_eq!(hears(&n), mesh(&peers));
-    n.cmd(
-        peers[2],
-        Command::HangUp {
-            call_id: GROUP.into(),
-            for_everyone: true,
-        },
-    )
-    .unwrap();
+    n.hang_up(peers[2], GROUP, true);
     for p in &peers {
         assert_eq!(
             n.ended(*p, GROUP),
@@ -617,14 +582,7 @@ fn calling_a_number_needs_one_of_your_numbers_and_rings_its_owner() {
     assert_eq!(ids(&n, b), vec!["4:+15550100", "4:+15550103"]);
     // Alice, who placed the call, leaves: nobody is shown as her number any more, and the
     // others keep their views.
-    n.cmd(
-        a,
-        Command::HangUp {
-            call_id: id.clone(),
-            for_everyone: false,
-        },
-    )
-    .unwrap();
+    n.hang_up(a, &id, false);
     assert_eq!(ids(&n, c), vec!["4:+15550101"]);
     assert_eq!(ids(&n, b), vec!["4:+15550103"]);
 }

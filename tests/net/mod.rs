@@ -112,6 +112,17 @@ impl Net {
         r
     }
 
+    pub fn hang_up(&mut self, i: usize, call_id: &str, for_everyone: bool) {
+        self.cmd(
+            i,
+            Command::HangUp {
+                call_id: call_id.into(),
+                for_everyone,
+            },
+        )
+        .unwrap();
+    }
+
     pub fn call(&mut self, i: usize, to: &str) -> String {
         match self
             .cmd(
