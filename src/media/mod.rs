@@ -1,4 +1,5 @@
-//! Media: the WebRTC peer connection (DTLS-SRTP, ICE) and the audio pipeline.
+//! Media: the WebRTC link (ICE, DTLS-SRTP) and the audio pipeline.
 
 pub mod audio;
+pub mod link;
 pub mod peer;

@@ -1,0 +1,270 @@
+//! Two `LinkCore`s wired together in memory with simulated time: the whole ICE-lite + DTLS-SRTP
+//! handshake and audio both ways, with no socket and no sleep.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+
+struct Pair {
+    client: LinkCore,
+    server: LinkCore,
+    /// Where the client's packets appear to come from at the server (a NAT rewrites it).
+    client_seen_as: SocketAddr,
+    client_addr: SocketAddr,
+    server_addr: SocketAddr,
+    now: Instant,
+    /// Datagrams from the client that reach the server (false: a network that drops them).
+    client_to_server: bool,
+    client_events: Vec<LinkEvent>,
+    server_events: Vec<LinkEvent>,
+}
+
+fn server_role() -> Role {
+    let (ufrag, pwd) = random_credentials();
+    Role::Server {
+        ufrag,
+        pwd,
+        certificate: None,
+    }
+}
+
+impl Pair {
+    fn new(client_seen_as: SocketAddr) -> Pair {
+        let now = Instant::now();
+        let client_addr: SocketAddr = "192.168.1.20:40000".parse().unwrap();
+        let server_addr: SocketAddr = "10.0.0.1:7451".parse().unwrap();
+        let (client, offer) = LinkCore::offer(
+            3,
+            &[LocalCandidate::Host {
+                addr: client_addr,
+                preference: 65535,
+            }],
+            now,
+        )
+        .unwrap();
+        let (server, answer) = LinkCore::answer(
+            &server_role(),
+            &offer,
+            &[LocalCandidate::Host {
+                addr: server_addr,
+                preference: 65535,
+            }],
+            now,
+        )
+        .unwrap();
+        assert!(answer.contains("a=ice-lite"), "{answer}");
+        let mut p = Pair {
+            client,
+            server,
+            client_seen_as,
+            client_addr,
+            server_addr,
+            now,
+            client_to_server: true,
+            client_events: vec![],
+            server_events: vec![],
+        };
+        p.client.apply_answer(&answer, now).unwrap();
+        p
+    }
+
+    /// Moves every pending datagram (1 ms of flight), then fires due timers; repeats for `d`.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.shuttle();
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end)
+                .max(self.now + Duration::from_millis(1))
+                .min(end);
+            self.now = next;
+            self.client.handle_timeout(self.now);
+            self.server.handle_timeout(self.now);
+        }
+        self.shuttle();
+    }
+
+    fn shuttle(&mut self) {
+        for _ in 0..100 {
+            let mut moved = false;
+            while let Some(t) = self.client.poll_transmit() {
+                moved = true;
+                assert_eq!(t.path.local, self.client_addr);
+                if t.path.peer == self.server_addr && self.client_to_server {
+                    let path = Path {
+                        local: self.server_addr,
+                        peer: self.client_seen_as,
+                        proto: Proto::Udp,
+                    };
+                    self.server.handle_datagram(self.now, path, t.payload);
+                }
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                moved = true;
+                assert_eq!(t.path.local, self.server_addr);
+                // The NAT only lets replies through to the mapped address.
+                if t.path.peer == self.client_seen_as {
+                    let path = Path {
+                        local: self.client_addr,
+                        peer: self.server_addr,
+                        proto: Proto::Udp,
+                    };
+                    self.client.handle_datagram(self.now, path, t.payload);
+                }
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+            while let Some(e) = self.server.poll_event() {
+                self.server_events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.client_events.contains(&LinkEvent::Connected)
+            && self.server_events.contains(&LinkEvent::Connected)
+    }
+}
+
+fn audio(events: &[LinkEvent]) -> Vec<&RtpAudio> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            LinkEvent::Audio(a) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn connects_and_carries_audio_both_ways() {
+    let mut p = Pair::new("192.168.1.20:40000".parse().unwrap());
+    p.run(Duration::from_millis(500));
+    assert!(
+        p.connected(),
+        "client {:?} server {:?}",
+        p.client_events,
+        p.server_events
+    );
+    let level = AudioLevel {
+        dbov: 20,
+        voice: true,
+    };
+    for i in 0..5u16 {
+        let now = p.now;
+        assert!(
+            p.client
+                .send_audio(
+                    0,
+                    (100 + i, 960 * u32::from(i), i == 0),
+                    Bytes::from(vec![1, 2, 3, i as u8]),
+                    Some(level),
+                    now
+                )
+                .unwrap()
+        );
+        assert!(
+            p.server
+                .send_audio(
+                    1,
+                    (7 + i, 0, false),
+                    Bytes::from(vec![9, i as u8]),
+                    None,
+                    now
+                )
+                .unwrap()
+        );
+        p.run(Duration::from_millis(20));
+    }
+    let up = audio(&p.server_events);
+    assert_eq!(up.len(), 5);
+    assert_eq!(up[0].seq, 100);
+    assert!(up[0].marker);
+    assert_eq!(up[4].payload, Bytes::from(vec![1, 2, 3, 4]));
+    assert_eq!(up[0].level, Some(level));
+    let down = audio(&p.client_events);
+    assert_eq!(down.len(), 5);
+    assert_eq!(down[0].ssrc, p.server.ssrcs()[1]);
+    assert_eq!(down[3].payload, Bytes::from(vec![9, 3]));
+}
+
+#[test]
+fn a_client_behind_a_nat_connects_with_no_stun_server() {
+    // The server sees the client's checks come from an address the client never announced:
+    // ICE-lite learns it as peer-reflexive and answers there.
+    let mut p = Pair::new("198.51.100.9:61000".parse().unwrap());
+    p.run(Duration::from_millis(500));
+    assert!(
+        p.connected(),
+        "client {:?} server {:?}",
+        p.client_events,
+        p.server_events
+    );
+}
+
+#[test]
+fn nothing_sent_before_connected_and_link_failure_is_reported() {
+    let mut p = Pair::new("192.168.1.20:40000".parse().unwrap());
+    p.client_to_server = false;
+    let now = p.now;
+    assert!(
+        !p.client
+            .send_audio(0, (1, 0, false), Bytes::from_static(b"x"), None, now)
+            .unwrap()
+    );
+    p.run(Duration::from_secs(40));
+    assert!(!p.connected());
+    assert!(
+        p.client_events.contains(&LinkEvent::Disconnected),
+        "a link that never connects is reported down: {:?}",
+        p.client_events
+    );
+}
+
+#[test]
+fn close_is_reported_locally() {
+    let mut p = Pair::new("192.168.1.20:40000".parse().unwrap());
+    p.run(Duration::from_millis(500));
+    assert!(p.connected());
+    p.client.close();
+    p.run(Duration::from_millis(50));
+    assert_eq!(p.client_events.last(), Some(&LinkEvent::Disconnected));
+    let now = p.now;
+    assert!(
+        !p.client
+            .send_audio(0, (1, 0, false), Bytes::from_static(b"x"), None, now)
+            .unwrap()
+    );
+    assert!(p.client.poll_timeout().is_none());
+}
+
+#[test]
+fn bad_sdp_is_an_error_not_a_panic() {
+    let now = Instant::now();
+    for bad in [
+        "",
+        "garbage",
+        "v=0\r\n",
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio",
+    ] {
+        assert!(
+            LinkCore::answer(&server_role(), bad, &[], now).is_err(),
+            "{bad:?}"
+        );
+    }
+    let (mut client, offer) = LinkCore::offer(1, &[], now).unwrap();
+    let err = client.apply_answer(&offer, now).unwrap_err();
+    assert!(matches!(err, LinkError::EchoedOffer(_)), "{err}");
+    let pcmu_only = offer.replace("opus/48000/2", "PCMU/8000");
+    assert!(LinkCore::answer(&server_role(), &pcmu_only, &[], now).is_err());
+}
