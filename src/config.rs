@@ -46,6 +46,36 @@ pub struct SwitchboardConfig {
     pub data_dir: Option<PathBuf>,
     /// Phone numbers (E.164) the switchboard gives its users: `"+15550100" = "alice"`.
     pub numbers: std::collections::BTreeMap<String, String>,
+    /// UDP port for every device's media. Default: the listen port + 1.
+    pub media_port: Option<u16>,
+    /// The public address of a host behind a 1:1 NAT (a cloud VM), announced to devices.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// TURN relays for devices on networks that drop UDP.
+    pub turn: TurnSettings,
+}
+
+/// `[switchboard.turn]`: the TURN servers devices are told about, and the secret shared with
+/// them (coturn's `static-auth-secret`) to mint short-lived credentials.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnSettings {
+    pub urls: Vec<String>,
+    pub secret: Option<String>,
+    /// A file holding the secret (first line), instead of `secret`.
+    pub secret_file: Option<PathBuf>,
+    /// How long a credential handed out stays valid.
+    pub ttl_secs: u64,
+}
+
+impl Default for TurnSettings {
+    fn default() -> Self {
+        TurnSettings {
+            urls: Vec::new(),
+            secret: None,
+            secret_file: None,
+            ttl_secs: 24 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -77,6 +107,9 @@ impl Default for SwitchboardConfig {
             voicemail_max_secs: 120,
             data_dir: None,
             numbers: Default::default(),
+            media_port: None,
+            public_ip: None,
+            turn: TurnSettings::default(),
         }
     }
 }
@@ -151,6 +184,26 @@ impl Config {
                     self.switchboard.listen
                 )
             })?;
+        for url in &self.switchboard.turn.urls {
+            crate::media::net::turn::TurnUrl::parse(url, "", "")
+                .map_err(|e| format!("key switchboard.turn.urls: {e}"))?;
+        }
+        if !self.switchboard.turn.urls.is_empty()
+            && self.switchboard.turn.secret.is_none()
+            && self.switchboard.turn.secret_file.is_none()
+        {
+            return Err(
+                "key switchboard.turn.urls is set but neither switchboard.turn.secret nor \
+                 switchboard.turn.secret_file is: devices could not authenticate to the relay"
+                    .into(),
+            );
+        }
+        if self.switchboard.turn.ttl_secs < 60 {
+            return Err(format!(
+                "key switchboard.turn.ttl_secs = {}: must be at least 60",
+                self.switchboard.turn.ttl_secs
+            ));
+        }
         if self.switchboard.ring_timeout_secs == 0 {
             return Err("key switchboard.ring_timeout_secs = 0: must be at least 1".into());
         }
@@ -223,6 +276,12 @@ mod tests {
         assert!(full.token.is_some() && full.device_name.is_some() && full.server.is_some());
         assert_eq!(full.caller_id.as_deref(), Some("+15550100"));
         assert!(!full.tui.keys.0.is_empty());
+        assert!(full.switchboard.media_port.is_some() && full.switchboard.public_ip.is_some());
+        assert!(
+            !full.switchboard.turn.urls.is_empty()
+                && full.switchboard.turn.secret.is_some()
+                && full.switchboard.turn.secret_file.is_some()
+        );
     }
 
     #[test]
@@ -256,5 +315,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("http://x"), "{e}");
+        let e = Config::parse(
+            "[switchboard.turn]\nurls = [\"stun:x\"]\nsecret = \"s\"\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("switchboard.turn.urls") && e.contains("stun:x"),
+            "{e}"
+        );
+        let e = Config::parse("[switchboard.turn]\nurls = [\"turn:x\"]\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("secret"), "{e}");
+        let e = Config::parse("[switchboard]\npublic_ip = \"a.b\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("public_ip") && e.contains("a.b"), "{e}");
     }
 }

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use dialtone::config::{self, Config};
 use dialtone::devices::DeviceSpec;
 use dialtone::engine::{self, EngineOptions};
-use dialtone::media::peer::MediaConfig;
+use dialtone::media::net::ClientConfig;
 use dialtone::server::{self, ServeOptions};
 
 #[derive(Parser)]
@@ -129,6 +129,19 @@ struct ServeArgs {
     /// Longest voicemail message, in seconds.
     #[arg(long)]
     voicemail_max: Option<u64>,
+    /// UDP port for all media (default: the listen port + 1; 0 picks a free one).
+    #[arg(long)]
+    media_port: Option<u16>,
+    /// The public address to announce when this host sits behind a 1:1 NAT (a cloud VM).
+    #[arg(long)]
+    public_ip: Option<std::net::IpAddr>,
+    /// A TURN server devices may relay through (repeatable), e.g.
+    /// turn:turn.example.com:3478?transport=tcp. Needs the shared secret.
+    #[arg(long = "turn-url")]
+    turn_urls: Vec<String>,
+    /// File holding the secret shared with the TURN server (coturn's static-auth-secret).
+    #[arg(long)]
+    turn_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -245,6 +258,7 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
             .parse()
             .context("switchboard.listen")?,
     };
+    let turn = turn_config(&cfg, &a)?;
     let opts = ServeOptions {
         listen,
         dev: a.dev,
@@ -254,11 +268,15 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(cfg.switchboard.ring_timeout_secs)
                 .max(1),
         ),
-        media_ip: if listen.ip().is_unspecified() {
-            "127.0.0.1".parse()?
-        } else {
-            listen.ip()
+        media: {
+            let public_ip = a.public_ip.or(cfg.switchboard.public_ip);
+            let mut m = server::media::MediaListen::next_to(listen, public_ip);
+            if let Some(p) = a.media_port.or(cfg.switchboard.media_port) {
+                m.port = p;
+            }
+            m
         },
+        turn,
         voicemail_max: Duration::from_secs(
             a.voicemail_max
                 .unwrap_or(cfg.switchboard.voicemail_max_secs)
@@ -269,8 +287,9 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
     let handle = server::serve(opts.clone()).await?;
     // The contract: one line naming the address, once connections are accepted.
     println!(
-        "dialtone switchboard listening on {} (data in {}{})",
+        "dialtone switchboard listening on {} (media on udp {}; data in {}{})",
         handle.addr,
+        media_summary(&handle.media_addrs),
         opts.data_dir.display(),
         if opts.dev { ", dev mode" } else { "" }
     );
@@ -278,6 +297,50 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
         r = handle.wait() => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
+}
+
+/// The TURN relays to hand out: `--turn-url`s, or `[switchboard.turn]`, with the secret from
+/// `--turn-secret-file`, `DIALTONE_TURN_SECRET`, or the config.
+fn turn_config(
+    cfg: &Config,
+    a: &ServeArgs,
+) -> anyhow::Result<Option<server::switchboard::network::TurnConfig>> {
+    let t = &cfg.switchboard.turn;
+    let urls = if a.turn_urls.is_empty() {
+        t.urls.clone()
+    } else {
+        for u in &a.turn_urls {
+            dialtone::media::net::turn::TurnUrl::parse(u, "", "")
+                .map_err(|e| anyhow::anyhow!("--turn-url: {e}"))?;
+        }
+        a.turn_urls.clone()
+    };
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let file = a.turn_secret_file.as_ref().or(t.secret_file.as_ref());
+    let secret = match (file, std::env::var("DIALTONE_TURN_SECRET").ok(), &t.secret) {
+        (Some(f), _, _) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the TURN secret from {}", f.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        (None, Some(s), _) => s,
+        (None, None, Some(s)) => s.clone(),
+        (None, None, None) => anyhow::bail!(
+            "TURN servers are set ({}) but no secret: pass --turn-secret-file, set \
+             DIALTONE_TURN_SECRET, or [switchboard.turn] secret",
+            urls.join(", ")
+        ),
+    };
+    anyhow::ensure!(!secret.is_empty(), "the TURN secret is empty");
+    Ok(Some(server::switchboard::network::TurnConfig {
+        urls,
+        secret,
+        ttl: Duration::from_secs(t.ttl_secs),
+    }))
 }
 
 async fn agent(cfg: Config, args: AgentArgs) -> anyhow::Result<()> {
@@ -310,10 +373,17 @@ async fn agent(cfg: Config, args: AgentArgs) -> anyhow::Result<()> {
         camera: a.camera.or(cfg.devices.camera.clone()),
         auto_answer: a.auto_answer,
         auto_accept_transfers: args.auto_accept_transfers || cfg.auto_accept_transfers,
-        media: MediaConfig::default(),
+        media: ClientConfig::new(false),
     };
     let (handle, events) = engine::start(opts)?;
     dialtone::agent::run(handle, events).await
+}
+
+/// "7451 at 10.0.0.5, 127.0.0.1" for the start-up line.
+fn media_summary(addrs: &[SocketAddr]) -> String {
+    let port = addrs.first().map_or(0, SocketAddr::port);
+    let ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+    format!("port {port} at {}", ips.join(", "))
 }
 
 fn devices(json: bool) -> anyhow::Result<()> {

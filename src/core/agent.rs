@@ -149,8 +149,11 @@ pub enum Input {
 pub enum Output {
     Send(ClientMessage),
     Event(Event),
-    /// Build the media connection and come back with `Input::MediaOfferReady`.
-    CreateMediaOffer,
+    /// Build the media connection (with these TURN relays) and come back with
+    /// `Input::MediaOfferReady`.
+    CreateMediaOffer {
+        ice_servers: Vec<crate::protocol::IceServer>,
+    },
     ApplyMediaAnswer {
         sdp: String,
     },
@@ -730,11 +733,16 @@ impl CallAgentCore {
 
     fn handle_server(&mut self, msg: ServerMessage, now: Now) {
         match msg {
-            ServerMessage::Welcome { identity, .. } => {
+            ServerMessage::Welcome {
+                identity,
+                ice_servers,
+                ..
+            } => {
                 self.identity = Some(identity);
                 self.refused_token = false;
                 self.set_connection(ConnectionState::Connected, None);
-                self.outputs.push_back(Output::CreateMediaOffer);
+                self.outputs
+                    .push_back(Output::CreateMediaOffer { ice_servers });
             }
             ServerMessage::MediaAnswer { sdp } => {
                 self.outputs.push_back(Output::ApplyMediaAnswer { sdp })

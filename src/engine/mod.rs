@@ -20,7 +20,8 @@ use crate::core::{
 };
 use crate::devices::{DeviceList, DeviceSpec, list_devices};
 use crate::media::audio::{AudioEngine, AudioEvent, EncodedFrame};
-use crate::media::peer::{AudioLevel, AudioSender, MediaConfig, MediaEvent, MediaLink};
+use crate::media::link::AudioLevel;
+use crate::media::net::{ClientConfig, ClientLink, MediaEvent};
 use crate::protocol::VoicemailInfo;
 use crate::server::runtime::now;
 use signaling::{SigEvent, Signaling};
@@ -37,7 +38,9 @@ pub struct EngineOptions {
     pub camera: Option<String>,
     pub auto_answer: bool,
     pub auto_accept_transfers: bool,
-    pub media: MediaConfig,
+    /// The media link's settings; TURN servers come from the switchboard and whether to gather
+    /// on loopback from where the switchboard is.
+    pub media: ClientConfig,
 }
 
 /// What front ends receive.
@@ -217,7 +220,7 @@ impl EngineHandle {
 enum Event {
     Request(Request),
     Signaling(SigEvent),
-    MediaOffered(anyhow::Result<(MediaLink, String)>),
+    MediaOffered(anyhow::Result<(ClientLink, String)>),
     Media(MediaEvent),
     Audio(AudioEvent),
     Frame(EncodedFrame),
@@ -250,7 +253,6 @@ pub fn start(
         audio: Some(audio),
         signaling,
         link: None,
-        sender: None,
         out: ev_tx,
         opts,
         pacer: RtpPacer::default(),
@@ -270,8 +272,7 @@ struct Driver {
     core: CallAgentCore,
     audio: Option<AudioEngine>,
     signaling: Signaling,
-    link: Option<MediaLink>,
-    sender: Option<AudioSender>,
+    link: Option<ClientLink>,
     out: mpsc::UnboundedSender<EngineEvent>,
     opts: EngineOptions,
     pacer: RtpPacer,
@@ -303,27 +304,34 @@ impl Driver {
         mut frames: mpsc::Receiver<EncodedFrame>,
     ) {
         let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Event>();
-        let (media_tx, mut media_rx) = mpsc::unbounded_channel::<MediaEvent>();
+        // Media gathers on loopback only when the switchboard is on this host: anywhere else a
+        // loopback candidate would only send checks to our own machine.
+        self.opts.media.loopback = server_is_loopback(&self.opts.server).await;
         let mut speaking_poll = tokio::time::interval(Duration::from_millis(100));
         speaking_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut level_tick = tokio::time::interval(Duration::from_millis(66));
         level_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut tone_tick = tokio::time::interval(Duration::from_millis(20));
         loop {
+            let (levels_on, tone_on) = (self.levels, self.tone.is_some());
             let ev = tokio::select! {
                 Some(r) = req_rx.recv() => Event::Request(r),
                 Some(s) = sig_rx.recv() => Event::Signaling(s),
-                Some(m) = media_rx.recv() => Event::Media(m),
+                m = next_media(&mut self.link) => Event::Media(m),
                 Some(a) = audio_rx.recv() => Event::Audio(a),
                 Some(f) = frames.recv() => Event::Frame(f),
                 Some(i) = internal_rx.recv() => i,
                 _ = speaking_poll.tick() => Event::SpeakingPoll,
-                _ = level_tick.tick(), if self.levels => Event::LevelTick,
-                _ = tone_tick.tick(), if self.tone.is_some() => {
+                _ = level_tick.tick(), if levels_on => Event::LevelTick,
+                _ = tone_tick.tick(), if tone_on => Event::ToneFrame(u32::MAX),
+                else => return,
+            };
+            let ev = match ev {
+                Event::ToneFrame(_) => {
                     self.tone_pos += 1;
                     Event::ToneFrame(self.tone_pos - 1)
                 }
-                else => return,
+                ev => ev,
             };
             match ev {
                 Event::Request(Request::Shutdown(done)) => {
@@ -334,7 +342,7 @@ impl Driver {
                 Event::Request(r) => self.request(r),
                 Event::Signaling(SigEvent::Up) => self.core.handle_input(Input::TransportUp, now()),
                 Event::Signaling(SigEvent::Down) => {
-                    self.drop_media().await;
+                    self.drop_media();
                     self.core.handle_input(Input::TransportDown, now());
                 }
                 Event::Signaling(SigEvent::Message(m)) => {
@@ -344,8 +352,9 @@ impl Driver {
                     tracing::warn!("switchboard sent a bad frame: {why}")
                 }
                 Event::MediaOffered(Ok((link, sdp))) => {
-                    self.sender = Some(link.sender());
-                    self.link = Some(link);
+                    if let Some(mut old) = self.link.replace(link) {
+                        old.close();
+                    }
                     self.core
                         .handle_input(Input::MediaOfferReady { sdp }, now());
                 }
@@ -366,22 +375,22 @@ impl Driver {
                 Event::Media(MediaEvent::Disconnected) => {
                     self.core.handle_input(Input::MediaConnected(false), now())
                 }
+                Event::Media(MediaEvent::RelayUnreachable(why)) => {
+                    tracing::warn!("no TURN relay reachable: {why}");
+                }
                 Event::Audio(a) => {
                     let _ = self.out.send(EngineEvent::Audio(a));
                 }
                 Event::Frame(f) => {
-                    if let Some(sender) = &self.sender {
-                        let (seq, ts, marker) = self.pacer.next(Instant::now());
+                    if let Some(link) = &mut self.link {
+                        let rtp = self.pacer.next(Instant::now());
                         // The level of the PCM this frame encoded (RFC 6464): the switchboard
                         // picks a group call's loudest talkers by it.
                         let level = Some(AudioLevel {
                             dbov: f.level_dbov,
                             voice: f.voice,
                         });
-                        let sent = sender.send_with_level(seq, ts, marker, f.payload, level);
-                        if let Err(e) = sent.await {
-                            tracing::debug!("sending audio failed: {e:#}");
-                        }
+                        link.send_audio(rtp, f.payload, level);
                     }
                     continue;
                 }
@@ -405,7 +414,7 @@ impl Driver {
                         .handle_input(Input::LocalSpeaking(speaking), now());
                 }
             }
-            self.drain(&internal_tx, &media_tx).await;
+            self.drain(&internal_tx);
         }
     }
 
@@ -505,11 +514,7 @@ impl Driver {
         }
     }
 
-    async fn drain(
-        &mut self,
-        internal_tx: &mpsc::UnboundedSender<Event>,
-        media_tx: &mpsc::UnboundedSender<MediaEvent>,
-    ) {
+    fn drain(&mut self, internal_tx: &mpsc::UnboundedSender<Event>) {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send(msg) => self.signaling.send(&msg),
@@ -517,18 +522,18 @@ impl Driver {
                     self.answer_queries(&e);
                     let _ = self.out.send(EngineEvent::Core(e));
                 }
-                Output::CreateMediaOffer => {
-                    let cfg = self.opts.media.clone();
+                Output::CreateMediaOffer { ice_servers } => {
+                    let mut cfg = self.opts.media.clone();
+                    cfg.ice_servers = ice_servers;
                     let tx = internal_tx.clone();
-                    let media_tx = media_tx.clone();
                     tokio::spawn(async move {
-                        let r = MediaLink::offer(&cfg, media_tx).await;
+                        let r = ClientLink::open(&cfg).await;
                         let _ = tx.send(Event::MediaOffered(r));
                     });
                 }
                 Output::ApplyMediaAnswer { sdp } => {
-                    if let Some(link) = &self.link
-                        && let Err(e) = link.apply_answer(&sdp).await
+                    if let Some(link) = &mut self.link
+                        && let Err(e) = link.apply_answer(&sdp)
                     {
                         tracing::error!("media answer refused: {e:#}");
                     }
@@ -617,10 +622,9 @@ impl Driver {
         }
     }
 
-    async fn drop_media(&mut self) {
-        self.sender = None;
-        if let Some(link) = self.link.take() {
-            link.close().await;
+    fn drop_media(&mut self) {
+        if let Some(mut link) = self.link.take() {
+            link.close();
         }
     }
 
@@ -640,10 +644,56 @@ impl Driver {
             }
         }
         self.signaling.close().await;
-        self.drop_media().await;
+        self.drop_media();
         if let Some(a) = self.audio.take() {
             a.shutdown();
         }
+    }
+}
+
+/// The next event of the media link, or never while there is none.
+async fn next_media(link: &mut Option<ClientLink>) -> MediaEvent {
+    match link {
+        Some(l) => l.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the switchboard at `url` (`ws://HOST:PORT/...`) is on this host.
+async fn server_is_loopback(url: &str) -> bool {
+    let Some((host, port)) = url_host_port(url) else {
+        return false;
+    };
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    match tokio::net::lookup_host((host.as_str(), port)).await {
+        Ok(mut addrs) => addrs.any(|a| a.ip().is_loopback()),
+        Err(_) => false,
+    }
+}
+
+/// The host and port of a `ws://` or `wss://` URL.
+fn url_host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "ws" => 80,
+        "wss" => 443,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None => default_port,
+        };
+        return Some((h.to_owned(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_owned(), p.parse().ok()?)),
+        None => Some((authority.to_owned(), default_port)),
     }
 }
 
@@ -715,6 +765,31 @@ impl RtpPacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_host_and_port() {
+        for (url, want) in [
+            ("ws://127.0.0.1:7450", Some(("127.0.0.1", 7450))),
+            ("wss://sb.example.com/path", Some(("sb.example.com", 443))),
+            ("ws://[::1]:9/x", Some(("::1", 9))),
+            ("ws://user@host:1", Some(("host", 1))),
+            ("http://x", None),
+            ("ws://host:notaport", None),
+        ] {
+            assert_eq!(
+                url_host_port(url),
+                want.map(|(h, p)| (h.to_owned(), p)),
+                "{url}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_servers_are_recognised() {
+        assert!(server_is_loopback("ws://127.0.0.1:7450").await);
+        assert!(server_is_loopback("ws://localhost:7450").await);
+        assert!(!server_is_loopback("ws://10.1.2.3:7450").await);
+    }
 
     #[test]
     fn pacer_follows_the_clock_across_pauses() {

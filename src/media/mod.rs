@@ -2,4 +2,4 @@
 
 pub mod audio;
 pub mod link;
-pub mod peer;
+pub mod net;

@@ -139,6 +139,10 @@ pub enum ServerMessage {
         identity: Identity,
         endpoint_id: String,
         server: String,
+        /// TURN relays this device may use, with credentials that expire (coturn's
+        /// `use-auth-secret` scheme). Empty when the switchboard has none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     MediaAnswer {
         sdp: String,
@@ -240,6 +244,16 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         call_id: Option<String>,
     },
+}
+
+/// A TURN server as WebRTC's `RTCIceServer` describes one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceServer {
+    /// `turn:HOST:PORT?transport=udp|tcp` or `turns:HOST:PORT?transport=tcp`.
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
 use super::switchboard::ConnId;
-use crate::media::peer::{AudioSender, RtpAudio};
+use crate::media::link::RtpAudio;
 
 pub mod select;
 
@@ -59,35 +57,6 @@ impl Rewriter {
     }
 }
 
-pub enum RelayMsg {
-    /// A device's media link is up; `senders` are its outbound streams (slots).
-    Add {
-        conn: ConnId,
-        senders: Vec<AudioSender>,
-    },
-    Remove {
-        conn: ConnId,
-    },
-    Routes(BTreeMap<ConnId, Vec<ConnId>>),
-    Packet {
-        from: ConnId,
-        rtp: RtpAudio,
-    },
-    /// Also hand what `from` sends to a server-side listener (a voicemail recording).
-    Tap {
-        from: ConnId,
-        tx: mpsc::Sender<RtpAudio>,
-    },
-    Untap {
-        from: ConnId,
-    },
-    /// Audio the switchboard itself plays to `to` (a greeting).
-    Inject {
-        to: ConnId,
-        rtp: RtpAudio,
-    },
-}
-
 /// The source id of audio the switchboard makes itself; connections are numbered from 1.
 pub const SERVER_SOURCE: ConnId = 0;
 
@@ -103,47 +72,121 @@ pub struct RelayStats {
     pub slot_switches: AtomicU64,
 }
 
-/// One outbound stream of a device's link.
-struct Stream {
-    sender: AudioSender,
-    rw: Rewriter,
+/// One packet the relay decided to send: to which device, on which of its outbound slots, with
+/// the rewritten counters of that slot's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub to: ConnId,
+    pub slot: usize,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
 }
 
-/// A receiving device: its outbound streams, and which source each carries now.
+/// A receiving device: its outbound streams' rewriters, and which source each carries now.
 struct Out {
     slots: Slots,
-    streams: Vec<Stream>,
+    rewriters: Vec<Rewriter>,
 }
 
-impl Out {
-    fn new(senders: Vec<AudioSender>) -> Self {
-        Out {
-            slots: Slots::new(senders.len()),
-            streams: senders
-                .into_iter()
-                .map(|sender| Stream {
-                    sender,
-                    rw: Rewriter::default(),
-                })
-                .collect(),
+/// Who hears whom, and how each outbound stream stays continuous. Pure: the media hub feeds it
+/// packets with the time and sends what it returns; nothing here does I/O or reads a clock.
+///
+/// Per packet it updates the source's level once and asks each receiver's slots where the
+/// packet goes: no allocation once every source has been heard.
+#[derive(Default)]
+pub struct Relay {
+    outs: HashMap<ConnId, Out>,
+    routes: BTreeMap<ConnId, Vec<ConnId>>,
+    levels: Levels,
+    stats: Arc<RelayStats>,
+}
+
+impl Relay {
+    #[must_use]
+    pub fn new(stats: Arc<RelayStats>) -> Relay {
+        Relay {
+            stats,
+            ..Relay::default()
         }
     }
 
-    /// Sends `rtp` from `from` on the slot the selector picks, if it picks one. The slot's
-    /// rewriter continues its stream when the source changed.
-    async fn forward(
+    /// A device's link is up with `slots` outbound streams.
+    pub fn add(&mut self, conn: ConnId, slots: usize) {
+        self.outs.insert(
+            conn,
+            Out {
+                slots: Slots::new(slots),
+                rewriters: vec![Rewriter::default(); slots],
+            },
+        );
+    }
+
+    pub fn remove(&mut self, conn: ConnId) {
+        self.outs.remove(&conn);
+        self.levels.forget(conn);
+    }
+
+    /// The switchboard core's routing table: source → the devices that hear it.
+    pub fn set_routes(&mut self, routes: BTreeMap<ConnId, Vec<ConnId>>) {
+        self.routes = routes;
+        // Free the slots whose source no longer feeds that device; their rewriters keep their
+        // place, so the next source continues the same stream.
+        let routes = &self.routes;
+        for (to, out) in self.outs.iter_mut() {
+            out.slots
+                .release_unless(|src| routes.get(&src).is_some_and(|t| t.contains(to)));
+        }
+    }
+
+    /// A packet from device `from`: calls `send` once for every receiver that hears it now.
+    pub fn packet(
         &mut self,
+        from: ConnId,
+        rtp: &RtpAudio,
+        now: Instant,
+        mut send: impl FnMut(Forward),
+    ) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.levels.heard(from, rtp.level.map(|l| l.dbov), now);
+        let Some(targets) = self.routes.get(&from) else {
+            return;
+        };
+        for to in targets {
+            if let Some(out) = self.outs.get_mut(to)
+                && let Some(f) = Self::pick(out, *to, from, rtp, &self.levels, now, &self.stats)
+            {
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                send(f);
+            }
+        }
+    }
+
+    /// Audio the switchboard itself plays to `to` (a greeting); `None` if `to` has no link.
+    pub fn inject(&mut self, to: ConnId, rtp: &RtpAudio, now: Instant) -> Option<Forward> {
+        self.levels
+            .heard(SERVER_SOURCE, rtp.level.map(|l| l.dbov), now);
+        let out = self.outs.get_mut(&to)?;
+        Self::pick(out, to, SERVER_SOURCE, rtp, &self.levels, now, &self.stats)
+    }
+
+    /// The slot the selector picks for `from` at `to`, with the slot's continued counters.
+    fn pick(
+        out: &mut Out,
         to: ConnId,
         from: ConnId,
         rtp: &RtpAudio,
         levels: &Levels,
         now: Instant,
         stats: &RelayStats,
-    ) -> bool {
-        let pick = self.slots.pick(from, levels, now);
-        let Some(stream) = pick.slot().and_then(|i| self.streams.get_mut(i)) else {
+    ) -> Option<Forward> {
+        let pick = out.slots.pick(from, levels, now);
+        let Some((slot, rw)) = pick
+            .slot()
+            .and_then(|i| out.rewriters.get_mut(i).map(|rw| (i, rw)))
+        else {
             stats.no_slot.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return None;
         };
         if let Pick::Switched { slot, displaced } = pick {
             stats.slot_switches.fetch_add(1, Ordering::Relaxed);
@@ -155,81 +198,14 @@ impl Out {
                 "a louder source took over a slot"
             );
         }
-        let (seq, ts, marker) = stream.rw.map(from, rtp.seq, rtp.timestamp, rtp.marker);
-        let sent = stream
-            .sender
-            .send_with_level(seq, ts, marker, rtp.payload.clone(), rtp.level);
-        match sent.await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(to, "forwarding failed: {e:#}");
-                false
-            }
-        }
-    }
-}
-
-/// Runs until the channel closes. One task owns all forwarding state, so the hot path takes no
-/// locks; per packet it reads the clock once, updates the source's level once, and asks each
-/// receiver's slots where the packet goes (no allocation once every source has been heard).
-pub async fn run(mut rx: mpsc::UnboundedReceiver<RelayMsg>, stats: Arc<RelayStats>) {
-    let mut outs: HashMap<ConnId, Out> = HashMap::new();
-    let mut routes: BTreeMap<ConnId, Vec<ConnId>> = BTreeMap::new();
-    let mut taps: HashMap<ConnId, mpsc::Sender<RtpAudio>> = HashMap::new();
-    let mut levels = Levels::default();
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            RelayMsg::Add { conn, senders } => {
-                outs.insert(conn, Out::new(senders));
-            }
-            RelayMsg::Remove { conn } => {
-                outs.remove(&conn);
-                levels.forget(conn);
-            }
-            RelayMsg::Routes(r) => {
-                routes = r;
-                // Free the slots whose source no longer feeds that device; their rewriters
-                // keep their place, so the next source continues the same stream.
-                for (to, out) in outs.iter_mut() {
-                    out.slots
-                        .release_unless(|src| routes.get(&src).is_some_and(|t| t.contains(to)));
-                }
-            }
-            RelayMsg::Tap { from, tx } => {
-                taps.insert(from, tx);
-            }
-            RelayMsg::Untap { from } => {
-                taps.remove(&from);
-            }
-            RelayMsg::Inject { to, rtp } => {
-                let now = Instant::now();
-                levels.heard(SERVER_SOURCE, rtp.level.map(|l| l.dbov), now);
-                if let Some(out) = outs.get_mut(&to) {
-                    out.forward(to, SERVER_SOURCE, &rtp, &levels, now, &stats)
-                        .await;
-                }
-            }
-            RelayMsg::Packet { from, rtp } => {
-                stats.received.fetch_add(1, Ordering::Relaxed);
-                if let Some(tap) = taps.get(&from) {
-                    // A recorder that falls behind loses packets rather than stalling the relay.
-                    let _ = tap.try_send(rtp.clone());
-                }
-                let now = Instant::now();
-                levels.heard(from, rtp.level.map(|l| l.dbov), now);
-                let Some(targets) = routes.get(&from) else {
-                    continue;
-                };
-                for to in targets {
-                    let Some(out) = outs.get_mut(to) else {
-                        continue;
-                    };
-                    if out.forward(*to, from, &rtp, &levels, now, &stats).await {
-                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
+        let (seq, timestamp, marker) = rw.map(from, rtp.seq, rtp.timestamp, rtp.marker);
+        Some(Forward {
+            to,
+            slot,
+            seq,
+            timestamp,
+            marker,
+        })
     }
 }
 

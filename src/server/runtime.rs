@@ -2,7 +2,7 @@
 //! timer, all feeding one loop that owns the pure core. Adapters here translate; the core decides.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,13 +16,14 @@ use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, WebSocketConfig, frame::coding::CloseCode,
 };
 
-use super::relay::{self, RelayMsg, RelayStats};
+use super::media::{Hub, HubCmd, HubEvent, MediaListen};
+use super::relay::RelayStats;
 use super::store::{Store, load_or_create_key};
+use super::switchboard::network::{MediaAddr, TurnConfig};
 use super::switchboard::{ConnId, Input, Output, StoreOp, Switchboard, SwitchboardConfig};
 use super::voicemail::session::EndedBy;
 use super::voicemail::{Greeting, run_session};
 use crate::core::Now;
-use crate::media::peer::{MediaConfig, MediaEvent, MediaLink};
 use crate::protocol::{ErrorCode, MAX_FRAME_BYTES, ServerMessage, encode};
 
 #[derive(Debug, Clone)]
@@ -31,8 +32,11 @@ pub struct ServeOptions {
     pub dev: bool,
     pub data_dir: PathBuf,
     pub ring_timeout: Duration,
-    /// Address the media legs bind to; loopback by default, like the signaling.
-    pub media_ip: IpAddr,
+    /// The media port: where it binds (the listen IP, port next to the signaling one) and the
+    /// public address of a host behind a 1:1 NAT.
+    pub media: MediaListen,
+    /// TURN relays handed to devices.
+    pub turn: Option<TurnConfig>,
     /// Longest voicemail message.
     pub voicemail_max: Duration,
     /// Numbers from the config file (E.164 -> user name), written to the database at start.
@@ -42,6 +46,8 @@ pub struct ServeOptions {
 /// A running switchboard (used by `serve`, the embedded default and tests).
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// The media port's addresses, as announced (a 1:1 NAT's public one first).
+    pub media_addrs: Vec<SocketAddr>,
     pub stats: Arc<RelayStats>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -68,12 +74,9 @@ enum Event {
         conn: ConnId,
         tx: mpsc::UnboundedSender<Outgoing>,
         loopback: bool,
+        local: Option<SocketAddr>,
     },
-    MediaReady {
-        conn: ConnId,
-        link: Arc<MediaLink>,
-        sdp: String,
-    },
+    Media(HubEvent),
 }
 
 enum Outgoing {
@@ -111,6 +114,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         .with_context(|| format!("creating {}", voicemail_dir.display()))?;
     let greeting =
         Greeting::default_greeting().context("loading the default voicemail greeting")?;
+    let media_sockets = super::media::sockets::bind(opts.media)?;
+    let media_addrs: Vec<SocketAddr> = media_sockets
+        .iter()
+        .flat_map(|s| s.announce.iter().copied())
+        .collect();
     let core = Switchboard::new(
         SwitchboardConfig {
             dev: opts.dev,
@@ -119,6 +127,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
             max_bad_frames: 20,
             voicemail_dir,
             voicemail_max: opts.voicemail_max,
+            media: media_addrs.iter().map(|&addr| MediaAddr { addr }).collect(),
+            turn: opts.turn.clone(),
         },
         key,
         startup,
@@ -143,31 +153,38 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         })?;
 
     let stats = Arc::new(RelayStats::default());
-    let (relay_tx, relay_rx) = mpsc::unbounded_channel();
-    tokio::spawn(relay::run(relay_rx, stats.clone()));
-
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
+    let (hub_tx, hub_rx) = mpsc::unbounded_channel();
+    let media_events = ev_tx.clone();
+    let hub = Hub::new(
+        media_sockets,
+        stats.clone(),
+        Box::new(move |e| {
+            let _ = media_events.send(Event::Media(e));
+        }),
+    );
+    tokio::spawn(hub.run(hub_rx));
     tokio::spawn(accept_loop(listener, ev_tx.clone()));
     tokio::spawn(watch_revocations(db_path, plan, ev_tx.clone()));
-    let media_cfg = MediaConfig {
-        receive_slots: crate::media::peer::DEFAULT_SLOTS,
-        bind_ip: opts.media_ip,
-    };
     let beep: Vec<f32> = (0..14_400)
         .map(|i| 0.3 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin())
         .collect();
     let beep = Greeting::from_pcm(&beep).context("encoding the greeting beep")?;
     let ctx = LoopCtx {
         ev_tx,
-        relay_tx,
+        hub_tx,
         store_tx,
-        media_cfg,
         greeting,
         beep,
         voicemail_max: opts.voicemail_max,
     };
     let task = tokio::spawn(main_loop(core, ev_rx, ctx));
-    Ok(ServerHandle { addr, stats, task })
+    Ok(ServerHandle {
+        addr,
+        media_addrs,
+        stats,
+        task,
+    })
 }
 
 async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>) {
@@ -196,6 +213,7 @@ async fn connection(
 ) {
     // Frames up to 1 MiB reach the core, which refuses anything over MAX_FRAME_BYTES with an
     // error and keeps the connection; larger ones end it at the WebSocket layer.
+    let local = stream.local_addr().ok();
     let cfg = WebSocketConfig::default()
         .max_message_size(Some(1 << 20))
         .max_frame_size(Some(1 << 20));
@@ -212,6 +230,7 @@ async fn connection(
         conn,
         tx: tx.clone(),
         loopback: peer.ip().is_loopback(),
+        local,
     });
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
@@ -276,9 +295,8 @@ fn truncate(s: &str, max: usize) -> &str {
 /// What the loop hands to the adapters it starts.
 struct LoopCtx {
     ev_tx: mpsc::UnboundedSender<Event>,
-    relay_tx: mpsc::UnboundedSender<RelayMsg>,
+    hub_tx: mpsc::UnboundedSender<HubCmd>,
     store_tx: std::sync::mpsc::Sender<StoreOp>,
-    media_cfg: MediaConfig,
     greeting: Greeting,
     /// The prompt before recording a greeting: a short beep.
     beep: Greeting,
@@ -288,13 +306,11 @@ struct LoopCtx {
 async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Event>, ctx: LoopCtx) {
     let LoopCtx {
         ev_tx,
-        relay_tx,
+        hub_tx,
         store_tx,
-        media_cfg,
         ..
     } = &ctx;
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
-    let mut links: HashMap<ConnId, Arc<MediaLink>> = HashMap::new();
     let mut recordings: HashMap<String, oneshot::Sender<()>> = HashMap::new();
     loop {
         let deadline = core.poll_timeout();
@@ -314,25 +330,30 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                 core.set_numbers(numbers);
                 continue;
             }
-            Event::NewConn { conn, tx, loopback } => {
+            Event::NewConn {
+                conn,
+                tx,
+                loopback,
+                local,
+            } => {
                 conns.insert(conn, tx);
-                Input::Opened { conn, loopback }
+                Input::Opened {
+                    conn,
+                    loopback,
+                    local,
+                }
             }
-            Event::MediaReady { conn, link, sdp } => {
+            Event::Media(HubEvent::Answered { conn, sdp }) => {
                 if conns.contains_key(&conn) {
-                    let _ = relay_tx.send(RelayMsg::Add {
-                        conn,
-                        senders: link.senders(),
-                    });
-                    if let Some(old) = links.insert(conn, link) {
-                        tokio::spawn(async move { old.close().await });
-                    }
                     Input::MediaAnswered { conn, sdp }
                 } else {
-                    tokio::spawn(async move { link.close().await });
+                    // The device left while its offer was being answered.
+                    let _ = hub_tx.send(HubCmd::Drop { conn });
                     continue;
                 }
             }
+            Event::Media(HubEvent::Failed { conn, error }) => Input::MediaFailed { conn, error },
+            Event::Media(HubEvent::Connected { conn, up }) => Input::MediaConnected { conn, up },
         };
         let closed = if let Input::Closed { conn } = &input {
             Some(*conn)
@@ -352,22 +373,22 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                         let _ = tx.send(Outgoing::Close(reason));
                     }
                 }
-                Output::CreateMedia { conn, offer_sdp } => {
-                    let ev_tx = ev_tx.clone();
-                    let relay_tx = relay_tx.clone();
-                    let cfg = media_cfg.clone();
-                    tokio::spawn(async move {
-                        answer_media(conn, offer_sdp, cfg, ev_tx, relay_tx).await
+                Output::CreateMedia {
+                    conn,
+                    offer_sdp,
+                    announce,
+                } => {
+                    let _ = hub_tx.send(HubCmd::Answer {
+                        conn,
+                        offer_sdp,
+                        announce,
                     });
                 }
                 Output::DropMedia { conn } => {
-                    let _ = relay_tx.send(RelayMsg::Remove { conn });
-                    if let Some(link) = links.remove(&conn) {
-                        tokio::spawn(async move { link.close().await });
-                    }
+                    let _ = hub_tx.send(HubCmd::Drop { conn });
                 }
                 Output::Routes(table) => {
-                    let _ = relay_tx.send(RelayMsg::Routes(table));
+                    let _ = hub_tx.send(HubCmd::Routes(table));
                 }
                 Output::Store(op) => {
                     let _ = store_tx.send(op);
@@ -397,7 +418,7 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                         prompt,
                         max: ctx.voicemail_max,
                     };
-                    tokio::spawn(record(rec, stop_rx, ev_tx.clone(), relay_tx.clone()));
+                    tokio::spawn(record(rec, stop_rx, ev_tx.clone(), hub_tx.clone()));
                 }
                 Output::RecordGreeting {
                     call_id,
@@ -413,7 +434,7 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                         prompt: ctx.beep.clone(),
                         max: GREETING_MAX,
                     };
-                    tokio::spawn(record(rec, stop_rx, ev_tx.clone(), relay_tx.clone()));
+                    tokio::spawn(record(rec, stop_rx, ev_tx.clone(), hub_tx.clone()));
                 }
                 Output::StopVoicemail { call_id } => {
                     if let Some(stop) = recordings.remove(&call_id) {
@@ -465,7 +486,7 @@ async fn record(
     rec: Recording,
     stop: oneshot::Receiver<()>,
     ev_tx: mpsc::UnboundedSender<Event>,
-    relay_tx: mpsc::UnboundedSender<RelayMsg>,
+    hub_tx: mpsc::UnboundedSender<HubCmd>,
 ) {
     let Recording {
         call_id,
@@ -478,16 +499,16 @@ async fn record(
         let _ = tokio::fs::create_dir_all(dir).await;
     }
     let (tap_tx, tap_rx) = mpsc::channel(256);
-    let _ = relay_tx.send(RelayMsg::Tap {
+    let _ = hub_tx.send(HubCmd::Tap {
         from: conn,
         tx: tap_tx,
     });
-    let inject = relay_tx.clone();
+    let inject = hub_tx.clone();
     let send = move |rtp| {
-        let _ = inject.send(RelayMsg::Inject { to: conn, rtp });
+        let _ = inject.send(HubCmd::Inject { to: conn, rtp });
     };
     let result = run_session(greeting, send, tap_rx, path.clone(), max, stop).await;
-    let _ = relay_tx.send(RelayMsg::Untap { from: conn });
+    let _ = hub_tx.send(HubCmd::Untap { from: conn });
     let (duration_ms, full) = match result {
         Ok(done) => (
             done.duration.as_millis() as u64,
@@ -536,48 +557,6 @@ async fn send_voicemail(tx: mpsc::UnboundedSender<Outgoing>, message_id: String,
         };
         if tx.send(Outgoing::Text(encode(&msg))).is_err() {
             return;
-        }
-    }
-}
-
-async fn answer_media(
-    conn: ConnId,
-    offer: String,
-    cfg: MediaConfig,
-    ev_tx: mpsc::UnboundedSender<Event>,
-    relay_tx: mpsc::UnboundedSender<RelayMsg>,
-) {
-    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
-    match MediaLink::answer(&cfg, &offer, media_tx).await {
-        Ok((link, sdp)) => {
-            let _ = ev_tx.send(Event::MediaReady {
-                conn,
-                link: Arc::new(link),
-                sdp,
-            });
-        }
-        Err(e) => {
-            let _ = ev_tx.send(Event::Core(Input::MediaFailed {
-                conn,
-                error: format!("{e:#}"),
-            }));
-            return;
-        }
-    }
-    // Media events: state changes go to the core, packets straight to the relay (hot path).
-    while let Some(ev) = media_rx.recv().await {
-        match ev {
-            MediaEvent::Audio(rtp) => {
-                if relay_tx.send(RelayMsg::Packet { from: conn, rtp }).is_err() {
-                    return;
-                }
-            }
-            MediaEvent::Connected => {
-                let _ = ev_tx.send(Event::Core(Input::MediaConnected { conn, up: true }));
-            }
-            MediaEvent::Disconnected => {
-                let _ = ev_tx.send(Event::Core(Input::MediaConnected { conn, up: false }));
-            }
         }
     }
 }

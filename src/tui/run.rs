@@ -24,7 +24,8 @@ use crate::core::{ConnectionState, DisconnectReason, Event as CoreEvent};
 use crate::devices::{DeviceKind, DeviceSpec};
 use crate::engine::{self, EngineEvent, EngineHandle, EngineOptions};
 use crate::media::audio::AudioEvent;
-use crate::media::peer::MediaConfig;
+use crate::media::net::ClientConfig;
+use crate::server::media::MediaListen;
 use crate::server::{self, ServeOptions, ServerHandle};
 
 use super::app::{Action, App, AppOptions, Level, SelectedDevices, Slot, Update};
@@ -443,7 +444,7 @@ impl Resolved {
             auto_answer: self.auto_accept,
             // Otherwise transfers are answered at the transfer-request prompt.
             auto_accept_transfers: self.auto_accept_transfers,
-            media: MediaConfig::default(),
+            media: ClientConfig::new(false),
         }
     }
 }
@@ -493,7 +494,13 @@ async fn local_switchboard(local: &Local) -> anyhow::Result<(String, Option<Serv
         dev: true,
         data_dir: local.data_dir.clone(),
         ring_timeout: local.ring_timeout,
-        media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        // Loopback only, like the embedded switchboard's signaling; any free port.
+        media: MediaListen {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            public_ip: None,
+        },
+        turn: None,
         voicemail_max: local.voicemail_max,
         numbers: local.numbers.clone(),
     };

@@ -189,7 +189,7 @@ impl Net {
                             }
                         }
                         Output::Event(e) => self.peers[i].events.push(e),
-                        Output::CreateMediaOffer => self.peers[i].core.handle_input(
+                        Output::CreateMediaOffer { .. } => self.peers[i].core.handle_input(
                             Input::MediaOfferReady {
                                 sdp: "v=0 offer".into(),
                             },

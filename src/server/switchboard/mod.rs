@@ -11,6 +11,7 @@ mod calls;
 mod devices;
 mod group;
 mod mailbox;
+pub mod network;
 mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -41,6 +42,11 @@ pub struct SwitchboardConfig {
     /// Where voicemail recordings go (the runtime writes them; the core names them).
     pub voicemail_dir: PathBuf,
     pub voicemail_max: Duration,
+    /// The media port's addresses, announced to devices as candidates (see
+    /// [`network::announce_for`]).
+    pub media: Vec<network::MediaAddr>,
+    /// TURN relays handed to devices in `welcome`.
+    pub turn: Option<network::TurnConfig>,
 }
 
 /// What the store knew at start-up.
@@ -62,6 +68,8 @@ pub enum Input {
     Opened {
         conn: ConnId,
         loopback: bool,
+        /// The address of ours the device's connection arrived on.
+        local: Option<std::net::SocketAddr>,
     },
     Frame {
         conn: ConnId,
@@ -106,6 +114,8 @@ pub enum Output {
     CreateMedia {
         conn: ConnId,
         offer_sdp: String,
+        /// The media addresses to announce to this device, best first.
+        announce: Vec<std::net::SocketAddr>,
     },
     DropMedia {
         conn: ConnId,
@@ -185,6 +195,7 @@ pub enum StoreOp {
 #[derive(Debug)]
 struct Conn {
     loopback: bool,
+    local: Option<std::net::SocketAddr>,
     endpoint: Option<Endpoint>,
     bad_frames: u32,
 }
@@ -390,11 +401,16 @@ impl Switchboard {
 
     pub fn handle(&mut self, input: Input, now: Now) {
         match input {
-            Input::Opened { conn, loopback } => {
+            Input::Opened {
+                conn,
+                loopback,
+                local,
+            } => {
                 self.conns.insert(
                     conn,
                     Conn {
                         loopback,
+                        local,
                         endpoint: None,
                         bad_frames: 0,
                     },
@@ -480,10 +496,19 @@ impl Switchboard {
                 "send hello before anything else".into(),
                 None,
             ),
-            ClientMessage::MediaOffer { sdp } => self.outputs.push_back(Output::CreateMedia {
-                conn,
-                offer_sdp: sdp,
-            }),
+            ClientMessage::MediaOffer { sdp } => {
+                let (loopback, local) = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| (c.loopback, c.local.map(|a| a.ip())))
+                    .unwrap_or((false, None));
+                let announce = network::announce_for(&self.cfg.media, loopback, local);
+                self.outputs.push_back(Output::CreateMedia {
+                    conn,
+                    offer_sdp: sdp,
+                    announce,
+                });
+            }
             ClientMessage::PlaceCall {
                 call_id,
                 to,
@@ -628,6 +653,12 @@ impl Switchboard {
                 media_up: false,
             });
         }
+        // The user's name, not the raw id: coturn reads the expiry up to the first ':'.
+        let ice_servers = network::ice_servers(
+            self.cfg.turn.as_ref(),
+            &identity.display_name,
+            now.unix_ms / 1000,
+        );
         self.send(
             conn,
             ServerMessage::Welcome {
@@ -635,6 +666,7 @@ impl Switchboard {
                 identity,
                 endpoint_id,
                 server: format!("dialtone/{}", env!("CARGO_PKG_VERSION")),
+                ice_servers,
             },
         );
         let forwarding = self.forwarding.get(&raw_id).cloned().unwrap_or_default();

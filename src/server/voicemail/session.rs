@@ -13,7 +13,7 @@ use super::greeting::Greeting;
 use super::ogg_opus::OggOpusWriter;
 use super::{VoicemailError, packet};
 use crate::media::audio::codec::{FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE};
-use crate::media::peer::RtpAudio;
+use crate::media::link::RtpAudio;
 
 /// Packets held to put reordered ones back in order: 3 (60 ms at 20 ms a packet). Only the
 /// file waits for them; nobody listens live.

@@ -1,0 +1,192 @@
+//! The switchboard's media port: one UDP port for every device's link, bound on the listen
+//! address (or on every interface for a wildcard listen), and the addresses it announces.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context as _;
+
+use crate::media::net::ifaces::usable_ips;
+
+/// One socket of the media port.
+#[derive(Debug)]
+pub struct MediaSocket {
+    pub socket: tokio::net::UdpSocket,
+    /// The address it is bound to.
+    pub bound: SocketAddr,
+    /// The addresses devices may send to that arrive here: the bound one, and first (the one
+    /// the links' ICE agents see as local) a 1:1 NAT's public address when there is one.
+    pub announce: Vec<SocketAddr>,
+}
+
+impl MediaSocket {
+    /// The address a link's ICE agent sees as the local end of a datagram on this socket.
+    #[must_use]
+    pub fn ice_local(&self) -> SocketAddr {
+        self.announce[0]
+    }
+
+    #[must_use]
+    pub fn is_loopback(&self) -> bool {
+        self.bound.ip().is_loopback()
+    }
+}
+
+/// Where media is served: the listen IP (wildcard: every usable interface, loopback included),
+/// the port (0: any free one, the same on every interface) and the public address of a host
+/// behind a 1:1 NAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaListen {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub public_ip: Option<IpAddr>,
+}
+
+impl MediaListen {
+    /// The default: the signaling listen address's IP and the port after its port (any free
+    /// port when the signaling port is chosen by the system).
+    #[must_use]
+    pub fn next_to(listen: SocketAddr, public_ip: Option<IpAddr>) -> MediaListen {
+        MediaListen {
+            ip: listen.ip(),
+            port: if listen.port() == 0 {
+                0
+            } else {
+                listen.port().wrapping_add(1)
+            },
+            public_ip,
+        }
+    }
+}
+
+/// Binds the media port.
+///
+/// # Errors
+///
+/// If the port is taken on one of the addresses, or a wildcard listen finds no interface.
+pub fn bind(listen: MediaListen) -> anyhow::Result<Vec<MediaSocket>> {
+    let ips: Vec<IpAddr> = if listen.ip.is_unspecified() {
+        usable_ips(true)
+            .into_iter()
+            .filter(|ip| ip.is_ipv4() == listen.ip.is_ipv4())
+            .collect()
+    } else {
+        vec![listen.ip]
+    };
+    if ips.is_empty() {
+        anyhow::bail!("no network interface to serve media on for {}", listen.ip);
+    }
+    // With an ephemeral port every interface must still get the same one: take it on the first
+    // and retry the whole set if another address has it already.
+    let mut last_err = None;
+    for _ in 0..8 {
+        match bind_all(&ips, listen.port) {
+            Ok(bound) => return Ok(announce(bound, listen.public_ip)),
+            Err(e) if listen.port == 0 && e.kind() == io::ErrorKind::AddrInUse => {
+                last_err = Some(e)
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("binding the media port {} on {ips:?}", listen.port));
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no free port")))
+        .context("finding one free media port on every interface")
+}
+
+fn bind_all(ips: &[IpAddr], port: u16) -> io::Result<Vec<(tokio::net::UdpSocket, SocketAddr)>> {
+    let mut out = Vec::with_capacity(ips.len());
+    let mut port = port;
+    for ip in ips {
+        let std = std::net::UdpSocket::bind(SocketAddr::new(*ip, port))?;
+        std.set_nonblocking(true)?;
+        let bound = std.local_addr()?;
+        port = bound.port();
+        out.push((tokio::net::UdpSocket::from_std(std)?, bound));
+    }
+    Ok(out)
+}
+
+fn announce(
+    bound: Vec<(tokio::net::UdpSocket, SocketAddr)>,
+    public_ip: Option<IpAddr>,
+) -> Vec<MediaSocket> {
+    // The public address belongs to the first socket that is not loopback, of its family.
+    let public_on = public_ip.and_then(|p| {
+        bound
+            .iter()
+            .position(|(_, a)| !a.ip().is_loopback() && a.is_ipv4() == p.is_ipv4())
+    });
+    bound
+        .into_iter()
+        .enumerate()
+        .map(|(i, (socket, bound))| {
+            let mut announce = Vec::with_capacity(2);
+            if let (Some(p), Some(j)) = (public_ip, public_on)
+                && i == j
+            {
+                announce.push(SocketAddr::new(p, bound.port()));
+            }
+            announce.push(bound);
+            MediaSocket {
+                socket,
+                bound,
+                announce,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_specific_address_binds_once_and_a_wildcard_binds_every_interface() {
+        let one = bind(MediaListen {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            public_ip: None,
+        })
+        .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].announce, vec![one[0].bound]);
+        assert!(one[0].is_loopback());
+
+        let all = bind(MediaListen {
+            ip: "0.0.0.0".parse().unwrap(),
+            port: 0,
+            public_ip: Some("203.0.113.7".parse().unwrap()),
+        })
+        .unwrap();
+        assert!(all.iter().any(MediaSocket::is_loopback));
+        let port = all[0].bound.port();
+        assert!(
+            all.iter().all(|s| s.bound.port() == port),
+            "one port on every interface"
+        );
+        let with_public: Vec<_> = all.iter().filter(|s| s.announce.len() == 2).collect();
+        // A host with only loopback has nowhere to put the public address.
+        if all.iter().any(|s| !s.is_loopback()) {
+            assert_eq!(with_public.len(), 1);
+            assert_eq!(
+                with_public[0].ice_local(),
+                SocketAddr::new("203.0.113.7".parse().unwrap(), port)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_a_clear_error() {
+        let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let err = bind(MediaListen {
+            ip: "127.0.0.1".parse().unwrap(),
+            port,
+            public_ip: None,
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains(&port.to_string()), "{err:#}");
+    }
+}
