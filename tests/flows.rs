@@ -410,6 +410,7 @@ fn garbage_and_out_of_order_frames_get_errors_and_disturb_nothing() {
         sb::Input::Opened {
             conn,
             loopback: true,
+            local: None,
         },
         n.now,
     );
@@ -1408,4 +1409,82 @@ fn racing_take_overs_have_one_winner_and_ended_calls_give_errors() {
         ),
         Err(CommandError::InvalidArgument(_))
     ));
+}
+
+/// A device on the network is offered the switchboard's media addresses it can reach (never
+/// loopback, the address it reached us on first) and TURN credentials in `welcome`; a device on
+/// this host gets loopback first.
+#[test]
+fn devices_are_offered_reachable_media_addresses_and_turn_credentials() {
+    let mut n = Net::new();
+    let now_s = n.now.unix_ms / 1000;
+    let token = n.key.issue(&Claims {
+        sub: "carol".into(),
+        iat: now_s,
+        exp: now_s + 60,
+        jti: "j9".into(),
+    });
+    let conn = 700;
+    n.sb.handle(
+        sb::Input::Opened {
+            conn,
+            loopback: false,
+            local: Some("10.0.0.5:7450".parse().unwrap()),
+        },
+        n.now,
+    );
+    let hello =
+        format!(r#"{{"type":"hello","protocol":1,"token":"{token}","deviceName":"laptop"}}"#);
+    n.sb.handle(sb::Input::Frame { conn, text: hello }, n.now);
+    n.sb.handle(
+        sb::Input::Frame {
+            conn,
+            text: r#"{"type":"mediaOffer","sdp":"v=0"}"#.into(),
+        },
+        n.now,
+    );
+    let mut welcome = None;
+    let mut announce = None;
+    while let Some(out) = n.sb.poll_output() {
+        match out {
+            sb::Output::Send {
+                msg: ServerMessage::Welcome { ice_servers, .. },
+                ..
+            } => welcome = Some(ice_servers),
+            sb::Output::CreateMedia { announce: a, .. } => announce = Some(a),
+            _ => {}
+        }
+    }
+    let servers = welcome.expect("welcome");
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].urls, vec!["turn:10.0.0.9:3478?transport=tcp"]);
+    let expiry = now_s + 3600;
+    assert_eq!(servers[0].username, format!("{expiry}:carol"));
+    assert_eq!(
+        servers[0].credential,
+        sb::network::turn_password("shared", &servers[0].username)
+    );
+    assert_eq!(
+        announce.expect("media answered"),
+        vec!["10.0.0.5:7451".parse::<std::net::SocketAddr>().unwrap()],
+        "no loopback for a device on the network"
+    );
+
+    // The harness's devices are on loopback: loopback first, then the rest.
+    n.join("alice", "desk");
+    let offered: Vec<_> = n
+        .outs
+        .iter()
+        .filter_map(|o| match o {
+            sb::Output::CreateMedia { announce, .. } => Some(announce.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        offered,
+        vec![vec![
+            "127.0.0.1:7451".parse::<std::net::SocketAddr>().unwrap(),
+            "10.0.0.5:7451".parse().unwrap()
+        ]]
+    );
 }

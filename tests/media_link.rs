@@ -1,82 +1,251 @@
-//! `MediaLink` over real UDP sockets on 127.0.0.1: client offers, server answers, audio both ways.
+//! Devices' links (`ClientLink`) against the switchboard's media hub over real UDP on loopback:
+//! one media port for every link, audio both ways through the relay, several streams per
+//! device, levels, close, and strangers on the port.
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dialtone::media::peer::{AudioLevel, MediaConfig, MediaEvent, MediaLink, RtpAudio};
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use dialtone::media::link::{AUDIO_LEVEL_URI, AudioLevel, RtpAudio};
+use dialtone::media::net::{ClientConfig, ClientLink, MediaEvent, Via};
+use dialtone::server::media::{Hub, HubCmd, HubEvent, MediaListen, sockets};
+use dialtone::server::relay::RelayStats;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::timeout;
 
-/// Generous: loopback connects in well under a second, but CI machines are noisy.
-const CONNECT_LIMIT: Duration = Duration::from_secs(5);
+/// Loopback connects in milliseconds; CI machines are noisy.
+const LIMIT: Duration = Duration::from_secs(5);
 const PACKETS: u16 = 50;
 
-struct Pair {
-    client: MediaLink,
-    client_rx: UnboundedReceiver<MediaEvent>,
-    server: MediaLink,
-    server_rx: UnboundedReceiver<MediaEvent>,
+/// The switchboard's side: a hub on a loopback media port.
+struct Switchboard {
+    cmds: UnboundedSender<HubCmd>,
+    events: UnboundedReceiver<HubEvent>,
+    /// Events for links not being waited on right now.
+    seen: Vec<HubEvent>,
+    stats: Arc<RelayStats>,
+    port: SocketAddr,
 }
 
-/// Offer, answer, apply; returns once both sides reported `Connected`, with the time it took
-/// from the start of `offer`.
-async fn connected_pair() -> (Pair, Duration) {
-    let cfg = MediaConfig::default();
-    let started = Instant::now();
-    let (client_tx, mut client_rx) = unbounded_channel();
-    let (server_tx, mut server_rx) = unbounded_channel();
-    let (client, offer) = MediaLink::offer(&cfg, client_tx).await.expect("offer");
-    let (server, answer) = MediaLink::answer(&cfg, &offer, server_tx)
-        .await
-        .expect("answer");
-    client.apply_answer(&answer).await.expect("apply_answer");
-    let (c, s) = tokio::join!(
-        wait_for(&mut client_rx, CONNECT_LIMIT, |e| *e
-            == MediaEvent::Connected),
-        wait_for(&mut server_rx, CONNECT_LIMIT, |e| *e
-            == MediaEvent::Connected),
-    );
-    c.expect("client never reported Connected");
-    s.expect("server never reported Connected");
-    let elapsed = started.elapsed();
-    (
-        Pair {
-            client,
-            client_rx,
-            server,
-            server_rx,
-        },
-        elapsed,
-    )
-}
-
-/// Drains events until one matches, or gives up after `limit`.
-async fn wait_for(
-    rx: &mut UnboundedReceiver<MediaEvent>,
-    limit: Duration,
-    mut pred: impl FnMut(&MediaEvent) -> bool,
-) -> Option<MediaEvent> {
-    timeout(limit, async {
-        while let Some(event) = rx.recv().await {
-            if pred(&event) {
-                return Some(event);
-            }
+impl Switchboard {
+    fn start() -> Switchboard {
+        let socks = sockets::bind(MediaListen {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            public_ip: None,
+        })
+        .expect("media port");
+        let port = socks[0].bound;
+        let stats = Arc::new(RelayStats::default());
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let hub = Hub::new(
+            socks,
+            Arc::clone(&stats),
+            Box::new(move |e| {
+                let _ = ev_tx.send(e);
+            }),
+        );
+        let (cmds, rx) = mpsc::unbounded_channel();
+        tokio::spawn(hub.run(rx));
+        Switchboard {
+            cmds,
+            events,
+            seen: Vec::new(),
+            stats,
+            port,
         }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-}
+    }
 
-async fn next_audio(rx: &mut UnboundedReceiver<MediaEvent>, limit: Duration) -> Option<RtpAudio> {
-    match wait_for(rx, limit, |e| matches!(e, MediaEvent::Audio(_))).await {
-        Some(MediaEvent::Audio(a)) => Some(a),
-        _ => None,
+    async fn wait(&mut self, what: &str, pred: impl Fn(&HubEvent) -> bool) -> HubEvent {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        timeout(LIMIT, async {
+            loop {
+                let e = self.events.recv().await.expect("hub running");
+                if pred(&e) {
+                    return e;
+                }
+                self.seen.push(e);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("hub: no {what} within {LIMIT:?}"))
+    }
+
+    fn routes(&self, pairs: &[(u64, &[u64])]) {
+        let table: BTreeMap<u64, Vec<u64>> = pairs.iter().map(|(k, v)| (*k, v.to_vec())).collect();
+        self.cmds.send(HubCmd::Routes(table)).unwrap();
+    }
+
+    /// Offers a device's link as `conn`, answers it, and waits until both ends are up.
+    async fn connect(&mut self, conn: u64) -> Device {
+        self.connect_with(conn, |sdp| sdp.to_owned()).await
+    }
+
+    /// As `connect`, with the offer edited on its way (an older client, say).
+    async fn connect_with(&mut self, conn: u64, edit: impl Fn(&str) -> String) -> Device {
+        let (link, offer) = ClientLink::open(&ClientConfig::new(true))
+            .await
+            .expect("open");
+        self.cmds
+            .send(HubCmd::Answer {
+                conn,
+                offer_sdp: edit(&offer),
+                announce: vec![self.port],
+            })
+            .unwrap();
+        let HubEvent::Answered { sdp, .. } = self
+            .wait(
+                "answer",
+                |e| matches!(e, HubEvent::Answered { conn: c, .. } if *c == conn),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        let mut device = Device::drive(link);
+        device.apply_answer(sdp).await;
+        device.wait_connected().await;
+        self.wait("Connected", |e| {
+            *e == HubEvent::Connected { conn, up: true }
+        })
+        .await;
+        device
     }
 }
 
-/// Distinct per direction and per packet, so a mix-up between the two streams would show.
+enum DeviceCmd {
+    Answer(String, tokio::sync::oneshot::Sender<anyhow::Result<()>>),
+    Send((u16, u32, bool), Bytes, Option<AudioLevel>),
+    Close,
+    Via(tokio::sync::oneshot::Sender<Option<Via>>),
+}
+
+/// A device's link driven by a task of its own, as the engine's loop drives it.
+struct Device {
+    cmds: UnboundedSender<DeviceCmd>,
+    events: UnboundedReceiver<MediaEvent>,
+}
+
+impl Device {
+    fn drive(mut link: ClientLink) -> Device {
+        let (cmds, mut rx) = mpsc::unbounded_channel::<DeviceCmd>();
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    cmd = rx.recv() => match cmd {
+                        Some(DeviceCmd::Answer(sdp, done)) => {
+                            let _ = done.send(link.apply_answer(&sdp));
+                        }
+                        Some(DeviceCmd::Send(rtp, payload, level)) => link.send_audio(rtp, payload, level),
+                        Some(DeviceCmd::Via(reply)) => {
+                            let _ = reply.send(link.via());
+                        }
+                        Some(DeviceCmd::Close) | None => {
+                            link.close();
+                            // Keep reporting (the local Disconnected) until the test lets go.
+                            while let Ok(e) =
+                                timeout(Duration::from_millis(200), link.next_event()).await
+                            {
+                                if ev_tx.send(e).is_err() {
+                                    return;
+                                }
+                            }
+                            return;
+                        }
+                    },
+                    e = link.next_event() => {
+                        if ev_tx.send(e).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Device { cmds, events }
+    }
+
+    async fn apply_answer(&mut self, sdp: String) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.cmds.send(DeviceCmd::Answer(sdp, tx)).unwrap();
+        rx.await.unwrap().expect("answer applies");
+    }
+
+    fn send(&self, e: &RtpAudio) {
+        self.cmds
+            .send(DeviceCmd::Send(
+                (e.seq, e.timestamp, e.marker),
+                e.payload.clone(),
+                e.level,
+            ))
+            .unwrap();
+    }
+
+    async fn via(&self) -> Option<Via> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.cmds.send(DeviceCmd::Via(tx)).unwrap();
+        rx.await.unwrap()
+    }
+
+    async fn wait_for(
+        &mut self,
+        limit: Duration,
+        pred: impl Fn(&MediaEvent) -> bool,
+    ) -> Option<MediaEvent> {
+        timeout(limit, async {
+            while let Some(e) = self.events.recv().await {
+                if pred(&e) {
+                    return Some(e);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    async fn wait_connected(&mut self) {
+        self.wait_for(LIMIT, |e| *e == MediaEvent::Connected)
+            .await
+            .expect("device link connects");
+    }
+
+    async fn collect(&mut self, n: usize) -> Vec<RtpAudio> {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            match self
+                .wait_for(LIMIT, |e| matches!(e, MediaEvent::Audio(_)))
+                .await
+            {
+                Some(MediaEvent::Audio(a)) => got.push(a),
+                _ => break,
+            }
+        }
+        got
+    }
+
+    /// Audio that arrives within `d` (to show that nothing more does).
+    async fn more_audio(&mut self, d: Duration) -> usize {
+        let mut n = 0;
+        let _ = timeout(d, async {
+            while let Some(e) = self.events.recv().await {
+                if matches!(e, MediaEvent::Audio(_)) {
+                    n += 1;
+                }
+            }
+        })
+        .await;
+        n
+    }
+}
+
+/// Distinct per direction and per packet, so a mix-up between streams would show.
 fn payload(tag: u8, i: u16) -> Bytes {
     let [hi, lo] = i.to_be_bytes();
     let mut p = vec![tag, hi, lo];
@@ -84,354 +253,239 @@ fn payload(tag: u8, i: u16) -> Bytes {
     Bytes::from(p)
 }
 
-fn expected(tag: u8, i: u16) -> RtpAudio {
+fn packet(tag: u8, i: u16, level: Option<AudioLevel>) -> RtpAudio {
     RtpAudio {
         ssrc: 0,
         seq: 1000u16.wrapping_add(i),
         timestamp: 48_000 + u32::from(i) * 960,
         marker: i == 0,
-        level: None,
+        level,
         payload: payload(tag, i),
     }
 }
 
-async fn send_burst(link: &MediaLink, tag: u8) {
-    let sender = link.sender();
+/// Paced like real frames (a few ms apart), so the test measures delivery, not socket buffers.
+async fn send_burst(d: &Device, tag: u8, level: impl Fn(u16) -> Option<AudioLevel>) {
     for i in 0..PACKETS {
-        let e = expected(tag, i);
-        sender
-            .send(e.seq, e.timestamp, e.marker, e.payload)
-            .await
-            .expect("send while connected");
-    }
-}
-
-async fn collect(rx: &mut UnboundedReceiver<MediaEvent>, n: usize) -> Vec<RtpAudio> {
-    let mut got = Vec::with_capacity(n);
-    while got.len() < n {
-        match next_audio(rx, Duration::from_secs(5)).await {
-            Some(a) => got.push(a),
-            None => break,
-        }
-    }
-    got
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audio_flows_both_ways_intact_and_in_order() {
-    let (mut p, _) = connected_pair().await;
-
-    let sender = p.client.sender();
-    assert!(sender.is_connected());
-    assert!(sender.payload_type().is_some(), "payload type negotiated");
-    assert_ne!(p.client.sender().ssrc(), p.server.sender().ssrc());
-
-    tokio::join!(send_burst(&p.client, 0xC1), send_burst(&p.server, 0x5E));
-    let (at_server, at_client) = tokio::join!(
-        collect(&mut p.server_rx, PACKETS.into()),
-        collect(&mut p.client_rx, PACKETS.into()),
-    );
-
-    for (mut got, tag, dir, ssrc) in [
-        (at_server, 0xC1, "client→server", p.client.sender().ssrc()),
-        (at_client, 0x5E, "server→client", p.server.sender().ssrc()),
-    ] {
-        assert_eq!(got.len(), usize::from(PACKETS), "{dir}: packets lost");
-        for g in &mut got {
-            assert_eq!(g.ssrc, ssrc, "{dir}: the sender's SSRC");
-            g.ssrc = 0;
-        }
-        let want: Vec<RtpAudio> = (0..PACKETS).map(|i| expected(tag, i)).collect();
-        // Loopback does not reorder; if this ever flakes, compare sorted by seq instead.
-        assert_eq!(got, want, "{dir}: packets altered or reordered");
-    }
-
-    p.client.close().await;
-    p.server.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_time_and_latency() {
-    let (mut p, connect) = connected_pair().await;
-    eprintln!("offer → both Connected: {connect:?}");
-    assert!(connect < CONNECT_LIMIT);
-
-    let sender = p.client.sender();
-    let mut samples = Vec::with_capacity(usize::from(PACKETS));
-    for i in 0..PACKETS {
-        let e = expected(0x1A, i);
-        let sent = Instant::now();
-        sender
-            .send(e.seq, e.timestamp, e.marker, e.payload)
-            .await
-            .expect("send");
-        let got = next_audio(&mut p.server_rx, Duration::from_secs(2))
-            .await
-            .expect("packet arrives");
-        samples.push(sent.elapsed());
-        assert_eq!(got.seq, e.seq);
-        // Space them like 20 ms frames would be, shortened; back-to-back would measure queueing.
+        d.send(&packet(tag, i, level(i)));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    eprintln!(
-        "one-way latency client→server: median {median:?}, min {:?}, max {:?}",
-        samples[0],
-        samples[samples.len() - 1]
-    );
-    assert!(median < Duration::from_millis(500));
-
-    p.client.close().await;
-    p.server.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_sdp_is_an_error_not_a_panic() {
-    let cfg = MediaConfig::default();
+async fn two_devices_on_one_port_hear_each_other_intact_and_in_order() {
+    let mut sb = Switchboard::start();
+    let started = Instant::now();
+    let mut alice = sb.connect(1).await;
+    eprintln!("open → both ends Connected: {:?}", started.elapsed());
+    let mut bob = sb.connect(2).await;
+    assert_eq!(alice.via().await, Some(Via::Direct));
+    sb.routes(&[(1, &[2]), (2, &[1])]);
 
-    for bad in ["", "garbage", "v=0\r\nthis is not sdp\r\n"] {
-        let (tx, _rx) = unbounded_channel();
-        let err = MediaLink::answer(&cfg, bad, tx)
-            .await
-            .expect_err("answer accepted bad SDP");
-        let msg = err.to_string();
-        eprintln!("answer({bad:?}) → {msg}");
-        assert!(
-            msg.contains(&format!("{bad:?}")),
-            "error quotes the SDP: {msg}"
-        );
-        assert!(!msg.ends_with('.'));
-    }
-
-    // Parses as SDP, but has no audio section to answer.
-    let no_audio = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
-    let (tx, _rx) = unbounded_channel();
-    let err = MediaLink::answer(&cfg, no_audio, tx)
-        .await
-        .expect_err("answer accepted an offer without audio");
-    eprintln!("answer(no audio) → {err}");
-
-    let (tx, _rx) = unbounded_channel();
-    let (client, offer) = MediaLink::offer(&cfg, tx).await.expect("offer");
-    for bad in ["", "garbage"] {
-        let err = client
-            .apply_answer(bad)
-            .await
-            .expect_err("apply_answer accepted bad SDP");
-        let msg = err.to_string();
-        eprintln!("apply_answer({bad:?}) → {msg}");
-        assert!(
-            msg.contains(&format!("{bad:?}")),
-            "error quotes the SDP: {msg}"
-        );
-    }
-    // Well-formed SDP, but our own offer echoed back by a confused signaling path.
-    let err = client
-        .apply_answer(&offer)
-        .await
-        .expect_err("apply_answer accepted our own offer");
-    eprintln!("apply_answer(own offer) → {err}");
-
-    // An offer whose only audio codec is not Opus: nothing we could send.
-    let pcmu_only = offer
-        .replace("opus/48000/2", "PCMU/8000")
-        .replace("a=fmtp:111 minptime=10;useinbandfec=1\r\n", "");
-    assert_ne!(pcmu_only, offer, "offer carries opus/48000/2");
-    let (tx, _rx) = unbounded_channel();
-    let err = MediaLink::answer(&cfg, &pcmu_only, tx)
-        .await
-        .expect_err("answer accepted an offer without Opus");
-    eprintln!("answer(PCMU only) → {err}");
-    client.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_before_connected_is_dropped_without_blocking() {
-    let cfg = MediaConfig::default();
-    let (tx, _rx) = unbounded_channel();
-    let (client, _offer) = MediaLink::offer(&cfg, tx).await.expect("offer");
-    let sender = client.sender();
-    assert!(!sender.is_connected());
-    let r = timeout(
-        Duration::from_millis(200),
-        sender.send(1, 960, true, Bytes::from_static(b"early")),
-    )
-    .await
-    .expect("send must not block before connected");
-    assert!(r.is_ok(), "documented: dropped quietly, Ok returned");
-    client.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_is_seen_by_both_sides() {
-    let (mut p, _) = connected_pair().await;
-    let sender = p.client.sender();
-
-    let closed_at = Instant::now();
-    p.client.close().await;
-    // Locally, at once: close() reports the edge itself.
-    assert_eq!(
-        wait_for(&mut p.client_rx, Duration::from_secs(1), |e| {
-            *e == MediaEvent::Disconnected
-        })
-        .await,
-        Some(MediaEvent::Disconnected)
-    );
-    // Sending on a closed link is a quiet no-op, like before connecting.
-    assert!(!sender.is_connected());
-    sender
-        .send(7, 7, false, Bytes::from_static(b"late"))
-        .await
-        .expect("send after close is Ok");
-
-    // Remotely, once ICE consent lapses (webrtc-rs sends no DTLS close_notify we can rely on).
-    let seen = wait_for(&mut p.server_rx, Duration::from_secs(15), |e| {
-        *e == MediaEvent::Disconnected
-    })
-    .await;
-    eprintln!(
-        "server saw Disconnected {:?} after client close",
-        closed_at.elapsed()
-    );
-    assert_eq!(seen, Some(MediaEvent::Disconnected));
-
-    p.server.close().await;
-    // close() is idempotent.
-    p.client.close().await;
-}
-
-/// The client offers several receive slots; the switchboard answers one outbound stream per
-/// slot, and each arrives at the client as its own SSRC.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_streams_reach_the_client_on_their_own_slots() {
-    let (mut p, _) = connected_pair().await;
-    let senders = p.server.senders();
-    assert_eq!(senders.len(), dialtone::media::peer::DEFAULT_SLOTS);
-    for (k, s) in senders.iter().enumerate() {
-        for i in 0..20u16 {
-            let e = expected(0x40 + k as u8, i);
-            s.send(e.seq, e.timestamp, e.marker, e.payload)
-                .await
-                .expect("send");
-        }
-    }
-    let got = collect(&mut p.client_rx, 20 * senders.len()).await;
-    assert_eq!(got.len(), 20 * senders.len(), "every slot delivered");
-    for (k, s) in senders.iter().enumerate() {
-        let mine: Vec<&RtpAudio> = got.iter().filter(|g| g.ssrc == s.ssrc()).collect();
-        assert_eq!(mine.len(), 20, "slot {k}");
-        assert!(
-            mine.iter().all(|g| g.payload[0] == 0x40 + k as u8),
-            "slot {k} carries its own stream"
-        );
-    }
-    p.client.close().await;
-    p.server.close().await;
-}
-
-/// The RFC 6464 audio level goes on the wire both ways: negotiated in SDP by both ends, written
-/// by the sender as a header extension, and read back by the receiver, packet by packet.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audio_levels_cross_the_link_both_ways() {
-    let (mut p, _) = connected_pair().await;
-    let client_id = p.client.sender().level_extension_id();
-    let server_id = p.server.sender().level_extension_id();
-    assert!(
-        client_id.is_some(),
-        "client negotiated the audio level extension"
-    );
-    assert_eq!(client_id, server_id, "one id for both directions");
-
-    // Every level, loud to silent, with the voice flag alternating; one packet without a level.
     let level = |i: u16| {
         (i != 7).then(|| AudioLevel {
             dbov: (i * 5 % 128) as u8,
             voice: i.is_multiple_of(2),
         })
     };
-    for (link, tag) in [(&p.client, 0xA1), (&p.server, 0xA2)] {
-        let sender = link.sender();
-        for i in 0..PACKETS {
-            let e = expected(tag, i);
-            sender
-                .send_with_level(e.seq, e.timestamp, e.marker, e.payload, level(i))
-                .await
-                .expect("send");
-        }
-    }
-    let (at_server, at_client) = tokio::join!(
-        collect(&mut p.server_rx, PACKETS.into()),
-        collect(&mut p.client_rx, PACKETS.into()),
+    tokio::join!(
+        send_burst(&alice, 0xA1, level),
+        send_burst(&bob, 0xB0, |_| None)
     );
-    for (got, tag, dir) in [
-        (at_server, 0xA1, "client→server"),
-        (at_client, 0xA2, "server→client"),
-    ] {
+    let (at_bob, at_alice) =
+        tokio::join!(bob.collect(PACKETS.into()), alice.collect(PACKETS.into()));
+    for (got, tag, dir) in [(at_bob, 0xA1, "alice→bob"), (at_alice, 0xB0, "bob→alice")] {
         assert_eq!(got.len(), usize::from(PACKETS), "{dir}: packets lost");
-        for g in &got {
-            let i = g.seq.wrapping_sub(1000);
-            assert_eq!(g.payload, payload(tag, i), "{dir}: payload intact");
-            assert_eq!(g.level, level(i), "{dir}: level of packet {i}");
+        let ssrc = got[0].ssrc;
+        for (i, g) in got.iter().enumerate() {
+            let i = i as u16;
+            assert_eq!(g.ssrc, ssrc, "{dir}: one stream");
+            assert_eq!(
+                g.payload,
+                payload(tag, i),
+                "{dir}: packet {i} intact, in order"
+            );
+            assert_eq!(g.seq, got[0].seq.wrapping_add(i), "{dir}: continuous seq");
+            assert_eq!(
+                g.timestamp.wrapping_sub(got[0].timestamp),
+                u32::from(i) * 960,
+                "{dir}: timestamps"
+            );
+        }
+        if tag == 0xA1 {
+            for (i, g) in got.iter().enumerate() {
+                assert_eq!(g.level, level(i as u16), "{dir}: level of packet {i}");
+            }
+        } else {
+            assert!(
+                got.iter().all(|g| g.level.is_none()),
+                "no level sent, none read"
+            );
         }
     }
-
-    // A plain send carries no level. (A fresh seq: SRTP replay protection drops a repeat.)
-    let e = expected(0xA3, PACKETS);
-    p.client
-        .sender()
-        .send(e.seq, e.timestamp, e.marker, e.payload)
-        .await
-        .expect("send");
-    let got = next_audio(&mut p.server_rx, Duration::from_secs(2))
-        .await
-        .expect("packet arrives");
-    assert_eq!(got.level, None);
-
-    p.client.close().await;
-    p.server.close().await;
+    assert_eq!(
+        sb.stats.forwarded.load(Ordering::Relaxed),
+        2 * u64::from(PACKETS)
+    );
 }
 
-/// A peer that does not know the extension (its offer has no `a=extmap` for it) still gets
-/// audio both ways; levels are then simply absent.
+/// The relay's slots over real links: four sources routed to a device with three slots; the
+/// device hears the three talkers on their own streams and not the one sending room noise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_without_audio_levels_still_gets_audio() {
-    let cfg = MediaConfig::default();
-    let (client_tx, mut client_rx) = unbounded_channel();
-    let (server_tx, mut server_rx) = unbounded_channel();
-    let (client, offer) = MediaLink::offer(&cfg, client_tx).await.expect("offer");
-    assert!(offer.contains(dialtone::media::peer::AUDIO_LEVEL_URI));
-    let stripped: String = offer
-        .split_inclusive("\r\n")
-        .filter(|l| !l.contains(dialtone::media::peer::AUDIO_LEVEL_URI))
-        .collect();
-    let (server, answer) = MediaLink::answer(&cfg, &stripped, server_tx)
-        .await
-        .expect("answer");
-    assert!(!answer.contains(dialtone::media::peer::AUDIO_LEVEL_URI));
-    client.apply_answer(&answer).await.expect("apply_answer");
-    for rx in [&mut client_rx, &mut server_rx] {
-        wait_for(rx, CONNECT_LIMIT, |e| *e == MediaEvent::Connected)
-            .await
-            .expect("Connected");
+async fn a_device_hears_the_three_talkers_on_their_own_streams_not_the_noise() {
+    let mut sb = Switchboard::start();
+    let mut rx = sb.connect(10).await;
+    let mut sources = Vec::new();
+    for k in 1..=4u64 {
+        sources.push(sb.connect(k).await);
     }
-    assert_eq!(client.sender().level_extension_id(), None);
-    assert_eq!(server.sender().level_extension_id(), None);
+    let table: Vec<(u64, Vec<u64>)> = (1..=4).map(|k| (k, vec![10])).collect();
+    let table: Vec<(u64, &[u64])> = table.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    sb.routes(&table);
+    let level = |k: u8| match k {
+        4 => AudioLevel {
+            dbov: 60,
+            voice: false,
+        },
+        k => AudioLevel {
+            dbov: 18 + k,
+            voice: true,
+        },
+    };
+    let rounds = 30u16;
+    for i in 0..rounds {
+        for (k, d) in sources.iter().enumerate() {
+            let k = k as u8 + 1;
+            // The noise starts only once the talkers hold every slot.
+            if k == 4 && i < 3 {
+                continue;
+            }
+            d.send(&packet(k, i, Some(level(k))));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = rx.collect(3 * usize::from(rounds)).await;
+    let extra = rx.more_audio(Duration::from_millis(300)).await;
+    assert_eq!(extra, 0, "the noise never gets a slot");
+    let mut per: HashMap<u8, Vec<&RtpAudio>> = HashMap::new();
+    for g in &got {
+        per.entry(g.payload[0]).or_default().push(g);
+    }
+    for k in 1..=3u8 {
+        let mine = &per[&k];
+        assert_eq!(mine.len(), usize::from(rounds), "talker {k}");
+        assert!(
+            mine.iter().all(|g| g.ssrc == mine[0].ssrc),
+            "talker {k} keeps its slot"
+        );
+        assert_eq!(mine[0].level, Some(level(k)), "levels are passed on");
+    }
+    let ssrcs: std::collections::HashSet<u32> = got.iter().map(|g| g.ssrc).collect();
+    assert_eq!(ssrcs.len(), 3, "three slots, three streams");
+    assert!(sb.stats.no_slot.load(Ordering::Relaxed) >= u64::from(rounds - 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_device_is_seen_by_the_switchboard_at_once() {
+    let mut sb = Switchboard::start();
+    let mut alice = sb.connect(1).await;
+    let closed_at = Instant::now();
+    alice.cmds.send(DeviceCmd::Close).unwrap();
+    alice
+        .wait_for(Duration::from_secs(1), |e| *e == MediaEvent::Disconnected)
+        .await
+        .expect("the device reports its own close");
+    // The DTLS close alert tells the switchboard; it does not wait for consent to lapse.
+    sb.wait("Disconnected", |e| {
+        *e == HubEvent::Connected { conn: 1, up: false }
+    })
+    .await;
+    let seen = closed_at.elapsed();
+    eprintln!("switchboard saw the close after {seen:?}");
+    assert!(seen < Duration::from_secs(2), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_without_audio_levels_still_gets_audio() {
+    let mut sb = Switchboard::start();
+    let strip = |sdp: &str| -> String {
+        assert!(sdp.contains(AUDIO_LEVEL_URI));
+        sdp.split_inclusive("\r\n")
+            .filter(|l| !l.contains(AUDIO_LEVEL_URI))
+            .collect()
+    };
+    let mut old = sb.connect_with(1, strip).await;
+    let mut new = sb.connect(2).await;
+    sb.routes(&[(1, &[2]), (2, &[1])]);
     let loud = Some(AudioLevel {
         dbov: 10,
         voice: true,
     });
-    for (link, rx) in [(&client, &mut server_rx), (&server, &mut client_rx)] {
-        let e = expected(0xB0, 0);
-        link.sender()
-            .send_with_level(e.seq, e.timestamp, e.marker, e.payload, loud)
-            .await
-            .expect("send");
-        let got = next_audio(rx, Duration::from_secs(2))
-            .await
-            .expect("packet arrives");
-        assert_eq!(got.level, None);
+    for i in 0..5 {
+        new.send(&packet(0x0e, i, loud));
+        old.send(&packet(0x01, i, loud));
     }
-    client.close().await;
-    server.close().await;
+    let at_old = old.collect(5).await;
+    let at_new = new.collect(5).await;
+    assert_eq!((at_old.len(), at_new.len()), (5, 5));
+    assert!(
+        at_old.iter().all(|g| g.level.is_none()),
+        "not negotiated: not sent"
+    );
+    assert!(
+        at_new.iter().all(|g| g.level.is_none()),
+        "the old device sent none"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_on_the_media_port_change_nothing() {
+    let mut sb = Switchboard::start();
+    let mut alice = sb.connect(1).await;
+    let mut bob = sb.connect(2).await;
+    sb.routes(&[(1, &[2])]);
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Garbage, DTLS-looking and RTP-looking bytes, a STUN request for a username nobody has,
+    // and oversized datagrams.
+    let mut stun = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[9; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
+    stun.extend_from_slice(b"nobody:x\0");
+    for junk in [
+        vec![0u8; 1],
+        vec![22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5],
+        vec![0x80; 172],
+        stun,
+        vec![0xff; 9000],
+    ] {
+        for _ in 0..20 {
+            stranger.send_to(&junk, sb.port).unwrap();
+        }
+    }
+    for i in 0..10 {
+        alice.send(&packet(0x11, i, None));
+    }
+    let got = bob.collect(10).await;
+    assert_eq!(got.len(), 10, "the call goes on");
+    assert_eq!(got[9].payload, payload(0x11, 9));
+    let _ = &mut alice;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_sent_before_the_link_is_up_is_dropped_quietly() {
+    let (mut link, _offer) = ClientLink::open(&ClientConfig::new(true))
+        .await
+        .expect("open");
+    let started = Instant::now();
+    link.send_audio((1, 960, true), Bytes::from_static(b"early"), None);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "never blocks"
+    );
+    assert!(!link.is_connected());
+    assert_eq!(link.stats().audio_sent, 0);
+    assert!(
+        link.apply_answer("garbage").is_err(),
+        "a bad answer is an error"
+    );
 }

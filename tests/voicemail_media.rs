@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dialtone::media::audio::codec::OpusEncoder;
 use dialtone::media::audio::wav::load_mono_48k;
-use dialtone::media::peer::RtpAudio;
+use dialtone::media::link::RtpAudio;
 use dialtone::server::voicemail::session::EndedBy;
 use dialtone::server::voicemail::{
     Greeting, OggOpusWriter, RecordingDone, VoicemailError, decode_to_pcm, probe, read_packets,

@@ -220,7 +220,7 @@ impl EngineHandle {
 enum Event {
     Request(Request),
     Signaling(SigEvent),
-    MediaOffered(anyhow::Result<(ClientLink, String)>),
+    MediaOffered(anyhow::Result<(Box<ClientLink>, String)>),
     Media(MediaEvent),
     Audio(AudioEvent),
     Frame(EncodedFrame),
@@ -272,7 +272,7 @@ struct Driver {
     core: CallAgentCore,
     audio: Option<AudioEngine>,
     signaling: Signaling,
-    link: Option<ClientLink>,
+    link: Option<Box<ClientLink>>,
     out: mpsc::UnboundedSender<EngineEvent>,
     opts: EngineOptions,
     pacer: RtpPacer,
@@ -527,7 +527,9 @@ impl Driver {
                     cfg.ice_servers = ice_servers;
                     let tx = internal_tx.clone();
                     tokio::spawn(async move {
-                        let r = ClientLink::open(&cfg).await;
+                        let r = ClientLink::open(&cfg)
+                            .await
+                            .map(|(link, sdp)| (Box::new(link), sdp));
                         let _ = tx.send(Event::MediaOffered(r));
                     });
                 }
@@ -652,7 +654,7 @@ impl Driver {
 }
 
 /// The next event of the media link, or never while there is none.
-async fn next_media(link: &mut Option<ClientLink>) -> MediaEvent {
+async fn next_media(link: &mut Option<Box<ClientLink>>) -> MediaEvent {
     match link {
         Some(l) => l.next_event().await,
         None => std::future::pending().await,

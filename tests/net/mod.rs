@@ -50,6 +50,17 @@ impl Net {
             max_bad_frames: 5,
             voicemail_dir: "/vm".into(),
             voicemail_max: Duration::from_secs(60),
+            media: ["127.0.0.1:7451", "10.0.0.5:7451"]
+                .iter()
+                .map(|a| sb::network::MediaAddr {
+                    addr: a.parse().unwrap(),
+                })
+                .collect(),
+            turn: Some(sb::network::TurnConfig {
+                urls: vec!["turn:10.0.0.9:3478?transport=tcp".into()],
+                secret: "shared".into(),
+                ttl: Duration::from_secs(3600),
+            }),
         };
         Net {
             sb: Switchboard::new(cfg, key.clone(), startup),
@@ -92,6 +103,7 @@ impl Net {
             sb::Input::Opened {
                 conn,
                 loopback: true,
+                local: Some("127.0.0.1:7450".parse().unwrap()),
             },
             self.now,
         );
@@ -220,6 +232,7 @@ impl Net {
                         }
                     }
                     sb::Output::CreateMedia { conn, .. } => {
+                        self.outs.push(out);
                         self.sb.handle(
                             sb::Input::MediaAnswered {
                                 conn,

@@ -210,7 +210,8 @@ struct Slot {
 
 /// One peer connection, sans I/O. See the module docs.
 pub struct LinkCore {
-    pc: RTCPeerConnection,
+    /// Boxed: it is kilobytes, and links move around (into maps, through channels).
+    pc: Box<RTCPeerConnection>,
     slots: Vec<Slot>,
     payload_type: Option<u8>,
     level_ext: Option<u8>,
@@ -377,6 +378,8 @@ impl LinkCore {
     /// One datagram arrived on `path` at `now`.
     pub fn handle_datagram(&mut self, now: Instant, path: Path, data: BytesMut) {
         self.stats.datagrams_in += 1;
+        // RFC 7983: 20..=63 is DTLS (RTP/RTCP start at 128, STUN at 0).
+        let dtls = data.first().is_some_and(|b| (20..=63).contains(b));
         let msg = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -392,6 +395,30 @@ impl LinkCore {
             tracing::trace!(peer = %path.peer, "datagram not taken: {e}");
         }
         self.drain();
+        if dtls {
+            self.check_peer_closed();
+        }
+    }
+
+    /// A peer that closes sends a DTLS `close_notify`; webrtc-rs then closes the DTLS transport
+    /// but, following W3C's state rules (ICE connected + DTLS closed counts as connected),
+    /// reports no state change. The link is down all the same: no media can flow.
+    fn check_peer_closed(&mut self) {
+        if self.state != State::Up {
+            return;
+        }
+        let Some(first) = self.slots.first() else {
+            return;
+        };
+        let closed = self.pc.rtp_sender(first.sender).is_some_and(|s| {
+            s.transport().is_some_and(|t| {
+                t.state() == rtc::peer_connection::transport::RTCDtlsTransportState::Closed
+            })
+        });
+        if closed {
+            self.state = State::Down;
+            self.events.push_back(LinkEvent::Disconnected);
+        }
     }
 
     /// A deadline from [`poll_timeout`](Self::poll_timeout) has passed.
@@ -617,13 +644,15 @@ impl LinkCore {
             }
         };
 
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(config.build())
-            .with_media_engine(media_engine)
-            .with_setting_engine(settings.build())
-            .with_interceptor_registry(registry)
-            .build(now)
-            .map_err(|e| LinkError::Build(e.to_string()))?;
+        let mut pc = Box::new(
+            RTCPeerConnectionBuilder::new()
+                .with_configuration(config.build())
+                .with_media_engine(media_engine)
+                .with_setting_engine(settings.build())
+                .with_interceptor_registry(registry)
+                .build(now)
+                .map_err(|e| LinkError::Build(e.to_string()))?,
+        );
 
         let mut slots = Vec::with_capacity(tracks.max(1));
         for _ in 0..tracks.max(1) {

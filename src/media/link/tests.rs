@@ -268,3 +268,18 @@ fn bad_sdp_is_an_error_not_a_panic() {
     let pcmu_only = offer.replace("opus/48000/2", "PCMU/8000");
     assert!(LinkCore::answer(&server_role(), &pcmu_only, &[], now).is_err());
 }
+
+#[test]
+fn close_reaches_the_peer_at_once() {
+    let mut p = Pair::new("192.168.1.20:40000".parse().unwrap());
+    p.run(Duration::from_millis(500));
+    assert!(p.connected());
+    p.client.close();
+    p.run(Duration::from_millis(50));
+    assert_eq!(
+        p.server_events.last(),
+        Some(&LinkEvent::Disconnected),
+        "the DTLS close alert tells the switchboard: {:?}",
+        p.server_events
+    );
+}

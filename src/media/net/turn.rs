@@ -255,8 +255,8 @@ impl TurnRelay {
         if q.len() < MAX_PENDING_PER_PEER {
             q.push_back(data.to_vec());
         }
-        if !self.permitted.contains_key(&peer) {
-            self.permitted.insert(peer, false);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.permitted.entry(peer) {
+            e.insert(false);
             match self.client.relay(relayed) {
                 Ok(mut r) => {
                     if let Err(e) = r.create_permission(now, peer) {

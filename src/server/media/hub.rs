@@ -162,7 +162,7 @@ impl Hub {
         for (_, mut link) in std::mem::take(&mut self.links) {
             link.close();
             while let Some(t) = link.poll_transmit() {
-                let _ = self.transmit(&t.path, &t.payload);
+                self.transmit(&t.path, &t.payload);
             }
         }
     }

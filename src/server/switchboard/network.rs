@@ -113,13 +113,13 @@ mod tests {
         assert_eq!(
             remote,
             vec![
-                "192.168.7.2:7451".parse().unwrap(),
+                "192.168.7.2:7451".parse::<SocketAddr>().unwrap(),
                 "203.0.113.5:7451".parse().unwrap(),
                 "10.0.0.5:7451".parse().unwrap(),
             ]
         );
         let local = announce_for(&media, true, Some("127.0.0.1".parse().unwrap()));
-        assert_eq!(local[0], "127.0.0.1:7451".parse().unwrap());
+        assert_eq!(local[0], "127.0.0.1:7451".parse::<SocketAddr>().unwrap());
         assert_eq!(local.len(), 4);
         // Only loopback bound, and a device that is not on loopback (a proxy): all of it anyway.
         let lo = addrs(&["127.0.0.1:7451"]);
