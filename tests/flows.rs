@@ -1488,3 +1488,131 @@ fn devices_are_offered_reachable_media_addresses_and_turn_credentials() {
         ]]
     );
 }
+
+/// A device whose media cannot flow (its network drops UDP and there is no relay) is told so
+/// within a few seconds of its call connecting, with the reason; the far side, which hears
+/// nothing, is told too. Neither is left looking at a healthy call.
+#[test]
+fn a_call_whose_media_cannot_flow_is_reported_on_both_sides() {
+    use dialtone::core::diagnostics::{Diagnostic, DiagnosticValue, Quality};
+    let mut n = Net::new();
+    let a = n.join("alice", "desk");
+    // Her link's checks fail: it goes down (the harness brought it up on the answer).
+    n.peers[a].media_path = false;
+    n.peers[a]
+        .core
+        .handle_input(Input::MediaConnected(false), n.now);
+    // alice signed in before the call: her link has been failing for a while already.
+    n.run_media(Duration::from_secs(10), |_| 0);
+    let b = n.join("bob", "laptop");
+    let id = n.call(a, "bob");
+    let inc = n.incoming(b).unwrap();
+    n.cmd(b, Command::Accept { call_id: inc }).unwrap();
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    let diag = |n: &Net, i: usize| -> Vec<dialtone::core::diagnostics::DiagnosticChange> {
+        n.peers[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::NetworkDiagnosticChanged(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    n.run_media(Duration::from_secs(2), |_| 0);
+    assert!(
+        diag(&n, a).is_empty(),
+        "a call gets its grace: {:?}",
+        diag(&n, a)
+    );
+    // bob's link is up and receives nothing from alice: both are told within 5 s.
+    n.run_media(Duration::from_millis(1500), |_| 0);
+    let at_a = diag(&n, a);
+    assert_eq!(at_a.len(), 1, "{at_a:?}");
+    assert_eq!(at_a[0].call_id.as_deref(), Some(id.as_str()));
+    assert_eq!(at_a[0].diagnostic, Diagnostic::NetworkReconnect);
+    assert_eq!(at_a[0].value, DiagnosticValue::Quality(Quality::Bad));
+    let why = at_a[0].message.clone().unwrap();
+    assert!(why.contains("UDP") && why.contains("TURN"), "{why}");
+    let at_b = diag(&n, b);
+    assert_eq!(at_b.len(), 1, "{at_b:?}");
+    assert_eq!(at_b[0].diagnostic, Diagnostic::NetworkReceiveQuality);
+    assert_eq!(at_b[0].value, DiagnosticValue::Quality(Quality::Bad));
+    // Said once, not every tick.
+    n.run_media(Duration::from_secs(5), |_| 0);
+    assert_eq!(diag(&n, a).len(), 1);
+    // alice's path comes back and sound flows: both hear it is over.
+    n.peers[a].media_path = true;
+    n.peers[a]
+        .core
+        .handle_input(Input::MediaConnected(true), n.now);
+    let mut count = 0u64;
+    for _ in 0..10 {
+        count += 5;
+        let c = count;
+        n.run_media(Duration::from_millis(100), move |_| c);
+    }
+    let at_a = diag(&n, a);
+    assert_eq!(
+        at_a.last().unwrap().value,
+        DiagnosticValue::Quality(Quality::Good)
+    );
+    let at_b = diag(&n, b);
+    assert_eq!(
+        at_b.last().unwrap().value,
+        DiagnosticValue::Quality(Quality::Good)
+    );
+}
+
+/// A muted far side, a held call or a healthy one: nothing to say.
+#[test]
+fn healthy_muted_and_held_calls_say_nothing() {
+    let mut n = Net::new();
+    let (a, b, id) = n.connect();
+    // Running packet counts: each side's grows while the other sends.
+    let mut counts = [0u64; 2];
+    let mut run = |n: &mut Net, secs: u64, flowing: [bool; 2]| {
+        for _ in 0..secs * 10 {
+            for (c, on) in counts.iter_mut().zip(flowing) {
+                if on {
+                    *c += 5;
+                }
+            }
+            let now_counts = counts;
+            n.run_media(Duration::from_millis(100), move |i| now_counts[i.min(1)]);
+        }
+    };
+    run(&mut n, 3, [true, true]);
+    // alice mutes: bob hears nothing, and that is expected; alice still hears bob.
+    n.cmd(
+        a,
+        Command::Mute {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    run(&mut n, 5, [true, false]);
+    n.cmd(
+        a,
+        Command::Unmute {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    n.cmd(
+        a,
+        Command::Hold {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    run(&mut n, 5, [false, false]);
+    for i in [a, b] {
+        let said: Vec<_> = n.peers[i]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::NetworkDiagnosticChanged(_)))
+            .collect();
+        assert!(said.is_empty(), "device {i}: {said:?}");
+    }
+}

@@ -51,6 +51,7 @@ fn participant(name: &str, state: ParticipantState, muted: bool, speaking: bool)
         is_muted: muted,
         is_speaking: speaking,
         device: None,
+        service: false,
     }
 }
 
@@ -658,6 +659,7 @@ fn group_app() -> App {
         is_muted: false,
         is_speaking: false,
         device: None,
+        service: false,
     };
     let mut laptop = participant("alice", ParticipantState::Connected, false, false);
     laptop.device = Some("laptop".into());

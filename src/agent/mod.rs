@@ -605,6 +605,7 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
             } => {
                 json!({"event": "error", "code": code, "message": message, "callId": call_id})
             }
+            Event::NetworkDiagnosticChanged(d) => diagnostic_json(d),
         },
         EngineEvent::Audio(AudioEvent::DeviceStarted {
             kind,
@@ -620,6 +621,30 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
         #[allow(unreachable_patterns)]
         _ => return None,
     })
+}
+
+/// `networkDiagnosticChanged`: `value` is a bool or `Good`/`Poor`/`Bad` as in ACS; `message`
+/// says why when something is wrong; `callId` is absent for the device as a whole.
+fn diagnostic_json(d: &crate::core::diagnostics::DiagnosticChange) -> Value {
+    use crate::core::diagnostics::{DiagnosticValue, Quality};
+    let value = match d.value {
+        DiagnosticValue::Flag(b) => json!(b),
+        DiagnosticValue::Quality(Quality::Good) => json!("Good"),
+        DiagnosticValue::Quality(Quality::Poor) => json!("Poor"),
+        DiagnosticValue::Quality(Quality::Bad) => json!("Bad"),
+    };
+    let mut v = json!({
+        "event": "networkDiagnosticChanged",
+        "diagnostic": d.diagnostic.name(),
+        "value": value,
+    });
+    if let Some(id) = &d.call_id {
+        v["callId"] = json!(id);
+    }
+    if let Some(m) = &d.message {
+        v["message"] = json!(m);
+    }
+    v
 }
 
 fn kind_name(k: DeviceKind) -> &'static str {

@@ -175,3 +175,36 @@ fn parses_transfer_and_voicemail_commands() {
     let e = parse_line(r#"{"id": 3, "cmd": "markVoicemail", "messageId": "m"}"#).unwrap_err();
     assert!(e.message.contains("isNew"));
 }
+
+#[test]
+fn network_diagnostics_render_as_the_contract_says() {
+    use crate::core::diagnostics::{Diagnostic, DiagnosticChange, DiagnosticValue, Quality};
+    let v = event_json(&EngineEvent::Core(Event::NetworkDiagnosticChanged(
+        DiagnosticChange {
+            call_id: Some("c".into()),
+            diagnostic: Diagnostic::NetworkReconnect,
+            value: DiagnosticValue::Quality(Quality::Bad),
+            message: Some("no media path".into()),
+        },
+    )))
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "networkDiagnosticChanged", "callId": "c",
+               "diagnostic": "networkReconnect", "value": "Bad", "message": "no media path"})
+    );
+    let v = event_json(&EngineEvent::Core(Event::NetworkDiagnosticChanged(
+        DiagnosticChange {
+            call_id: None,
+            diagnostic: Diagnostic::NetworkRelaysNotReachable,
+            value: DiagnosticValue::Flag(false),
+            message: None,
+        },
+    )))
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "networkDiagnosticChanged",
+               "diagnostic": "networkRelaysNotReachable", "value": false})
+    );
+}

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::diagnostics::{CallView, DiagnosticChange, Diagnostics};
 use super::{
     CallEndReason, CallState, ConnectionState, Direction, DisconnectReason, Now, RejectReason,
 };
@@ -140,6 +141,13 @@ pub enum Input {
         sdp: String,
     },
     MediaConnected(bool),
+    /// The media link's running count of audio packets received; the driver reports it a few
+    /// times a second, which is also what moves the diagnostics' clock.
+    MediaStats {
+        received: u64,
+    },
+    /// The switchboard offered TURN relays and none could be reached: why.
+    RelaysUnreachable(String),
     /// Voice activity of the local microphone changed (after its own hold time).
     LocalSpeaking(bool),
 }
@@ -235,6 +243,8 @@ pub enum Event {
         data: String,
         last: bool,
     },
+    /// A network diagnostic changed (ACS User Facing Diagnostics).
+    NetworkDiagnosticChanged(DiagnosticChange),
     /// The switchboard reported a problem that is not tied to a command reply.
     Error {
         code: ErrorCode,
@@ -309,6 +319,21 @@ impl Call {
     }
 }
 
+/// Whether someone in a connected call should be sending us audio now: a person who is
+/// connected and not muted (a service such as voicemail only speaks its greeting), or the echo
+/// test while we are not muted (it returns what we send).
+fn expects_audio(c: &Call) -> bool {
+    c.info.remote.iter().any(|p| {
+        if p.state != crate::core::ParticipantState::Connected {
+            return false;
+        }
+        if p.identity.raw_id == super::ECHO_RAW_ID {
+            return !c.info.muted;
+        }
+        !p.service && !p.is_muted && p.identity.raw_id != super::GREETING_RAW_ID
+    })
+}
+
 /// States in which a call is live enough to change who is in it.
 const LIVE: &[CallState] = &[
     CallState::Connected,
@@ -332,6 +357,7 @@ pub struct CallAgentCore {
     auto_accept_transfers: bool,
     forwarding: Forwarding,
     active_elsewhere: Option<ActiveCallDetails>,
+    diagnostics: Diagnostics,
 }
 
 impl CallAgentCore {
@@ -356,6 +382,7 @@ impl CallAgentCore {
             auto_accept_transfers: false,
             forwarding: Forwarding::default(),
             active_elsewhere: None,
+            diagnostics: Diagnostics::default(),
         }
     }
 
@@ -716,7 +743,12 @@ impl CallAgentCore {
             Input::TransportDown => self.transport_down(),
             Input::Server(msg) => self.handle_server(msg, now),
             Input::MediaOfferReady { sdp } => self.send(ClientMessage::MediaOffer { sdp }),
-            Input::MediaConnected(_) => self.update_media(),
+            Input::MediaConnected(up) => {
+                self.diagnostics.link(up, now.mono);
+                self.update_media();
+            }
+            Input::MediaStats { received } => self.diagnostics.received(received, now.mono),
+            Input::RelaysUnreachable(why) => self.diagnostics.relays_unreachable(why),
             Input::LocalSpeaking(speaking) => {
                 let ids: Vec<String> = self
                     .calls
@@ -729,6 +761,7 @@ impl CallAgentCore {
                 }
             }
         }
+        self.evaluate_diagnostics(now);
     }
 
     fn handle_server(&mut self, msg: ServerMessage, now: Now) {
@@ -741,6 +774,8 @@ impl CallAgentCore {
                 self.identity = Some(identity);
                 self.refused_token = false;
                 self.set_connection(ConnectionState::Connected, None);
+                self.diagnostics
+                    .link_started(!ice_servers.is_empty(), now.mono);
                 self.outputs
                     .push_back(Output::CreateMediaOffer { ice_servers });
             }
@@ -772,6 +807,7 @@ impl CallAgentCore {
                     is_muted: false,
                     is_speaking: false,
                     device: None,
+                    service: false,
                 };
                 let info = CallInfo::new(
                     call_id.clone(),
@@ -1112,6 +1148,23 @@ impl CallAgentCore {
                 state,
             });
             self.update_media();
+        }
+    }
+
+    /// Reports the network diagnostics that changed (see `diagnostics.rs`).
+    fn evaluate_diagnostics(&mut self, now: Now) {
+        let views: Vec<CallView<'_>> = self
+            .calls
+            .values()
+            .map(|c| CallView {
+                call_id: &c.info.call_id,
+                live: LIVE.contains(&c.info.state),
+                expects_audio: c.info.state == CallState::Connected && expects_audio(c),
+            })
+            .collect();
+        let changes = self.diagnostics.evaluate(&views, now.mono);
+        for change in changes {
+            self.event(Event::NetworkDiagnosticChanged(change));
         }
     }
 

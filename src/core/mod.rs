@@ -5,6 +5,7 @@
 //! what lets tests run minutes of calls between simulated peers in milliseconds.
 
 mod agent;
+pub mod diagnostics;
 mod end_reason;
 mod ids;
 mod states;

@@ -377,6 +377,7 @@ impl Driver {
                 }
                 Event::Media(MediaEvent::RelayUnreachable(why)) => {
                     tracing::warn!("no TURN relay reachable: {why}");
+                    self.core.handle_input(Input::RelaysUnreachable(why), now());
                 }
                 Event::Audio(a) => {
                     let _ = self.out.send(EngineEvent::Audio(a));
@@ -405,13 +406,16 @@ impl Driver {
                     continue;
                 }
                 Event::SpeakingPoll => {
-                    let speaking = self.audio.as_ref().is_some_and(|a| a.speaking());
-                    if speaking == self.speaking {
-                        continue;
-                    }
-                    self.speaking = speaking;
+                    // The diagnostics' clock, and what they know of the sound arriving.
+                    let received = self.link.as_ref().map_or(0, |l| l.stats().audio_received);
                     self.core
-                        .handle_input(Input::LocalSpeaking(speaking), now());
+                        .handle_input(Input::MediaStats { received }, now());
+                    let speaking = self.audio.as_ref().is_some_and(|a| a.speaking());
+                    if speaking != self.speaking {
+                        self.speaking = speaking;
+                        self.core
+                            .handle_input(Input::LocalSpeaking(speaking), now());
+                    }
                 }
             }
             self.drain(&internal_tx);

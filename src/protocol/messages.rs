@@ -274,6 +274,10 @@ pub struct Participant {
     /// joined as one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// A service of the switchboard (a voicemail box), not a person: it is not expected to send
+    /// audio all the time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub service: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -200,6 +200,8 @@ pub struct CallRow {
     pub group: bool,
     /// Who rang us, as the incoming prompt shows them (a number when they called mine).
     pub caller: Option<Identity>,
+    /// A network problem of this call (its diagnostic), shown on its row while it lasts.
+    pub network: Option<crate::core::diagnostics::Diagnostic>,
 }
 
 /// How a call reached us, when it did not come straight from the caller.
@@ -248,6 +250,7 @@ impl CallRow {
             transfer: None,
             group: false,
             caller: None,
+            network: None,
         }
     }
 
@@ -2394,6 +2397,7 @@ impl App {
                         state: crate::core::ParticipantState::Connected,
                         is_muted: false,
                         is_speaking: false,
+                        service: false,
                         device: None,
                     });
                 }
@@ -2618,10 +2622,38 @@ impl App {
             CoreEvent::NoActiveCalls => self.banner = None,
             // Message downloads are the driver's business (`Action::PlayVoicemail`).
             CoreEvent::VoicemailData { .. } => {}
+            CoreEvent::NetworkDiagnosticChanged(d) => self.network_diagnostic(d),
             // Events of capabilities the TUI does not show yet land here until their panels
             // exist.
             #[allow(unreachable_patterns)]
             other => tracing::debug!("not shown yet: {other:?}"),
+        }
+    }
+
+    /// A network diagnostic changed: a problem goes on its call's row and into a notice with
+    /// the reason; its end clears the row and says so.
+    fn network_diagnostic(&mut self, d: crate::core::diagnostics::DiagnosticChange) {
+        use crate::core::diagnostics::{DiagnosticValue, Quality};
+        let bad = matches!(
+            d.value,
+            DiagnosticValue::Flag(true) | DiagnosticValue::Quality(Quality::Poor | Quality::Bad)
+        );
+        if let Some(id) = &d.call_id
+            && let Some(row) = self.calls.iter_mut().find(|c| c.call_id == *id)
+        {
+            if bad {
+                row.network = Some(d.diagnostic);
+            } else if row.network == Some(d.diagnostic) {
+                row.network = None;
+            }
+        }
+        if bad {
+            self.notify(
+                Level::Error,
+                s::network_problem(d.diagnostic, d.message.as_deref()),
+            );
+        } else {
+            self.notify(Level::Info, s::network_recovered(d.diagnostic));
         }
     }
 

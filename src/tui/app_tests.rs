@@ -73,6 +73,7 @@ fn participant(name: &str, state: ParticipantState) -> Participant {
         is_muted: false,
         is_speaking: false,
         device: None,
+        service: false,
     }
 }
 
@@ -2787,6 +2788,7 @@ fn incoming_group_calls_and_calls_to_my_number_say_so() {
         is_muted: false,
         is_speaking: false,
         device: None,
+        service: false,
     };
     core(
         &mut a,
@@ -2801,4 +2803,38 @@ fn incoming_group_calls_and_calls_to_my_number_say_so() {
     assert_eq!(row.remote.len(), 1);
     assert_eq!(row.label(), "+15550101 (bob)");
     assert!(!row.group);
+}
+
+#[test]
+fn a_call_without_a_media_path_is_flagged_with_the_reason_until_it_recovers() {
+    use crate::core::diagnostics::{Diagnostic, DiagnosticChange, DiagnosticValue, Quality};
+    let mut a = app();
+    connected(&mut a);
+    outgoing(&mut a, "c1", "bob");
+    let change = |v: Quality, msg: Option<&str>| {
+        CoreEvent::NetworkDiagnosticChanged(DiagnosticChange {
+            call_id: Some("c1".into()),
+            diagnostic: Diagnostic::NetworkReconnect,
+            value: DiagnosticValue::Quality(v),
+            message: msg.map(str::to_string),
+        })
+    };
+    core(&mut a, change(Quality::Bad, Some("UDP is blocked")));
+    assert_eq!(row(&a, "c1").network, Some(Diagnostic::NetworkReconnect));
+    assert!(notice(&a).contains("UDP is blocked"), "{}", notice(&a));
+    assert!(notice(&a).starts_with("No media path"), "{}", notice(&a));
+    // Another diagnostic getting better does not clear this one.
+    core(
+        &mut a,
+        CoreEvent::NetworkDiagnosticChanged(DiagnosticChange {
+            call_id: Some("c1".into()),
+            diagnostic: Diagnostic::NetworkReceiveQuality,
+            value: DiagnosticValue::Quality(Quality::Good),
+            message: None,
+        }),
+    );
+    assert_eq!(row(&a, "c1").network, Some(Diagnostic::NetworkReconnect));
+    core(&mut a, change(Quality::Good, None));
+    assert_eq!(row(&a, "c1").network, None);
+    assert_eq!(notice(&a), "Media path restored");
 }

@@ -563,6 +563,44 @@ pub fn direction_arrow(d: Direction) -> &'static str {
 }
 
 pub const MUTED: &str = "muted";
+
+/// The short flag on a call's row while its network diagnostic is bad.
+pub fn network_flag(d: crate::core::diagnostics::Diagnostic) -> &'static str {
+    use crate::core::diagnostics::Diagnostic as D;
+    match d {
+        D::NetworkReconnect | D::NoNetwork => "⚠ no media path",
+        D::NetworkReceiveQuality => "⚠ no sound in",
+        D::NetworkSendQuality => "⚠ no sound out",
+        D::NetworkRelaysNotReachable => "⚠ no relay",
+    }
+}
+
+/// The notice when a network diagnostic turns bad, with its reason.
+pub fn network_problem(d: crate::core::diagnostics::Diagnostic, why: Option<&str>) -> String {
+    use crate::core::diagnostics::Diagnostic as D;
+    let what = match d {
+        D::NetworkReconnect => "No media path",
+        D::NoNetwork => "No network",
+        D::NetworkReceiveQuality => "No sound is arriving",
+        D::NetworkSendQuality => "Your sound is not getting through",
+        D::NetworkRelaysNotReachable => "No TURN relay reachable",
+    };
+    match why {
+        Some(w) => format!("{what}: {w}"),
+        None => what.to_string(),
+    }
+}
+
+/// The notice when a network problem is over.
+pub fn network_recovered(d: crate::core::diagnostics::Diagnostic) -> String {
+    use crate::core::diagnostics::Diagnostic as D;
+    match d {
+        D::NetworkReconnect | D::NoNetwork => "Media path restored".into(),
+        D::NetworkReceiveQuality => "Sound is arriving again".into(),
+        D::NetworkSendQuality => "Your sound is getting through again".into(),
+        D::NetworkRelaysNotReachable => "A TURN relay is reachable again".into(),
+    }
+}
 pub const SPEAKING: &str = "speaking";
 
 // Status line.

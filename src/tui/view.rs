@@ -323,6 +323,9 @@ fn call_flags(app: &App, c: &CallRow) -> Line<'static> {
         }
         flags.push(span);
     };
+    if let Some(d) = c.network {
+        push(Span::styled(s::network_flag(d), t.warn()));
+    }
     if c.muted {
         push(Span::styled(s::MUTED, t.warn()));
     }

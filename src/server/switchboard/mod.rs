@@ -287,6 +287,7 @@ impl Party {
             is_muted: self.muted,
             is_speaking: self.speaking && !self.muted,
             device: None,
+            service: self.kind == PartyKind::Voicemail,
         }
     }
 
