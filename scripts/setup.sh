@@ -3,12 +3,12 @@
 #   scripts/setup.sh          build dependencies (C toolchain bits for Opus, ALSA headers)
 #   scripts/setup.sh --test   plus what the tests use (PulseAudio, espeak-ng, sox, tmux, and for
 #                             the network-namespace lab in tests/common/netlab.rs: iproute2,
-#                             nftables, coturn, openssl, python3)
+#                             nftables, coturn, openssl)
 set -euo pipefail
 
 pkgs=(pkg-config cmake clang libasound2-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(pulseaudio pulseaudio-utils espeak-ng sox tmux iproute2 nftables coturn openssl python3)
+  pkgs+=(pulseaudio pulseaudio-utils espeak-ng sox tmux iproute2 nftables coturn openssl)
 fi
 
 missing=()
@@ -23,17 +23,19 @@ if ((${#missing[@]})); then
   # Packages with a daemon (coturn) must not start it: the tests run their own turnserver inside
   # network namespaces, and nothing may listen in the root namespace. policy-rc.d answering 101
   # is Debian's way to tell maintainer scripts "do not start services"; keep one that exists.
-  policy=/usr/sbin/policy-rc.d
-  made_policy=""
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    made_policy=1
+  # (This file is sourced by scripts/test.sh and .ci/run: the setup_ names keep out of their way.)
+  setup_policy=/usr/sbin/policy-rc.d
+  setup_made_policy=""
+  if [[ ! -e $setup_policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$setup_policy" >/dev/null
+    $SUDO chmod 755 "$setup_policy"
+    setup_made_policy=1
   fi
-  status=0
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null || status=$?
-  if [[ -n $made_policy ]]; then $SUDO rm -f "$policy"; fi
-  if ((status)); then exit "$status"; fi
+  setup_status=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null || setup_status=$?
+  if [[ -n $setup_made_policy ]]; then $SUDO rm -f "$setup_policy"; fi
+  if ((setup_status)); then exit "$setup_status"; fi
+  unset setup_policy setup_made_policy setup_status
 fi
 
 # Never leave a system-wide TURN server running or enabled (see above).
