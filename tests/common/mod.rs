@@ -1,6 +1,9 @@
-//! Helpers for tests that run real processes: a switchboard and agents over loopback, speech
-//! files made with espeak-ng, and the audio measurements the assertions use.
+//! Helpers for tests that run real processes: a switchboard and agents over loopback (or on lab
+//! hosts, see [`netlab`]), speech files made with espeak-ng, and the audio measurements the
+//! assertions use.
 #![allow(dead_code)]
+
+pub mod netlab;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{IpAddr, SocketAddr};
