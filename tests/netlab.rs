@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::netlab::{
     Attachment, Background, Coturn, Host, Lab, TurnCredentials, namespace_exists,
 };
+use common::{Agent, BIN, Server, tempdir};
 
 /// How long we wait for a packet that should not arrive.
 const SHORT: Duration = Duration::from_millis(500);
@@ -670,4 +671,57 @@ fn a_new_lab_removes_namespaces_left_by_dead_test_processes() {
     }
     let _lab = Lab::new();
     assert!(!namespace_exists(&stale), "{stale} was left behind");
+}
+
+/// The inode of a network namespace, as `/proc/PID/ns/net` names it ("net:[INODE]").
+fn netns_inode_of_pid(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn netns_inode_of(host: &Host) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = std::fs::metadata(format!("/run/netns/{}", host.ns))
+        .unwrap()
+        .ino();
+    format!("net:[{ino}]")
+}
+
+#[test]
+fn a_switchboard_and_an_agent_run_on_lab_hosts_and_die_with_their_handles() {
+    let mut lab = Lab::new();
+    let sb = lab.host("sb");
+    let home = lab.natted_host("home");
+    let dir = tempdir();
+    let server = Server::start_with(lab.cmd(&sb, BIN), dir.path(), &format!("{}:0", sb.ip), &[]);
+    assert_eq!(server.addr.ip(), std::net::IpAddr::V4(sb.ip));
+    assert_eq!(server.url, server.url_at(sb.public_ip));
+    let token = server.token("alice");
+    let agent = Agent::start_with(
+        lab.cmd(&home, BIN),
+        &server.url,
+        None,
+        &[
+            "--token",
+            &token,
+            "--mic",
+            "silence",
+            "--speaker",
+            "silence",
+        ],
+    )
+    .connected();
+    let (spid, apid) = (server.pid(), agent.pid());
+    assert_eq!(netns_inode_of_pid(spid), netns_inode_of(&sb));
+    assert_eq!(netns_inode_of_pid(apid), netns_inode_of(&home));
+    drop(agent);
+    drop(server);
+    for pid in [spid, apid] {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} outlived its handle"
+        );
+    }
 }

@@ -92,6 +92,30 @@ impl Server {
         Server::start(dir, &["--dev"])
     }
 
+    /// A sign-in token for `user`, valid for an hour (`dialtone token issue` on this
+    /// switchboard's data dir). Agents on lab hosts need one: `--dev` admits loopback only.
+    pub fn token(&self, user: &str) -> String {
+        let out = Command::new(BIN)
+            .args([
+                "token",
+                "issue",
+                "--user",
+                user,
+                "--ttl",
+                "1h",
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .output()
+            .expect("dialtone token issue runs");
+        assert!(
+            out.status.success(),
+            "dialtone token issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     /// Its URL at another address with the same port: where clients reach it through NAT, e.g.
     /// `server.url_at(host.public_ip)` for a switchboard on a 1:1 NAT host.
     pub fn url_at(&self, ip: impl Into<IpAddr>) -> String {

@@ -36,16 +36,41 @@
 //! IPv6 is off in every lab namespace: an IPv4-only world with one address per host keeps ICE
 //! candidates predictable.
 //!
+//! Routers forward (`ip_forward=1`); the backbone forwards everything between its links. The
+//! NAT kinds are in [`Attachment`]; [`Lab::block_udp`] turns a host's first-hop router into a
+//! TCP-only firewall.
+//!
 //! # Running things on a host
 //!
 //! - A process: [`Lab::cmd`] gives a [`Command`] that runs the program inside the host's
 //!   namespace (`ip netns exec NS PROGRAM`, which execs, so the child's pid is the program's and
 //!   killing the child kills the program). `Server::start_with` and `Agent::start_with` in
-//!   `tests/common/mod.rs` take such a command: `Server::start_with(lab.cmd(&host, BIN), ...)`.
+//!   `tests/common/mod.rs` take such a command:
+//!
+//!   ```ignore
+//!   let mut lab = Lab::new();
+//!   let (sb, home) = (lab.host("sb"), lab.natted_host("home"));
+//!   let server = Server::start_with(lab.cmd(&sb, BIN), dir, &format!("{}:0", sb.ip), &[]);
+//!   // `--dev` admits loopback clients only: agents on lab hosts sign in with a token.
+//!   let token = server.token("alice");
+//!   let alice = Agent::start_with(lab.cmd(&home, BIN), &server.url, None,
+//!       &["--token", &token, "--mic", "silence", "--speaker", "silence"]).connected();
+//!   ```
+//!
+//!   A switchboard on a [`Lab::one_to_one_nat_host`] listens on its private `ip` and is reached
+//!   at `server.url_at(host.public_ip)`. Helpers other than dialtone: [`Background`] kills them
+//!   on drop.
 //! - A socket in the test itself: [`Lab::run_in`] runs a closure on a thread that has entered the
 //!   host's namespace. Sockets stay in the namespace they were made in, so a socket made there
 //!   can be returned and used from any thread:
 //!   `let l = lab.run_in(&b, move || TcpListener::bind((b_ip, 0))).unwrap();`.
+//!   Mind that a blocking receive on a socket with a read timeout can fail with
+//!   `ErrorKind::Interrupted` (EINTR) now and then on this machine: retry on it.
+//! - A TURN server: [`Coturn::start`], credentials from [`Coturn::credentials`] or
+//!   [`TurnCredentials`].
+//!
+//! When something does not get through, [`Lab::dump`] shows every namespace's addresses, routes,
+//! interface counters, sockets and nftables rules (with the NAT's and the block's drops).
 //!
 //! # Teardown
 //!
@@ -241,10 +266,11 @@ impl Lab {
                              type filter hook forward priority filter; policy drop;
                              ct state established,related accept
                              iifname \"lan\" oifname \"wan\" accept
+                             counter drop
                            }}
                            chain input {{
                              type filter hook input priority filter; policy accept;
-                             iifname \"wan\" ct state != {{ established, related }} drop
+                             iifname \"wan\" ct state != {{ established, related }} counter drop
                            }}
                          }}"
                     )
@@ -291,16 +317,16 @@ impl Lab {
                 "table inet {table} {{
                    chain forward {{
                      type filter hook forward priority filter - 10; policy accept;
-                     iifname \"{i}\" meta l4proto != {{ tcp, icmp }} drop
-                     oifname \"{i}\" meta l4proto != {{ tcp, icmp }} drop
+                     iifname \"{i}\" meta l4proto != {{ tcp, icmp }} counter drop
+                     oifname \"{i}\" meta l4proto != {{ tcp, icmp }} counter drop
                    }}
                    chain input {{
                      type filter hook input priority filter - 10; policy accept;
-                     iifname \"{i}\" meta l4proto != {{ tcp, icmp }} drop
+                     iifname \"{i}\" meta l4proto != {{ tcp, icmp }} counter drop
                    }}
                    chain output {{
                      type filter hook output priority filter - 10; policy accept;
-                     oifname \"{i}\" meta l4proto != {{ tcp, icmp }} drop
+                     oifname \"{i}\" meta l4proto != {{ tcp, icmp }} counter drop
                    }}
                  }}"
             ),
@@ -324,7 +350,8 @@ impl Lab {
     }
 
     /// A snapshot of the lab's state for failure messages: per namespace, its addresses, routes,
-    /// nftables ruleset (with counters) and the processes in it.
+    /// interface counters, sockets, nftables ruleset (the drop rules count what they dropped) and
+    /// the processes in it.
     pub fn dump(&self) -> String {
         let mut out = String::new();
         for ns in &self.namespaces {
@@ -332,7 +359,7 @@ impl Lab {
             for args in [
                 &["ip", "-br", "addr"][..],
                 &["ip", "route"],
-                &["ip", "-s", "-s", "-o", "link"],
+                &["ip", "-s", "link"],
                 &["ss", "-uatnp"],
                 &["nft", "list", "ruleset"],
             ] {
