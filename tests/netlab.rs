@@ -654,7 +654,9 @@ fn a_new_lab_removes_namespaces_left_by_dead_test_processes() {
         .trim()
         .parse()
         .unwrap();
-    let stale = format!("dtl-{dead}-0-net");
+    // Our own pid in the lab-number field keeps concurrent test processes from making the same
+    // name (cleanup only reads the pid field).
+    let stale = format!("dtl-{dead}-{}-net", std::process::id());
     // Any Lab::new running meanwhile (other tests, other test processes) may remove it even
     // while `ip netns add` is still making it: that is the cleanup working, so just try again.
     let mut attempts = 0;
