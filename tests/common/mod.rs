@@ -1,8 +1,12 @@
-//! Helpers for tests that run real processes: a switchboard and agents over loopback, speech
-//! files made with espeak-ng, and the audio measurements the assertions use.
+//! Helpers for tests that run real processes: a switchboard and agents over loopback (or on lab
+//! hosts, see [`netlab`]), speech files made with espeak-ng, and the audio measurements the
+//! assertions use.
 #![allow(dead_code)]
 
+pub mod netlab;
+
 use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -12,17 +16,32 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dialtone");
 
+/// How long a switchboard may take to print its "listening on" line.
+const SERVER_START: Duration = Duration::from_secs(30);
+
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The address it printed ("listening on ADDR").
+    pub addr: SocketAddr,
     pub data_dir: PathBuf,
 }
 
 impl Server {
+    /// `dialtone serve` on 127.0.0.1 (a free port), data in `dir/switchboard`.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with(Command::new(BIN), dir, "127.0.0.1:0", extra)
+    }
+
+    /// `dialtone serve --listen LISTEN --data-dir DIR/switchboard EXTRA...` from `cmd`, a
+    /// command for [`BIN`] without arguments yet: `Command::new(BIN)`, or `lab.cmd(&host, BIN)`
+    /// to run it on a lab host (then listen on `"{host.ip}:0"`; `--dev` only admits loopback
+    /// clients, so agents on other hosts need tokens). Waits (bounded) for the address line; kills
+    /// the process on drop.
+    pub fn start_with(mut cmd: Command, dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let data_dir = dir.join("switchboard");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut child = cmd
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(&data_dir)
             .args(extra)
             .env(
@@ -33,24 +52,74 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("dialtone serve starts");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line
+        // Read the first line on a thread, so that a switchboard that never prints cannot hang
+        // the test. The pipe closes after that line, as it always did.
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = out;
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(SERVER_START) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("dialtone serve printed no address within {SERVER_START:?}");
+            }
+        };
+        let Some(addr) = line
             .split("listening on ")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+        else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("no address in {line:?} from dialtone serve (exit: {status:?})");
+        };
         Server {
             child,
             url: format!("ws://{addr}"),
+            addr,
             data_dir,
         }
     }
 
     pub fn dev(dir: &Path) -> Server {
         Server::start(dir, &["--dev"])
+    }
+
+    /// A sign-in token for `user`, valid for an hour (`dialtone token issue` on this
+    /// switchboard's data dir). Agents on lab hosts need one: `--dev` admits loopback only.
+    pub fn token(&self, user: &str) -> String {
+        let out = Command::new(BIN)
+            .args([
+                "token",
+                "issue",
+                "--user",
+                user,
+                "--ttl",
+                "1h",
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .output()
+            .expect("dialtone token issue runs");
+        assert!(
+            out.status.success(),
+            "dialtone token issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Its URL at another address with the same port: where clients reach it through NAT, e.g.
+    /// `server.url_at(host.public_ip)` for a switchboard on a 1:1 NAT host.
+    pub fn url_at(&self, ip: impl Into<IpAddr>) -> String {
+        format!("ws://{}", SocketAddr::new(ip.into(), self.addr.port()))
     }
 
     pub fn pid(&self) -> u32 {
@@ -87,7 +156,13 @@ impl Agent {
     }
 
     pub fn start_url(url: &str, user: Option<&str>, args: &[&str]) -> Agent {
-        let mut cmd = Command::new(BIN);
+        Agent::start_with(Command::new(BIN), url, user, args)
+    }
+
+    /// `dialtone agent --server URL [--user USER] ARGS...` from `cmd`, a command for [`BIN`]
+    /// without arguments yet: `Command::new(BIN)`, or `lab.cmd(&host, BIN)` to run it on a lab
+    /// host. Its stdout is read as JSON lines; the process is killed on drop.
+    pub fn start_with(mut cmd: Command, url: &str, user: Option<&str>, args: &[&str]) -> Agent {
         cmd.args(["agent", "--server", url]);
         if let Some(u) = user {
             cmd.args(["--user", u]);
