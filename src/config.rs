@@ -46,6 +46,13 @@ pub struct SwitchboardConfig {
     pub data_dir: Option<PathBuf>,
     /// Phone numbers (E.164) the switchboard gives its users: `"+15550100" = "alice"`.
     pub numbers: std::collections::BTreeMap<String, String>,
+    /// PEM certificate chain and key: with both, the switchboard serves wss:// (TLS).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Browser origins (scheme://host[:port]) allowed to open a WebSocket.
+    pub allowed_origins: Vec<String>,
+    /// Serve plain ws:// on an address that is not loopback anyway.
+    pub insecure_plain_ws: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -77,6 +84,10 @@ impl Default for SwitchboardConfig {
             voicemail_max_secs: 120,
             data_dir: None,
             numbers: Default::default(),
+            tls_cert: None,
+            tls_key: None,
+            allowed_origins: Vec::new(),
+            insecure_plain_ws: false,
         }
     }
 }
@@ -168,6 +179,14 @@ impl Config {
                 "key server = {s:?}: must start with ws:// or wss://"
             ));
         }
+        crate::server::listener::Origins::new(&self.switchboard.allowed_origins)
+            .map_err(|e| format!("key switchboard.allowed_origins: {e}"))?;
+        if self.switchboard.tls_cert.is_some() != self.switchboard.tls_key.is_some() {
+            return Err(
+                "keys switchboard.tls_cert and switchboard.tls_key go together: set both or neither"
+                    .into(),
+            );
+        }
         self.tui.validate()?;
         Ok(())
     }
@@ -256,5 +275,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("http://x"), "{e}");
+        let e = Config::parse("[switchboard]\nallowed_origins = [\"evil.example\"]\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("switchboard.allowed_origins") && e.contains("evil.example"),
+            "{e}"
+        );
+        let e = Config::parse("[switchboard]\ntls_cert = \"c.pem\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls_key"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ use dialtone::config::{self, Config};
 use dialtone::devices::DeviceSpec;
 use dialtone::engine::{self, EngineOptions};
 use dialtone::media::peer::MediaConfig;
+use dialtone::server::listener::TransportOptions;
 use dialtone::server::{self, ServeOptions};
 
 #[derive(Parser)]
@@ -129,6 +130,19 @@ struct ServeArgs {
     /// Longest voicemail message, in seconds.
     #[arg(long)]
     voicemail_max: Option<u64>,
+    /// PEM certificate chain: with --tls-key, serve wss:// (TLS) on the one port.
+    #[arg(long, value_name = "CERT.pem")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "KEY.pem")]
+    tls_key: Option<PathBuf>,
+    /// A browser origin (scheme://host[:port]) allowed to open a WebSocket; repeatable. Requests
+    /// with any other Origin header get 403.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Serve plain ws:// on an address that is not loopback anyway (unencrypted; logs a warning).
+    #[arg(long)]
+    insecure_plain_ws: bool,
 }
 
 #[derive(Args)]
@@ -265,13 +279,30 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
                 .max(1),
         ),
         numbers: cfg.switchboard.numbers.clone(),
+        transport: TransportOptions {
+            tls_cert: a.tls_cert.or(cfg.switchboard.tls_cert.clone()),
+            tls_key: a.tls_key.or(cfg.switchboard.tls_key.clone()),
+            allowed_origins: cfg
+                .switchboard
+                .allowed_origins
+                .iter()
+                .chain(&a.allow_origin)
+                .cloned()
+                .collect(),
+            insecure_plain_ws: a.insecure_plain_ws || cfg.switchboard.insecure_plain_ws,
+        },
     };
     let handle = server::serve(opts.clone()).await?;
     // The contract: one line naming the address, once connections are accepted.
     println!(
-        "dialtone switchboard listening on {} (data in {}{})",
+        "dialtone switchboard listening on {} (data in {}{}{})",
         handle.addr,
         opts.data_dir.display(),
+        if opts.transport.tls_cert.is_some() {
+            ", wss"
+        } else {
+            ""
+        },
         if opts.dev { ", dev mode" } else { "" }
     );
     tokio::select! {

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, WebSocketConfig, frame::coding::CloseCode,
 };
 
+use super::listener::{self, Front, TransportOptions, Upgraded};
 use super::relay::{self, RelayMsg, RelayStats};
 use super::store::{Store, load_or_create_key};
 use super::switchboard::{ConnId, Input, Output, StoreOp, Switchboard, SwitchboardConfig};
@@ -37,6 +38,8 @@ pub struct ServeOptions {
     pub voicemail_max: Duration,
     /// Numbers from the config file (E.164 -> user name), written to the database at start.
     pub numbers: BTreeMap<String, String>,
+    /// TLS, allowed origins, plain ws:// off loopback (`listener.rs`).
+    pub transport: TransportOptions,
 }
 
 /// A running switchboard (used by `serve`, the embedded default and tests).
@@ -123,6 +126,21 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         key,
         startup,
     );
+    // Frames up to 1 MiB reach the core, which refuses anything over MAX_FRAME_BYTES with an
+    // error and keeps the connection; larger ones end it at the WebSocket layer.
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20));
+    let front = Front::new(&opts.transport, ws_config)?;
+    match listener::listen_policy(
+        opts.listen,
+        front.is_tls(),
+        opts.transport.insecure_plain_ws,
+    ) {
+        Ok(None) => {}
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Err(refusal) => anyhow::bail!(refusal),
+    }
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;
@@ -147,7 +165,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     tokio::spawn(relay::run(relay_rx, stats.clone()));
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
-    tokio::spawn(accept_loop(listener, ev_tx.clone()));
+    tokio::spawn(accept_loop(listener, Arc::new(front), ev_tx.clone()));
     tokio::spawn(watch_revocations(db_path, plan, ev_tx.clone()));
     let media_cfg = MediaConfig {
         receive_slots: crate::media::peer::DEFAULT_SLOTS,
@@ -170,7 +188,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     Ok(ServerHandle { addr, stats, task })
 }
 
-async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>) {
+async fn accept_loop(
+    listener: TcpListener,
+    front: Arc<Front>,
+    ev_tx: mpsc::UnboundedSender<Event>,
+) {
     let mut next: ConnId = 1;
     loop {
         match listener.accept().await {
@@ -178,7 +200,14 @@ async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>)
                 let conn = next;
                 next += 1;
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection(conn, stream, peer, ev_tx.clone()));
+                let (front, ev_tx) = (front.clone(), ev_tx.clone());
+                // TLS and the HTTP request run in the connection's own task (with a timeout):
+                // a slow or silent client never holds up the next accept.
+                tokio::spawn(async move {
+                    if let Some(up) = listener::accept(front, stream, peer).await {
+                        connection(conn, up, ev_tx).await;
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -188,30 +217,14 @@ async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>)
     }
 }
 
-async fn connection(
-    conn: ConnId,
-    stream: TcpStream,
-    peer: SocketAddr,
-    ev_tx: mpsc::UnboundedSender<Event>,
-) {
-    // Frames up to 1 MiB reach the core, which refuses anything over MAX_FRAME_BYTES with an
-    // error and keeps the connection; larger ones end it at the WebSocket layer.
-    let cfg = WebSocketConfig::default()
-        .max_message_size(Some(1 << 20))
-        .max_frame_size(Some(1 << 20));
-    let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(cfg)).await {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::debug!(%peer, "WebSocket handshake failed: {e}");
-            return;
-        }
-    };
+async fn connection(conn: ConnId, up: Upgraded, ev_tx: mpsc::UnboundedSender<Event>) {
+    let Upgraded { ws, loopback } = up;
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     let _ = ev_tx.send(Event::NewConn {
         conn,
         tx: tx.clone(),
-        loopback: peer.ip().is_loopback(),
+        loopback,
     });
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {

@@ -496,6 +496,8 @@ async fn local_switchboard(local: &Local) -> anyhow::Result<(String, Option<Serv
         media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         voicemail_max: local.voicemail_max,
         numbers: local.numbers.clone(),
+        // Loopback and plain: the embedded switchboard is for this machine only.
+        transport: Default::default(),
     };
     match server::serve(opts).await {
         Ok(h) => {
