@@ -14,8 +14,12 @@ pub struct Config {
     pub token: Option<String>,
     /// Shown to your other devices. Default: the host name.
     pub device_name: Option<String>,
-    /// ws://host:port of the switchboard. Default: the embedded one on the default port.
+    /// ws://host:port or wss://host:port of the switchboard. Default: the embedded one on the
+    /// default port.
     pub server: Option<String>,
+    /// A PEM file of CA certificates trusted for wss:// besides the system's (a private CA, or a
+    /// self-signed switchboard certificate).
+    pub ca_file: Option<PathBuf>,
     /// Accept transfer requests without asking.
     pub auto_accept_transfers: bool,
     /// One of your numbers (E.164), shown when you call or add a number (alternateCallerId).
@@ -242,6 +246,8 @@ mod tests {
         assert!(full.token.is_some() && full.device_name.is_some() && full.server.is_some());
         assert_eq!(full.caller_id.as_deref(), Some("+15550100"));
         assert!(!full.tui.keys.0.is_empty());
+        assert!(full.ca_file.is_some());
+        assert!(full.switchboard.tls_cert.is_some() && full.switchboard.tls_key.is_some());
     }
 
     #[test]

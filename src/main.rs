@@ -33,10 +33,15 @@ struct Cli {
 /// Who this device is and what it uses: shared by the softphone and the agent.
 #[derive(Args)]
 struct EndpointArgs {
-    /// Switchboard URL, e.g. ws://host:7450. Default: `server` from the config, else a switchboard
-    /// on this machine (the softphone starts one in-process when none is running).
+    /// Switchboard URL, e.g. wss://host:7450 (or ws:// on this machine). Default: `server` from
+    /// the config, else a switchboard on this machine (the softphone starts one in-process when
+    /// none is running).
     #[arg(long)]
     server: Option<String>,
+    /// Extra CA certificates (PEM) to trust for wss://, besides the system's: a private CA or a
+    /// self-signed switchboard certificate. Default: `ca_file` from the config.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Who you are. Default: `user` from the config, else the OS user.
     #[arg(long)]
     user: Option<String>,
@@ -205,6 +210,7 @@ fn main() -> anyhow::Result<()> {
             let t = cli.tui;
             let opts = dialtone::tui::TuiOptions {
                 server: t.endpoint.server,
+                ca_file: t.endpoint.ca,
                 user: t.endpoint.user,
                 token: t.endpoint.token,
                 device_name: t.endpoint.device_name,
@@ -330,6 +336,7 @@ async fn agent(cfg: Config, args: AgentArgs) -> anyhow::Result<()> {
     let user = a.user.or(cfg.user.clone()).or_else(os_user);
     let opts = EngineOptions {
         server,
+        ca_file: a.ca.or(cfg.ca_file.clone()),
         user,
         token: a.token.or(cfg.token.clone()),
         device_name: a

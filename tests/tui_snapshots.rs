@@ -139,6 +139,7 @@ fn connected(app: &mut App) {
             old: ConnectionState::Disconnected,
             new: ConnectionState::Connected,
             reason: None,
+            message: None,
         },
     );
 }

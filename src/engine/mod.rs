@@ -7,6 +7,7 @@
 //! capture and playout on and off.
 
 mod signaling;
+pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -27,8 +28,10 @@ use signaling::{SigEvent, Signaling};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// ws://host:port of the switchboard.
+    /// ws://host:port or wss://host:port of the switchboard.
     pub server: String,
+    /// Extra CA certificates (PEM) trusted for wss://, besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
     pub user: Option<String>,
     pub token: Option<String>,
     pub device_name: String,
@@ -230,6 +233,7 @@ enum Event {
 pub fn start(
     opts: EngineOptions,
 ) -> anyhow::Result<(EngineHandle, mpsc::UnboundedReceiver<EngineEvent>)> {
+    let tls = tls::client_config_for(&opts.server, opts.ca_file.as_deref())?;
     let (audio_tx, audio_rx) = mpsc::unbounded_channel();
     let (audio, frames) =
         AudioEngine::start(&opts.mic, &opts.speaker, audio_tx).context("starting audio devices")?;
@@ -244,7 +248,7 @@ pub fn start(
     core.set_auto_answer(opts.auto_answer);
     core.set_auto_accept_transfers(opts.auto_accept_transfers);
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
-    let signaling = Signaling::start(opts.server.clone(), sig_tx);
+    let signaling = Signaling::start(opts.server.clone(), tls, sig_tx);
     let driver = Driver {
         core,
         audio: Some(audio),
@@ -336,6 +340,10 @@ impl Driver {
                 Event::Signaling(SigEvent::Down) => {
                     self.drop_media().await;
                     self.core.handle_input(Input::TransportDown, now());
+                }
+                Event::Signaling(SigEvent::Failed(why)) => {
+                    self.drop_media().await;
+                    self.core.handle_input(Input::TransportFailed(why), now());
                 }
                 Event::Signaling(SigEvent::Message(m)) => {
                     self.core.handle_input(Input::Server(m), now())

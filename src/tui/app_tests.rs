@@ -83,6 +83,7 @@ fn connected(app: &mut App) {
             old: ConnectionState::Disconnected,
             new: ConnectionState::Connected,
             reason: None,
+            message: None,
         },
     );
 }
@@ -171,6 +172,7 @@ fn connection_state_and_reason() {
             old: ConnectionState::Connected,
             new: ConnectionState::Disconnected,
             reason: Some(DisconnectReason::InvalidToken),
+            message: None,
         },
     );
     assert_eq!(
