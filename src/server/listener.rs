@@ -83,7 +83,7 @@ pub fn listen_policy(
     tls: bool,
     insecure_plain_ws: bool,
 ) -> Result<Option<String>, String> {
-    if tls || addr.ip().is_loopback() {
+    if tls || addr.ip().to_canonical().is_loopback() {
         return Ok(None);
     }
     if insecure_plain_ws {
@@ -234,7 +234,8 @@ pub fn forwarded_by_proxy(headers: &HeaderMap) -> bool {
 
 /// Whether `--dev` may treat the client as being on this machine.
 pub fn is_loopback(peer: SocketAddr, headers: &HeaderMap) -> bool {
-    peer.ip().is_loopback() && !forwarded_by_proxy(headers)
+    // A dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1.
+    peer.ip().to_canonical().is_loopback() && !forwarded_by_proxy(headers)
 }
 
 // ---- the accept path ---------------------------------------------------------------------------
@@ -576,6 +577,7 @@ mod tests {
         let mut h = HeaderMap::new();
         assert!(is_loopback(peer, &h));
         assert!(!is_loopback("192.0.2.7:5000".parse().unwrap(), &h));
+        assert!(is_loopback("[::ffff:127.0.0.1]:5000".parse().unwrap(), &h));
         for name in [
             "Forwarded",
             "X-Forwarded-For",
