@@ -14,8 +14,12 @@ pub struct Config {
     pub token: Option<String>,
     /// Shown to your other devices. Default: the host name.
     pub device_name: Option<String>,
-    /// ws://host:port of the switchboard. Default: the embedded one on the default port.
+    /// ws://host:port or wss://host:port of the switchboard. Default: the embedded one on the
+    /// default port.
     pub server: Option<String>,
+    /// A PEM file of CA certificates trusted for wss:// besides the system's (a private CA, or a
+    /// self-signed switchboard certificate).
+    pub ca_file: Option<PathBuf>,
     /// Accept transfer requests without asking.
     pub auto_accept_transfers: bool,
     /// One of your numbers (E.164), shown when you call or add a number (alternateCallerId).
@@ -52,6 +56,13 @@ pub struct SwitchboardConfig {
     pub public_ip: Option<std::net::IpAddr>,
     /// TURN relays for devices on networks that drop UDP.
     pub turn: TurnSettings,
+    /// PEM certificate chain and key: with both, the switchboard serves wss:// (TLS).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Browser origins (scheme://host[:port]) allowed to open a WebSocket.
+    pub allowed_origins: Vec<String>,
+    /// Serve plain ws:// on an address that is not loopback anyway.
+    pub insecure_plain_ws: bool,
 }
 
 /// `[switchboard.turn]`: the TURN servers devices are told about, and the secret shared with
@@ -110,6 +121,10 @@ impl Default for SwitchboardConfig {
             media_port: None,
             public_ip: None,
             turn: TurnSettings::default(),
+            tls_cert: None,
+            tls_key: None,
+            allowed_origins: Vec::new(),
+            insecure_plain_ws: false,
         }
     }
 }
@@ -221,6 +236,14 @@ impl Config {
                 "key server = {s:?}: must start with ws:// or wss://"
             ));
         }
+        crate::server::listener::Origins::new(&self.switchboard.allowed_origins)
+            .map_err(|e| format!("key switchboard.allowed_origins: {e}"))?;
+        if self.switchboard.tls_cert.is_some() != self.switchboard.tls_key.is_some() {
+            return Err(
+                "keys switchboard.tls_cert and switchboard.tls_key go together: set both or neither"
+                    .into(),
+            );
+        }
         self.tui.validate()?;
         Ok(())
     }
@@ -282,6 +305,8 @@ mod tests {
                 && full.switchboard.turn.secret.is_some()
                 && full.switchboard.turn.secret_file.is_some()
         );
+        assert!(full.ca_file.is_some());
+        assert!(full.switchboard.tls_cert.is_some() && full.switchboard.tls_key.is_some());
     }
 
     #[test]
@@ -333,5 +358,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("public_ip") && e.contains("a.b"), "{e}");
+        let e = Config::parse("[switchboard]\nallowed_origins = [\"evil.example\"]\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("switchboard.allowed_origins") && e.contains("evil.example"),
+            "{e}"
+        );
+        let e = Config::parse("[switchboard]\ntls_cert = \"c.pem\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls_key"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ use dialtone::config::{self, Config};
 use dialtone::devices::DeviceSpec;
 use dialtone::engine::{self, EngineOptions};
 use dialtone::media::net::ClientConfig;
+use dialtone::server::listener::TransportOptions;
 use dialtone::server::{self, ServeOptions};
 
 #[derive(Parser)]
@@ -32,10 +33,15 @@ struct Cli {
 /// Who this device is and what it uses: shared by the softphone and the agent.
 #[derive(Args)]
 struct EndpointArgs {
-    /// Switchboard URL, e.g. ws://host:7450. Default: `server` from the config, else a switchboard
-    /// on this machine (the softphone starts one in-process when none is running).
+    /// Switchboard URL, e.g. wss://host:7450 (or ws:// on this machine). Default: `server` from
+    /// the config, else a switchboard on this machine (the softphone starts one in-process when
+    /// none is running).
     #[arg(long)]
     server: Option<String>,
+    /// Extra CA certificates (PEM) to trust for wss://, besides the system's: a private CA or a
+    /// self-signed switchboard certificate. Default: `ca_file` from the config.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Who you are. Default: `user` from the config, else the OS user.
     #[arg(long)]
     user: Option<String>,
@@ -142,6 +148,19 @@ struct ServeArgs {
     /// File holding the secret shared with the TURN server (coturn's static-auth-secret).
     #[arg(long)]
     turn_secret_file: Option<PathBuf>,
+    /// PEM certificate chain: with --tls-key, serve wss:// (TLS) on the one port.
+    #[arg(long, value_name = "CERT.pem")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "KEY.pem")]
+    tls_key: Option<PathBuf>,
+    /// A browser origin (scheme://host[:port]) allowed to open a WebSocket; repeatable. Requests
+    /// with any other Origin header get 403.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Serve plain ws:// on an address that is not loopback anyway (unencrypted; logs a warning).
+    #[arg(long)]
+    insecure_plain_ws: bool,
 }
 
 #[derive(Args)]
@@ -204,6 +223,7 @@ fn main() -> anyhow::Result<()> {
             let t = cli.tui;
             let opts = dialtone::tui::TuiOptions {
                 server: t.endpoint.server,
+                ca_file: t.endpoint.ca,
                 user: t.endpoint.user,
                 token: t.endpoint.token,
                 device_name: t.endpoint.device_name,
@@ -283,14 +303,31 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
                 .max(1),
         ),
         numbers: cfg.switchboard.numbers.clone(),
+        transport: TransportOptions {
+            tls_cert: a.tls_cert.or(cfg.switchboard.tls_cert.clone()),
+            tls_key: a.tls_key.or(cfg.switchboard.tls_key.clone()),
+            allowed_origins: cfg
+                .switchboard
+                .allowed_origins
+                .iter()
+                .chain(&a.allow_origin)
+                .cloned()
+                .collect(),
+            insecure_plain_ws: a.insecure_plain_ws || cfg.switchboard.insecure_plain_ws,
+        },
     };
     let handle = server::serve(opts.clone()).await?;
     // The contract: one line naming the address, once connections are accepted.
     println!(
-        "dialtone switchboard listening on {} (media on udp {}; data in {}{})",
+        "dialtone switchboard listening on {} (media on udp {}; data in {}{}{})",
         handle.addr,
         media_summary(&handle.media_addrs),
         opts.data_dir.display(),
+        if opts.transport.tls_cert.is_some() {
+            ", wss"
+        } else {
+            ""
+        },
         if opts.dev { ", dev mode" } else { "" }
     );
     tokio::select! {
@@ -362,6 +399,7 @@ async fn agent(cfg: Config, args: AgentArgs) -> anyhow::Result<()> {
     let user = a.user.or(cfg.user.clone()).or_else(os_user);
     let opts = EngineOptions {
         server,
+        ca_file: a.ca.or(cfg.ca_file.clone()),
         user,
         token: a.token.or(cfg.token.clone()),
         device_name: a

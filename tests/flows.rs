@@ -1411,6 +1411,52 @@ fn racing_take_overs_have_one_winner_and_ended_calls_give_errors() {
     ));
 }
 
+#[test]
+fn a_transport_failure_is_reported_in_words_once_per_message() {
+    let mut n = Net::new();
+    let a = n.join("alice", "desk");
+    let failures = |n: &mut Net| -> Vec<(ConnectionState, Option<String>)> {
+        while let Some(o) = n.peers[a].core.poll_output() {
+            if let dialtone::core::Output::Event(e) = o {
+                n.peers[a].events.push(e);
+            }
+        }
+        n.peers[a]
+            .events
+            .drain(..)
+            .filter_map(|e| match e {
+                Event::ConnectionStateChanged {
+                    old,
+                    new: ConnectionState::Disconnected,
+                    reason: Some(DisconnectReason::ConnectionIssue),
+                    message,
+                } => Some((old, message)),
+                _ => None,
+            })
+            .collect()
+    };
+    failures(&mut n);
+    let now = n.now;
+    let core = &mut n.peers[a].core;
+    core.handle_input(Input::TransportDown, now);
+    let untrusted = "the switchboard's certificate is not trusted: UnknownIssuer".to_string();
+    core.handle_input(Input::TransportFailed(untrusted.clone()), now);
+    // Retries that fail the same way say nothing more; a new reason is reported.
+    core.handle_input(Input::TransportFailed(untrusted.clone()), now);
+    core.handle_input(Input::TransportDown, now);
+    core.handle_input(Input::TransportFailed(untrusted.clone()), now);
+    core.handle_input(Input::TransportFailed("expired".into()), now);
+    assert_eq!(
+        failures(&mut n),
+        vec![
+            (ConnectionState::Connected, None),
+            (ConnectionState::Disconnected, Some(untrusted)),
+            (ConnectionState::Disconnected, Some("expired".into())),
+        ]
+    );
+    assert_eq!(n.peers[a].core.connection(), ConnectionState::Disconnected);
+}
+
 /// A device on the network is offered the switchboard's media addresses it can reach (never
 /// loopback, the address it reached us on first) and TURN credentials in `welcome`; a device on
 /// this host gets loopback first.

@@ -140,6 +140,7 @@ fn connected(app: &mut App) {
             old: ConnectionState::Disconnected,
             new: ConnectionState::Connected,
             reason: None,
+            message: None,
         },
     );
 }
@@ -732,4 +733,49 @@ fn incoming_group_call_and_call_to_my_number() {
     incoming(&mut app, "n1", Some("+15550101"), false);
     let term = draw(&app, 80, 24);
     insta::assert_snapshot!("incoming_number_80x24", term.backend());
+}
+
+#[test]
+fn unencrypted_connection_off_this_machine_is_flagged() {
+    let text = |app: &App| {
+        let term = draw(app, 80, 24);
+        let buf = term.backend().buffer();
+        (0..buf.area.width)
+            .map(|x| buf[(x, 0)].symbol().to_string())
+            .collect::<String>()
+    };
+    // Loopback plain ws:// (the embedded switchboard): nothing to flag.
+    let mut app = new_app();
+    connected(&mut app);
+    assert!(!text(&app).contains("unencrypted"), "{}", text(&app));
+    // Plain ws:// to another host: flagged next to the connection state, which always shows.
+    app.server = "ws://192.0.2.10:7450".into();
+    app.embedded = false;
+    assert!(text(&app).contains("⚠ unencrypted"), "{}", text(&app));
+    let term = draw(&app, 80, 24);
+    insta::assert_snapshot!("unencrypted_80x24", term.backend());
+    // wss:// is not.
+    app.server = "wss://switchboard.example:7450".into();
+    assert!(!text(&app).contains("unencrypted"), "{}", text(&app));
+}
+
+#[test]
+fn a_tls_refusal_is_shown_in_words() {
+    let mut app = new_app();
+    app.server = "wss://switchboard.example:7450".into();
+    app.embedded = false;
+    ev(
+        &mut app,
+        Event::ConnectionStateChanged {
+            old: ConnectionState::Disconnected,
+            new: ConnectionState::Disconnected,
+            reason: Some(dialtone::core::DisconnectReason::ConnectionIssue),
+            message: Some(
+                "the switchboard's certificate is not trusted: UnknownIssuer (pass --ca FILE \
+                 to trust a private CA)"
+                    .into(),
+            ),
+        },
+    );
+    insta::assert_snapshot!("tls_refused_120x40", draw(&app, 120, 40).backend());
 }

@@ -486,11 +486,19 @@ pub fn call_json(c: &CallInfo) -> Value {
 pub fn event_json(e: &EngineEvent) -> Option<Value> {
     Some(match e {
         EngineEvent::Core(e) => match e {
-            Event::ConnectionStateChanged { old, new, reason } => {
+            Event::ConnectionStateChanged {
+                old,
+                new,
+                reason,
+                message,
+            } => {
                 let mut v =
                     json!({"event": "connectionStateChanged", "oldState": old, "newState": new});
                 if let Some(r) = reason {
                     v["reason"] = json!(r);
+                }
+                if let Some(m) = message {
+                    v["message"] = json!(m);
                 }
                 v
             }

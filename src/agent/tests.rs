@@ -104,6 +104,19 @@ fn events_render_as_the_contract_says() {
         v,
         json!({"event": "callStateChanged", "callId": "c", "state": "LocalHold"})
     );
+    let v = event_json(&EngineEvent::Core(Event::ConnectionStateChanged {
+        old: crate::core::ConnectionState::Disconnected,
+        new: crate::core::ConnectionState::Disconnected,
+        reason: Some(crate::core::DisconnectReason::ConnectionIssue),
+        message: Some("the switchboard's certificate is not trusted".into()),
+    }))
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "connectionStateChanged", "oldState": "Disconnected",
+               "newState": "Disconnected", "reason": "connectionIssue",
+               "message": "the switchboard's certificate is not trusted"})
+    );
 }
 
 #[tokio::test]

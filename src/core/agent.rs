@@ -135,6 +135,10 @@ pub enum Input {
     TransportUp,
     /// The transport closed. `rejected` carries the switchboard's refusal when it gave one.
     TransportDown,
+    /// The transport could not be opened for a reason the user has to act on, in words (the
+    /// switchboard's TLS certificate is not trusted, its name does not match, ...). The adapter
+    /// keeps retrying; each retry reports again, and only a new message is passed on.
+    TransportFailed(String),
     Server(ServerMessage),
     /// The endpoint's media connection was offered by the media adapter.
     MediaOfferReady {
@@ -185,6 +189,9 @@ pub enum Event {
         old: ConnectionState,
         new: ConnectionState,
         reason: Option<DisconnectReason>,
+        /// Why the connection cannot be made, in words, when the user can do something about it
+        /// (a TLS failure); None for an ordinary loss of the network or the switchboard.
+        message: Option<String>,
     },
     IncomingCall {
         call_id: String,
@@ -348,6 +355,9 @@ pub struct CallAgentCore {
     connection: ConnectionState,
     /// Set when the switchboard refused our token, so the close that follows is reported with it.
     refused_token: bool,
+    /// The last `TransportFailed` message reported, so retries do not repeat it; cleared at
+    /// sign-in.
+    failure: Option<String>,
     identity: Option<Identity>,
     calls: BTreeMap<String, Call>,
     outputs: VecDeque<Output>,
@@ -373,6 +383,7 @@ impl CallAgentCore {
             device_name,
             connection: ConnectionState::Disconnected,
             refused_token: false,
+            failure: None,
             identity: None,
             calls: BTreeMap::new(),
             outputs: VecDeque::new(),
@@ -741,6 +752,7 @@ impl CallAgentCore {
                 });
             }
             Input::TransportDown => self.transport_down(),
+            Input::TransportFailed(message) => self.transport_failed(message),
             Input::Server(msg) => self.handle_server(msg, now),
             Input::MediaOfferReady { sdp } => self.send(ClientMessage::MediaOffer { sdp }),
             Input::MediaConnected(up) => {
@@ -773,6 +785,7 @@ impl CallAgentCore {
             } => {
                 self.identity = Some(identity);
                 self.refused_token = false;
+                self.failure = None;
                 self.set_connection(ConnectionState::Connected, None);
                 self.diagnostics
                     .link_started(!ice_servers.is_empty(), now.mono);
@@ -1055,20 +1068,49 @@ impl CallAgentCore {
         } else {
             DisconnectReason::ConnectionIssue
         };
+        self.end_session();
+        if self.connection == ConnectionState::Connected || self.refused_token {
+            self.set_connection(ConnectionState::Disconnected, Some(reason));
+        }
+    }
+
+    /// Calls end with the connection; the identity is the switchboard's to give again.
+    fn end_session(&mut self) {
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for id in ids {
             self.end_call(&id, CallEndReason::CONNECTION_LOST);
         }
         self.identity = None;
-        if self.connection == ConnectionState::Connected || self.refused_token {
-            self.set_connection(ConnectionState::Disconnected, Some(reason));
+    }
+
+    /// Like a close, and the user hears why, once per distinct message however often the
+    /// adapter retries (`Disconnected` to `Disconnected` when it never got through).
+    fn transport_failed(&mut self, message: String) {
+        let repeat = self.connection == ConnectionState::Disconnected
+            && self.failure.as_ref() == Some(&message);
+        self.end_session();
+        if !repeat {
+            self.failure = Some(message.clone());
+            let old = self.connection;
+            self.connection = ConnectionState::Disconnected;
+            self.event(Event::ConnectionStateChanged {
+                old,
+                new: ConnectionState::Disconnected,
+                reason: Some(DisconnectReason::ConnectionIssue),
+                message: Some(message),
+            });
         }
     }
 
     fn set_connection(&mut self, new: ConnectionState, reason: Option<DisconnectReason>) {
         let old = self.connection;
         self.connection = new;
-        self.event(Event::ConnectionStateChanged { old, new, reason });
+        self.event(Event::ConnectionStateChanged {
+            old,
+            new,
+            reason,
+            message: None,
+        });
     }
 
     fn end_call(&mut self, call_id: &str, reason: CallEndReason) {

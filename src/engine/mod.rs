@@ -7,6 +7,7 @@
 //! capture and playout on and off.
 
 mod signaling;
+pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -28,8 +29,10 @@ use signaling::{SigEvent, Signaling};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// ws://host:port of the switchboard.
+    /// ws://host:port or wss://host:port of the switchboard.
     pub server: String,
+    /// Extra CA certificates (PEM) trusted for wss://, besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
     pub user: Option<String>,
     pub token: Option<String>,
     pub device_name: String,
@@ -233,6 +236,10 @@ enum Event {
 pub fn start(
     opts: EngineOptions,
 ) -> anyhow::Result<(EngineHandle, mpsc::UnboundedReceiver<EngineEvent>)> {
+    let tls = tls::client_config_for(&opts.server, opts.ca_file.as_deref())?;
+    let mut opts = opts;
+    // `turns:` relays are verified with the same trust as the switchboard.
+    opts.media.tls = tls.clone();
     let (audio_tx, audio_rx) = mpsc::unbounded_channel();
     let (audio, frames) =
         AudioEngine::start(&opts.mic, &opts.speaker, audio_tx).context("starting audio devices")?;
@@ -247,7 +254,7 @@ pub fn start(
     core.set_auto_answer(opts.auto_answer);
     core.set_auto_accept_transfers(opts.auto_accept_transfers);
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
-    let signaling = Signaling::start(opts.server.clone(), sig_tx);
+    let signaling = Signaling::start(opts.server.clone(), tls, sig_tx);
     let driver = Driver {
         core,
         audio: Some(audio),
@@ -344,6 +351,10 @@ impl Driver {
                 Event::Signaling(SigEvent::Down) => {
                     self.drop_media();
                     self.core.handle_input(Input::TransportDown, now());
+                }
+                Event::Signaling(SigEvent::Failed(why)) => {
+                    self.drop_media();
+                    self.core.handle_input(Input::TransportFailed(why), now());
                 }
                 Event::Signaling(SigEvent::Message(m)) => {
                     self.core.handle_input(Input::Server(m), now())
@@ -528,6 +539,16 @@ impl Driver {
                 }
                 Output::CreateMediaOffer { ice_servers } => {
                     let mut cfg = self.opts.media.clone();
+                    let secure_relay = ice_servers
+                        .iter()
+                        .flat_map(|s| &s.urls)
+                        .any(|u| u.starts_with("turns:"));
+                    if secure_relay && cfg.tls.is_none() {
+                        match tls::client_config(self.opts.ca_file.as_deref()) {
+                            Ok(t) => cfg.tls = Some(t),
+                            Err(e) => tracing::warn!("TLS for turns: relays: {e:#}"),
+                        }
+                    }
                     cfg.ice_servers = ice_servers;
                     let tx = internal_tx.clone();
                     tokio::spawn(async move {

@@ -1,10 +1,12 @@
 //! The signaling adapter: one WebSocket to the switchboard, reconnected with backoff. It turns
 //! frames into `SigEvent`s and `ClientMessage`s into frames; it decides nothing about calls.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::protocol::{ClientMessage, ErrorCode, ServerMessage, decode_server, encode};
@@ -13,6 +15,9 @@ use crate::protocol::{ClientMessage, ErrorCode, ServerMessage, decode_server, en
 pub enum SigEvent {
     Up,
     Down,
+    /// A connection attempt failed for a reason the user has to act on (TLS), in words; the
+    /// adapter retries all the same.
+    Failed(String),
     Message(ServerMessage),
     BadFrame(String),
 }
@@ -27,9 +32,14 @@ pub struct Signaling {
 }
 
 impl Signaling {
-    pub fn start(url: String, events: mpsc::UnboundedSender<SigEvent>) -> Signaling {
+    /// `tls` is the rustls config for wss:// URLs (see `tls.rs`).
+    pub fn start(
+        url: String,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        events: mpsc::UnboundedSender<SigEvent>,
+    ) -> Signaling {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(url, rx, events));
+        tokio::spawn(run(url, tls, rx, events));
         Signaling { tx }
     }
 
@@ -49,16 +59,38 @@ impl Signaling {
 
 async fn run(
     url: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
     mut cmds: mpsc::UnboundedReceiver<SigCmd>,
     events: mpsc::UnboundedSender<SigEvent>,
 ) {
     let mut backoff = Duration::from_millis(250);
+    // The last failure logged as an error; retries that fail the same way log at debug.
+    let mut last_failure: Option<String> = None;
     loop {
-        let ws = match tokio_tungstenite::connect_async(url.as_str()).await {
+        let connector = tls.clone().map(Connector::Rustls);
+        // No Origin header is sent (tungstenite adds none): the switchboard's origin check is
+        // for browsers.
+        let attempt =
+            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector)
+                .await;
+        let ws = match attempt {
             Ok((ws, _)) => ws,
             Err(e) => {
-                tracing::warn!(%url, "cannot reach the switchboard: {e}");
-                let _ = events.send(SigEvent::Down);
+                match super::tls::failure_message(&e, &url) {
+                    Some(why) => {
+                        if last_failure.as_ref() != Some(&why) {
+                            tracing::error!(%url, "cannot connect to the switchboard: {why}");
+                            last_failure = Some(why.clone());
+                        } else {
+                            tracing::debug!(%url, "cannot connect to the switchboard: {why}");
+                        }
+                        let _ = events.send(SigEvent::Failed(why));
+                    }
+                    None => {
+                        tracing::warn!(%url, "cannot reach the switchboard: {e}");
+                        let _ = events.send(SigEvent::Down);
+                    }
+                }
                 if wait_or_close(&mut cmds, backoff).await {
                     return;
                 }
@@ -66,10 +98,8 @@ async fn run(
                 continue;
             }
         };
-        if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
-            let _ = s.set_nodelay(true);
-        }
         backoff = Duration::from_millis(250);
+        last_failure = None;
         let _ = events.send(SigEvent::Up);
         let (mut sink, mut source) = ws.split();
         // A refusal of our credentials is final: retrying with the same token cannot succeed.

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, WebSocketConfig, frame::coding::CloseCode,
 };
 
+use super::listener::{self, Front, TransportOptions, Upgraded};
 use super::media::{Hub, HubCmd, HubEvent, MediaListen};
 use super::relay::RelayStats;
 use super::store::{Store, load_or_create_key};
@@ -41,6 +42,8 @@ pub struct ServeOptions {
     pub voicemail_max: Duration,
     /// Numbers from the config file (E.164 -> user name), written to the database at start.
     pub numbers: BTreeMap<String, String>,
+    /// TLS, allowed origins, plain ws:// off loopback (`listener.rs`).
+    pub transport: TransportOptions,
 }
 
 /// A running switchboard (used by `serve`, the embedded default and tests).
@@ -133,6 +136,21 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         key,
         startup,
     );
+    // Frames up to 1 MiB reach the core, which refuses anything over MAX_FRAME_BYTES with an
+    // error and keeps the connection; larger ones end it at the WebSocket layer.
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20));
+    let front = Front::new(&opts.transport, ws_config)?;
+    match listener::listen_policy(
+        opts.listen,
+        front.is_tls(),
+        opts.transport.insecure_plain_ws,
+    ) {
+        Ok(None) => {}
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Err(refusal) => anyhow::bail!(refusal),
+    }
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;
@@ -164,7 +182,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         }),
     );
     tokio::spawn(hub.run(hub_rx));
-    tokio::spawn(accept_loop(listener, ev_tx.clone()));
+    tokio::spawn(accept_loop(listener, Arc::new(front), ev_tx.clone()));
     tokio::spawn(watch_revocations(db_path, plan, ev_tx.clone()));
     let beep: Vec<f32> = (0..14_400)
         .map(|i| 0.3 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin())
@@ -187,7 +205,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     })
 }
 
-async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>) {
+async fn accept_loop(
+    listener: TcpListener,
+    front: Arc<Front>,
+    ev_tx: mpsc::UnboundedSender<Event>,
+) {
     let mut next: ConnId = 1;
     loop {
         match listener.accept().await {
@@ -195,7 +217,16 @@ async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>)
                 let conn = next;
                 next += 1;
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection(conn, stream, peer, ev_tx.clone()));
+                // The address of ours the device reached: its media is offered that one first.
+                let local = stream.local_addr().ok();
+                let (front, ev_tx) = (front.clone(), ev_tx.clone());
+                // TLS and the HTTP request run in the connection's own task (with a timeout):
+                // a slow or silent client never holds up the next accept.
+                tokio::spawn(async move {
+                    if let Some(up) = listener::accept(front, stream, peer).await {
+                        connection(conn, up, local, ev_tx).await;
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -207,29 +238,17 @@ async fn accept_loop(listener: TcpListener, ev_tx: mpsc::UnboundedSender<Event>)
 
 async fn connection(
     conn: ConnId,
-    stream: TcpStream,
-    peer: SocketAddr,
+    up: Upgraded,
+    local: Option<SocketAddr>,
     ev_tx: mpsc::UnboundedSender<Event>,
 ) {
-    // Frames up to 1 MiB reach the core, which refuses anything over MAX_FRAME_BYTES with an
-    // error and keeps the connection; larger ones end it at the WebSocket layer.
-    let local = stream.local_addr().ok();
-    let cfg = WebSocketConfig::default()
-        .max_message_size(Some(1 << 20))
-        .max_frame_size(Some(1 << 20));
-    let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(cfg)).await {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::debug!(%peer, "WebSocket handshake failed: {e}");
-            return;
-        }
-    };
+    let Upgraded { ws, loopback } = up;
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     let _ = ev_tx.send(Event::NewConn {
         conn,
         tx: tx.clone(),
-        loopback: peer.ip().is_loopback(),
+        loopback,
         local,
     });
     let writer = tokio::spawn(async move {

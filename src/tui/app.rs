@@ -2361,7 +2361,12 @@ impl App {
 
     fn core_event(&mut self, e: CoreEvent, out: &mut Vec<Action>) {
         match e {
-            CoreEvent::ConnectionStateChanged { new, reason, .. } => match new {
+            CoreEvent::ConnectionStateChanged {
+                new,
+                reason,
+                message,
+                ..
+            } => match new {
                 ConnectionState::Connected => {
                     if matches!(self.connection, Connection::Disconnected(_)) {
                         self.notify(Level::Info, s::RECONNECTED.into());
@@ -2369,7 +2374,11 @@ impl App {
                     self.connection = Connection::Connected;
                 }
                 ConnectionState::Disconnected => {
-                    self.notify(Level::Error, s::disconnected(reason));
+                    let text = match &message {
+                        Some(m) => s::cannot_connect(m),
+                        None => s::disconnected(reason),
+                    };
+                    self.notify(Level::Error, text);
                     self.connection = Connection::Disconnected(reason);
                 }
             },

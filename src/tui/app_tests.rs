@@ -84,6 +84,7 @@ fn connected(app: &mut App) {
             old: ConnectionState::Disconnected,
             new: ConnectionState::Connected,
             reason: None,
+            message: None,
         },
     );
 }
@@ -172,6 +173,7 @@ fn connection_state_and_reason() {
             old: ConnectionState::Connected,
             new: ConnectionState::Disconnected,
             reason: Some(DisconnectReason::InvalidToken),
+            message: None,
         },
     );
     assert_eq!(

@@ -39,8 +39,11 @@ use super::view;
 /// What the command line adds to the config. `None` means "use the config, then the default".
 #[derive(Debug, Clone, Default)]
 pub struct TuiOptions {
-    /// ws://host:port. Default: `server` from the config, else the embedded switchboard.
+    /// ws://host:port or wss://host:port. Default: `server` from the config, else the embedded
+    /// switchboard.
     pub server: Option<String>,
+    /// Extra CA certificates for wss://. Default: `ca_file` from the config.
+    pub ca_file: Option<PathBuf>,
     /// Default: `user` from the config, else the OS user.
     pub user: Option<String>,
     pub token: Option<String>,
@@ -350,6 +353,7 @@ struct Resolved {
     device_name: String,
     token: Option<String>,
     server: Option<String>,
+    ca_file: Option<PathBuf>,
     /// The switchboard on this machine, used when no server is configured.
     local: Local,
     data_dir: PathBuf,
@@ -410,6 +414,7 @@ impl Resolved {
                 .unwrap_or_else(host_name),
             token: o.token.or(cfg.token.clone()),
             server: o.server.or(cfg.server.clone()),
+            ca_file: o.ca_file.or(cfg.ca_file.clone()),
             local: Local {
                 addr: embedded_addr,
                 data_dir: data_dir.clone(),
@@ -435,6 +440,7 @@ impl Resolved {
     fn engine_options(&self, server: String) -> EngineOptions {
         EngineOptions {
             server,
+            ca_file: self.ca_file.clone(),
             user: Some(self.user.clone()),
             token: self.token.clone(),
             device_name: self.device_name.clone(),
@@ -503,6 +509,8 @@ async fn local_switchboard(local: &Local) -> anyhow::Result<(String, Option<Serv
         turn: None,
         voicemail_max: local.voicemail_max,
         numbers: local.numbers.clone(),
+        // Loopback and plain: the embedded switchboard is for this machine only.
+        transport: Default::default(),
     };
     match server::serve(opts).await {
         Ok(h) => {

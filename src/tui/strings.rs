@@ -157,6 +157,14 @@ pub fn disconnected(reason: Option<DisconnectReason>) -> String {
     }
 }
 
+/// The connection cannot be made for a reason the user can fix (TLS): the engine's words.
+pub fn cannot_connect(message: &str) -> String {
+    format!("Cannot connect: {message}")
+}
+
+/// On the status line when the switchboard is reached over plain ws:// from another host.
+pub const UNENCRYPTED: &str = "⚠ unencrypted";
+
 pub fn connection_reason(reason: Option<DisconnectReason>) -> &'static str {
     match reason {
         Some(DisconnectReason::InvalidToken) => "invalid token",

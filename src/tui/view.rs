@@ -120,7 +120,7 @@ fn status_line(f: &mut Frame, app: &App, area: Rect) {
             Span::styled(app.user.clone(), t.title()),
             Span::raw(format!(" @ {}", app.device_name)),
         ],
-        vec![Span::styled(format!("{mark} {text}"), style)],
+        connection_segment(app, format!("{mark} {text}"), style),
     ];
     if let Some((new, total)) = app.message_waiting.filter(|(_, total)| *total > 0) {
         let style = if new > 0 { t.alert() } else { t.dim() };
@@ -147,6 +147,17 @@ fn status_line(f: &mut Frame, app: &App, area: Rect) {
         spans.extend(seg);
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The connection state, and a warning when it crosses the network unencrypted (plain ws:// to
+/// another host): part of the segment that always shows.
+fn connection_segment(app: &App, state: String, style: Style) -> Vec<Span<'static>> {
+    let mut seg = vec![Span::styled(state, style)];
+    if crate::engine::tls::is_unencrypted_remote(&app.server) {
+        seg.push(Span::raw(" "));
+        seg.push(Span::styled(s::UNENCRYPTED, app.theme.warn()));
+    }
+    seg
 }
 
 /// A level meter of `width` cells: filled cells ■, empty ones ·.
