@@ -118,10 +118,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let greeting =
         Greeting::default_greeting().context("loading the default voicemail greeting")?;
     let media_sockets = super::media::sockets::bind(opts.media)?;
-    let media_addrs: Vec<SocketAddr> = media_sockets
+    let media: Vec<MediaAddr> = media_sockets
         .iter()
-        .flat_map(|s| s.announce.iter().copied())
+        .flat_map(|s| {
+            s.announce.iter().map(|&addr| MediaAddr {
+                addr,
+                socket_ip: s.bound.ip(),
+            })
+        })
         .collect();
+    let media_addrs: Vec<SocketAddr> = media.iter().map(|m| m.addr).collect();
     let core = Switchboard::new(
         SwitchboardConfig {
             dev: opts.dev,
@@ -130,7 +136,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
             max_bad_frames: 20,
             voicemail_dir,
             voicemail_max: opts.voicemail_max,
-            media: media_addrs.iter().map(|&addr| MediaAddr { addr }).collect(),
+            media,
             turn: opts.turn.clone(),
         },
         key,

@@ -55,9 +55,7 @@ impl Net {
             voicemail_max: Duration::from_secs(60),
             media: ["127.0.0.1:7451", "10.0.0.5:7451"]
                 .iter()
-                .map(|a| sb::network::MediaAddr {
-                    addr: a.parse().unwrap(),
-                })
+                .map(|a| sb::network::MediaAddr::direct(a.parse().unwrap()))
                 .collect(),
             turn: Some(sb::network::TurnConfig {
                 urls: vec!["turn:10.0.0.9:3478?transport=tcp".into()],

@@ -11,10 +11,24 @@ use sha1::Sha1;
 
 use crate::protocol::IceServer;
 
-/// One address of the switchboard's media port.
+/// One address of the switchboard's media port: what devices send to, and the address of the
+/// socket it arrives on (different behind a 1:1 NAT: the public address arrives on the private
+/// one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaAddr {
     pub addr: SocketAddr,
+    pub socket_ip: IpAddr,
+}
+
+impl MediaAddr {
+    /// An address devices reach directly.
+    #[must_use]
+    pub fn direct(addr: SocketAddr) -> MediaAddr {
+        MediaAddr {
+            addr,
+            socket_ip: addr.ip(),
+        }
+    }
 }
 
 /// TURN relays the switchboard hands to devices, with coturn's `use-auth-secret` shared secret
@@ -32,35 +46,34 @@ pub struct TurnConfig {
 /// The media addresses a device should try, best first.
 ///
 /// Loopback addresses only for a device that itself connected over loopback (anyone else would
-/// be sending to its own host). First the address the device's signaling reached us on, which
-/// it can evidently reach; then the rest in the port's order (a 1:1 NAT's public address before
-/// the private one). If nothing is left, every address: better a candidate that may fail than
-/// none.
+/// be sending to its own host). First the addresses of the socket on the interface the device's
+/// signaling reached us on, which it can evidently reach (a 1:1 NAT's public address before the
+/// private one: the device came through the NAT); then the rest in the port's order. If nothing
+/// is left, every address: better a candidate that may fail than none.
 #[must_use]
 pub fn announce_for(
     media: &[MediaAddr],
     loopback: bool,
     signaling_local: Option<IpAddr>,
 ) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = media
+    let mut out: Vec<&MediaAddr> = media
         .iter()
-        .map(|m| m.addr)
-        .filter(|a| loopback || !a.ip().is_loopback())
+        .filter(|m| loopback || !m.addr.ip().is_loopback())
         .collect();
     if out.is_empty() {
-        out = media.iter().map(|m| m.addr).collect();
+        out = media.iter().collect();
     }
     // Stable: keeps the port's order among equals.
-    out.sort_by_key(|a| {
-        if Some(a.ip()) == signaling_local {
+    out.sort_by_key(|m| {
+        if Some(m.socket_ip) == signaling_local {
             0
-        } else if loopback && a.ip().is_loopback() {
+        } else if loopback && m.addr.ip().is_loopback() {
             1
         } else {
             2
         }
     });
-    out
+    out.into_iter().map(|m| m.addr).collect()
 }
 
 /// The TURN servers for `user`, with a credential valid from `now_unix` for the TTL.
@@ -95,10 +108,29 @@ mod tests {
 
     fn addrs(list: &[&str]) -> Vec<MediaAddr> {
         list.iter()
-            .map(|a| MediaAddr {
-                addr: a.parse().unwrap(),
-            })
+            .map(|a| MediaAddr::direct(a.parse().unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn behind_a_one_to_one_nat_the_public_address_comes_first() {
+        let private: IpAddr = "10.3.0.2".parse().unwrap();
+        let media = vec![
+            MediaAddr {
+                addr: "198.18.3.2:7451".parse().unwrap(),
+                socket_ip: private,
+            },
+            MediaAddr::direct("10.3.0.2:7451".parse().unwrap()),
+            MediaAddr::direct("127.0.0.1:7451".parse().unwrap()),
+        ];
+        // The device came through the NAT: its signaling arrived on the private address.
+        assert_eq!(
+            announce_for(&media, false, Some(private)),
+            vec![
+                "198.18.3.2:7451".parse::<SocketAddr>().unwrap(),
+                "10.3.0.2:7451".parse().unwrap()
+            ]
+        );
     }
 
     #[test]
