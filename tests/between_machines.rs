@@ -254,6 +254,14 @@ fn an_agent_on_a_network_without_udp_gets_audio_through_coturn_over_tcp() {
         &rb,
         &["--auto-answer"],
     );
+    let via = |a: &mut Agent| -> String {
+        a.wait_event("mediaStateChanged", |e| e["state"] == "Connected", 10)["via"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(via(&mut alice), "relay-tcp");
+    assert_eq!(via(&mut bob), "direct");
     talk(&mut alice, &mut bob, "bob");
     hears(&ra, 660.0, 440.0, "alice without UDP");
     hears(&rb, 440.0, 660.0, "bob on the LAN");

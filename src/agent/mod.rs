@@ -623,6 +623,16 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
             "event": "deviceStarted", "kind": kind_name(*kind), "device": spec, "unixMicros": unix_micros,
         }),
         EngineEvent::MicLevel(level) => json!({"event": "micLevel", "level": level}),
+        EngineEvent::Media { up, via } => {
+            let mut v = json!({
+                "event": "mediaStateChanged",
+                "state": if *up { "Connected" } else { "Disconnected" },
+            });
+            if let Some(via) = via {
+                v["via"] = json!(via_name(*via));
+            }
+            v
+        }
         EngineEvent::Audio(AudioEvent::DeviceError { kind, message }) => {
             json!({"event": "deviceError", "kind": kind_name(*kind), "message": message})
         }
@@ -653,6 +663,17 @@ fn diagnostic_json(d: &crate::core::diagnostics::DiagnosticChange) -> Value {
         v["message"] = json!(m);
     }
     v
+}
+
+/// How the media link travels, as `mediaStateChanged` names it.
+pub fn via_name(v: crate::media::net::Via) -> &'static str {
+    use crate::media::net::{Via, turn::TurnTransport};
+    match v {
+        Via::Direct => "direct",
+        Via::Relay(TurnTransport::Tcp) => "relay-tcp",
+        Via::Relay(TurnTransport::Tls) => "relay-tls",
+        Via::Relay(TurnTransport::Udp) => "relay-udp",
+    }
 }
 
 fn kind_name(k: DeviceKind) -> &'static str {

@@ -221,3 +221,26 @@ fn network_diagnostics_render_as_the_contract_says() {
                "diagnostic": "networkRelaysNotReachable", "value": false})
     );
 }
+
+#[test]
+fn media_state_renders_with_its_path() {
+    use crate::media::net::{Via, turn::TurnTransport};
+    let v = event_json(&EngineEvent::Media {
+        up: true,
+        via: Some(Via::Relay(TurnTransport::Tcp)),
+    })
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "mediaStateChanged", "state": "Connected", "via": "relay-tcp"})
+    );
+    let v = event_json(&EngineEvent::Media {
+        up: false,
+        via: None,
+    })
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "mediaStateChanged", "state": "Disconnected"})
+    );
+}

@@ -22,7 +22,7 @@ use crate::core::{
 use crate::devices::{DeviceList, DeviceSpec, list_devices};
 use crate::media::audio::{AudioEngine, AudioEvent, EncodedFrame};
 use crate::media::link::AudioLevel;
-use crate::media::net::{ClientConfig, ClientLink, MediaEvent};
+use crate::media::net::{ClientConfig, ClientLink, MediaEvent, Via};
 use crate::protocol::VoicemailInfo;
 use crate::server::runtime::now;
 use signaling::{SigEvent, Signaling};
@@ -53,6 +53,11 @@ pub enum EngineEvent {
     Audio(AudioEvent),
     /// The microphone's level (RMS, 0..1), about 15 times a second while asked for.
     MicLevel(f32),
+    /// The media link to the switchboard came up (and how it travels) or went down.
+    Media {
+        up: bool,
+        via: Option<Via>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -381,9 +386,15 @@ impl Driver {
                     continue;
                 }
                 Event::Media(MediaEvent::Connected) => {
+                    let via = self.link.as_ref().and_then(|l| l.via());
+                    let _ = self.out.send(EngineEvent::Media { up: true, via });
                     self.core.handle_input(Input::MediaConnected(true), now())
                 }
                 Event::Media(MediaEvent::Disconnected) => {
+                    let _ = self.out.send(EngineEvent::Media {
+                        up: false,
+                        via: None,
+                    });
                     self.core.handle_input(Input::MediaConnected(false), now())
                 }
                 Event::Media(MediaEvent::RelayUnreachable(why)) => {

@@ -94,6 +94,8 @@ pub enum Update {
     },
     /// Microphone input level, 0.0 (silence) to 1.0 (full scale).
     MicLevel(f32),
+    /// How the media link travels now (None: down, or not up yet).
+    MediaPath(Option<crate::media::net::Via>),
     /// Something the driver wants shown on the notifications line.
     Notice(Level, String),
     /// A message started playing (for this long), or could not be played.
@@ -705,6 +707,8 @@ pub struct App {
     pub devices: SelectedDevices,
     /// None until the engine reports a level.
     pub mic_level: Option<f32>,
+    /// How media travels to the switchboard, once the link is up: a relay is shown.
+    pub media_path: Option<crate::media::net::Via>,
     pub calls: Vec<CallRow>,
     /// Index of the focused call in `calls`.
     pub focus: usize,
@@ -765,6 +769,7 @@ impl App {
             connection: Connection::Starting,
             devices: opts.devices,
             mic_level: None,
+            media_path: None,
             calls: Vec::new(),
             focus: 0,
             pane: Pane::Calls,
@@ -2313,6 +2318,7 @@ impl App {
                 Err(e) => self.notify(Level::Error, s::device_failed(slot, &spec, &e)),
             },
             Update::DeviceStarted { .. } => return out,
+            Update::MediaPath(via) => self.media_path = via,
             Update::DeviceError { kind, message } => {
                 self.notify(Level::Error, s::device_error(kind, &message))
             }

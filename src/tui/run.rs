@@ -729,6 +729,10 @@ fn update_of(e: EngineEvent) -> Option<Update> {
             Some(Update::DeviceError { kind, message })
         }
         EngineEvent::MicLevel(level) => Some(Update::MicLevel(level)),
+        EngineEvent::Media { up, via } => {
+            tracing::info!(up, ?via, "media link");
+            Some(Update::MediaPath(if up { via } else { None }))
+        }
         #[allow(unreachable_patterns)]
         _ => None,
     }

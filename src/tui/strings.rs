@@ -165,6 +165,16 @@ pub fn cannot_connect(message: &str) -> String {
 /// On the status line when the switchboard is reached over plain ws:// from another host.
 pub const UNENCRYPTED: &str = "⚠ unencrypted";
 
+/// The status line's note that media goes through a TURN relay.
+pub fn via_relay(t: crate::media::net::turn::TurnTransport) -> &'static str {
+    use crate::media::net::turn::TurnTransport as T;
+    match t {
+        T::Tcp => "media via relay (TCP)",
+        T::Tls => "media via relay (TLS)",
+        T::Udp => "media via relay",
+    }
+}
+
 pub fn connection_reason(reason: Option<DisconnectReason>) -> &'static str {
     match reason {
         Some(DisconnectReason::InvalidToken) => "invalid token",

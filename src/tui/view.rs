@@ -157,6 +157,10 @@ fn connection_segment(app: &App, state: String, style: Style) -> Vec<Span<'stati
         seg.push(Span::raw(" "));
         seg.push(Span::styled(s::UNENCRYPTED, app.theme.warn()));
     }
+    if let Some(crate::media::net::Via::Relay(t)) = app.media_path {
+        seg.push(Span::raw(" "));
+        seg.push(Span::styled(s::via_relay(t), app.theme.dim()));
+    }
     seg
 }
 
