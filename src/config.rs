@@ -52,6 +52,8 @@ pub struct SwitchboardConfig {
     pub numbers: std::collections::BTreeMap<String, String>,
     /// UDP port for every device's media. Default: the listen port + 1.
     pub media_port: Option<u16>,
+    /// Address the media port binds. Default: the listen address's IP.
+    pub media_ip: Option<std::net::IpAddr>,
     /// The public address of a host behind a 1:1 NAT (a cloud VM), announced to devices.
     pub public_ip: Option<std::net::IpAddr>,
     /// TURN relays for devices on networks that drop UDP.
@@ -119,6 +121,7 @@ impl Default for SwitchboardConfig {
             data_dir: None,
             numbers: Default::default(),
             media_port: None,
+            media_ip: None,
             public_ip: None,
             turn: TurnSettings::default(),
             tls_cert: None,
@@ -299,7 +302,11 @@ mod tests {
         assert!(full.token.is_some() && full.device_name.is_some() && full.server.is_some());
         assert_eq!(full.caller_id.as_deref(), Some("+15550100"));
         assert!(!full.tui.keys.0.is_empty());
-        assert!(full.switchboard.media_port.is_some() && full.switchboard.public_ip.is_some());
+        assert!(
+            full.switchboard.media_port.is_some()
+                && full.switchboard.media_ip.is_some()
+                && full.switchboard.public_ip.is_some()
+        );
         assert!(
             !full.switchboard.turn.urls.is_empty()
                 && full.switchboard.turn.secret.is_some()

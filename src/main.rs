@@ -138,6 +138,11 @@ struct ServeArgs {
     /// UDP port for all media (default: the listen port + 1; 0 picks a free one).
     #[arg(long)]
     media_port: Option<u16>,
+    /// Address the media port binds (default: the listen address's IP; 0.0.0.0 for every
+    /// interface). A switchboard behind a reverse proxy listens on loopback for signaling but
+    /// must serve media on an address devices reach.
+    #[arg(long)]
+    media_ip: Option<std::net::IpAddr>,
     /// The public address to announce when this host sits behind a 1:1 NAT (a cloud VM).
     #[arg(long)]
     public_ip: Option<std::net::IpAddr>,
@@ -293,6 +298,9 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
             let mut m = server::media::MediaListen::next_to(listen, public_ip);
             if let Some(p) = a.media_port.or(cfg.switchboard.media_port) {
                 m.port = p;
+            }
+            if let Some(ip) = a.media_ip.or(cfg.switchboard.media_ip) {
+                m.ip = ip;
             }
             m
         },
