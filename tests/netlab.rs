@@ -697,7 +697,13 @@ fn a_switchboard_and_an_agent_run_on_lab_hosts_and_die_with_their_handles() {
     let sb = lab.host("sb");
     let home = lab.natted_host("home");
     let dir = tempdir();
-    let server = Server::start_with(lab.cmd(&sb, BIN), dir.path(), &format!("{}:0", sb.ip), &[]);
+    // Plain ws:// off loopback needs the insecure flag (tests/between_machines.rs uses TLS).
+    let server = Server::start_with(
+        lab.cmd(&sb, BIN),
+        dir.path(),
+        &format!("{}:0", sb.ip),
+        &["--insecure-plain-ws"],
+    );
     assert_eq!(server.addr.ip(), std::net::IpAddr::V4(sb.ip));
     assert_eq!(server.url, server.url_at(sb.public_ip));
     let token = server.token("alice");

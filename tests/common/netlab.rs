@@ -50,7 +50,9 @@
 //!   ```ignore
 //!   let mut lab = Lab::new();
 //!   let (sb, home) = (lab.host("sb"), lab.natted_host("home"));
-//!   let server = Server::start_with(lab.cmd(&sb, BIN), dir, &format!("{}:0", sb.ip), &[]);
+//!   // Off loopback: TLS (see tests/between_machines.rs) or the insecure flag.
+//!   let server = Server::start_with(lab.cmd(&sb, BIN), dir, &format!("{}:0", sb.ip),
+//!       &["--insecure-plain-ws"]);
 //!   // `--dev` admits loopback clients only: agents on lab hosts sign in with a token.
 //!   let token = server.token("alice");
 //!   let alice = Agent::start_with(lab.cmd(&home, BIN), &server.url, None,
