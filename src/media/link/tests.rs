@@ -283,3 +283,16 @@ fn close_reaches_the_peer_at_once() {
         p.server_events
     );
 }
+
+/// One check round, the nomination one pacing interval later, DTLS: the link is up within
+/// about two pacing intervals of simulated time (1 ms per hop here).
+#[test]
+fn connects_within_two_pacing_intervals() {
+    let mut p = Pair::new("192.168.1.20:40000".parse().unwrap());
+    let t0 = p.now;
+    while !p.connected() && p.now - t0 < Duration::from_secs(2) {
+        p.run(Duration::from_millis(1));
+    }
+    assert!(p.connected());
+    assert!(p.now - t0 <= Duration::from_millis(45), "{:?}", p.now - t0);
+}

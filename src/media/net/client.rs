@@ -398,10 +398,11 @@ impl ClientLink {
                         TurnEvent::Allocated { relayed } => {
                             let base = relay.local();
                             tracing::info!(%relayed, "TURN: relay allocated");
-                            if let Err(e) = self.core.add_local_candidate(LocalCandidate::Relay {
+                            let relay = LocalCandidate::Relay {
                                 addr: relayed,
                                 base,
-                            }) {
+                            };
+                            if let Err(e) = self.core.add_local_candidate(relay, now) {
                                 tracing::warn!("TURN: {e}");
                             }
                         }
