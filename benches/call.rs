@@ -33,16 +33,7 @@ fn main() {
         Agent::start(&server, "bob", &[&quiet[..], &["--auto-answer"]].concat()).connected();
     std::thread::sleep(Duration::from_millis(500)); // media legs warm
     let rounds = if quick { 3 } else { 30 };
-    let mut dial = Vec::new();
-    for _ in 0..rounds {
-        let t0 = Instant::now();
-        let id = alice.call("bob");
-        alice.wait_state(&id, "Connected");
-        dial.push(t0.elapsed().as_secs_f64() * 1000.0);
-        alice.ok(json!({"cmd": "hangUp", "callId": id}));
-        alice.wait_ended(&id);
-        bob.wait_ended(&id);
-    }
+    let dial = dial_times(&mut alice, &mut bob, "bob", rounds);
     alice.quit();
     bob.quit();
 

@@ -22,8 +22,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::netlab::{Coturn, Host, Lab};
+use common::pki::Pki;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::{Value, json};
 
 const ANCHORS: &str = "anchors on this host (design.md): aiortc connects in 34-37 ms, Chromium in 21-24 ms on loopback";
@@ -77,25 +77,21 @@ fn main() {
         lab.host("relay"),
     );
     lab.block_udp(&corp);
-    let secret = "bench-turn-secret";
-    let coturn = Coturn::start(&lab, &relay, secret);
-    let secret_file = dir.path().join("turn-secret");
-    std::fs::write(&secret_file, secret).unwrap();
-    let (ca, cert, key) = pki(dir.path(), &sb);
+    let coturn = Coturn::start(&lab, &relay, "bench-turn-secret");
+    let pki = Pki::new(dir.path(), "bench", &[&sb.ip.to_string()]);
+    let (ca, cert, key) = (
+        pki.ca.display().to_string(),
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+    );
+    let mut args = vec!["--tls-cert".to_string(), cert, "--tls-key".into(), key];
+    args.extend(coturn.serve_args(dir.path()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start_with(
         lab.cmd(&sb, BIN),
         dir.path(),
         &format!("{}:0", sb.ip),
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--turn-url",
-            &coturn.urls()[1],
-            "--turn-secret-file",
-            secret_file.to_str().unwrap(),
-        ],
+        &args,
     );
     let url = format!("wss://{}:{}", sb.ip, server.addr.port());
     let start = |lab: &Lab, host: &Host, user: &str, extra: &[&str]| {
@@ -126,16 +122,7 @@ fn main() {
     let mut bob = start(&lab, &sb, "bob", &[&quiet[..], &["--auto-answer"]].concat());
     media_ready(&mut bob);
     let dials = if quick { 3 } else { 30 };
-    let mut dial = Vec::new();
-    for _ in 0..dials {
-        let t0 = Instant::now();
-        let id = alice.call("bob");
-        alice.wait_state(&id, "Connected");
-        dial.push(t0.elapsed().as_secs_f64() * 1000.0);
-        alice.ok(json!({"cmd": "hangUp", "callId": id}));
-        alice.wait_ended(&id);
-        bob.wait_ended(&id);
-    }
+    let dial = dial_times(&mut alice, &mut bob, "bob", dials);
     alice.quit();
     bob.quit();
     println!(
@@ -223,24 +210,4 @@ fn aiortc(rounds: usize) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// A CA and a certificate for the switchboard host's address: (ca, cert, key) paths.
-fn pki(dir: &Path, sb: &Host) -> (String, String, String) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "dialtone bench CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![sb.ip.to_string()])
-        .unwrap()
-        .signed_by(&key, &*ca)
-        .unwrap();
-    let paths = ["ca.pem", "cert.pem", "key.pem"].map(|n| dir.join(n));
-    std::fs::write(&paths[0], ca.pem()).unwrap();
-    std::fs::write(&paths[1], cert.pem()).unwrap();
-    std::fs::write(&paths[2], key.serialize_pem()).unwrap();
-    let [a, b, c] = paths.map(|p| p.display().to_string());
-    (a, b, c)
 }

@@ -5,55 +5,26 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::netlab::{Coturn, Host, Lab};
+use common::pki::Pki;
 use common::{Agent, BIN, Server, read_wav, tempdir, tone_power};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::json;
 
 /// How long a call carries audio before it is measured.
 const TALK: Duration = Duration::from_secs(4);
 
-/// A private CA and a switchboard certificate for `ips`, as PEM files.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(dir: &Path, ips: &[IpAddr]) -> Pki {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "dialtone lab CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
-    let cert = CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &*ca)
-        .unwrap();
-    let p = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-    };
-    std::fs::write(&p.ca, ca.pem()).unwrap();
-    std::fs::write(&p.cert, cert.pem()).unwrap();
-    std::fs::write(&p.key, key.serialize_pem()).unwrap();
-    p
+/// A CA and a switchboard certificate for the address devices use.
+fn pki(dir: &Path, ip: impl Into<IpAddr>) -> Pki {
+    Pki::new(dir, "lab", &[&ip.into().to_string()])
 }
 
 /// A switchboard with TLS on `host`, listening on its own address; `extra` flags added.
 fn switchboard(lab: &Lab, host: &Host, dir: &Path, pki: &Pki, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--tls-cert",
-        pki.cert.to_str().unwrap(),
-        "--tls-key",
-        pki.key.to_str().unwrap(),
-    ];
+    let tls = pki.serve_args();
+    let mut args: Vec<&str> = tls.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
     Server::start_with(lab.cmd(host, BIN), dir, &format!("{}:0", host.ip), &args)
 }
@@ -134,6 +105,37 @@ fn hears(rec: &Path, far_hz: f32, own_hz: f32, who: &str) {
     );
 }
 
+/// alice on `a` calls bob on `b` (who auto-answers) through `server` at `url`; both hear the
+/// other's tone and not their own. Returns the agents for further checks.
+fn call_across(
+    lab: &Lab,
+    dir: &Path,
+    server: &Server,
+    url: &str,
+    pki: &Pki,
+    (a, b): (&Host, &Host),
+    before: impl FnOnce(&mut Agent, &mut Agent),
+) -> (Agent, Agent) {
+    let (ra, rb) = (dir.join("alice.wav"), dir.join("bob.wav"));
+    let mut alice = agent(lab, a, server, url, pki, "alice", 440, &ra, &[]);
+    let mut bob = agent(
+        lab,
+        b,
+        server,
+        url,
+        pki,
+        "bob",
+        660,
+        &rb,
+        &["--auto-answer"],
+    );
+    before(&mut alice, &mut bob);
+    talk(&mut alice, &mut bob, "bob");
+    hears(&ra, 660.0, 440.0, &format!("alice on {}", a.name));
+    hears(&rb, 440.0, 660.0, &format!("bob on {}", b.name));
+    (alice, bob)
+}
+
 /// The UDP ports the switchboard (`pid`) holds on its host.
 fn udp_ports(lab: &Lab, host: &Host, pid: u32) -> Vec<u16> {
     let out = lab
@@ -160,25 +162,18 @@ fn agents_on_a_lan_host_and_on_the_server_host_hear_each_other_over_wss() {
     let dir = tempdir();
     let mut lab = Lab::new();
     let (sb, lan) = (lab.host("sb"), lab.host("lan"));
-    let pki = pki(dir.path(), &[sb.ip.into()]);
+    let pki = pki(dir.path(), sb.ip);
     let server = switchboard(&lab, &sb, dir.path(), &pki, &[]);
     let url = wss(&server, sb.ip);
-    let (ra, rb) = (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
-    let mut alice = agent(&lab, &lan, &server, &url, &pki, "alice", 440, &ra, &[]);
-    let mut bob = agent(
+    call_across(
         &lab,
-        &sb,
+        dir.path(),
         &server,
         &url,
         &pki,
-        "bob",
-        660,
-        &rb,
-        &["--auto-answer"],
+        (&lan, &sb),
+        |_, _| {},
     );
-    talk(&mut alice, &mut bob, "bob");
-    hears(&ra, 660.0, 440.0, "alice on the LAN");
-    hears(&rb, 440.0, 660.0, "bob on the server host");
     // All media on one UDP port (here a free one: the signaling port was too).
     let ports = udp_ports(&lab, &sb, server.pid());
     assert_eq!(ports.len(), 1, "the switchboard holds UDP ports {ports:?}");
@@ -189,25 +184,18 @@ fn an_agent_behind_a_nat_calls_a_lan_agent_with_no_stun_server() {
     let dir = tempdir();
     let mut lab = Lab::new();
     let (sb, lan, home) = (lab.host("sb"), lab.host("lan"), lab.natted_host("home"));
-    let pki = pki(dir.path(), &[sb.ip.into()]);
+    let pki = pki(dir.path(), sb.ip);
     let server = switchboard(&lab, &sb, dir.path(), &pki, &[]);
     let url = wss(&server, sb.ip);
-    let (ra, rb) = (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
-    let mut alice = agent(&lab, &home, &server, &url, &pki, "alice", 440, &ra, &[]);
-    let mut bob = agent(
+    call_across(
         &lab,
-        &lan,
+        dir.path(),
         &server,
         &url,
         &pki,
-        "bob",
-        660,
-        &rb,
-        &["--auto-answer"],
+        (&home, &lan),
+        |_, _| {},
     );
-    talk(&mut alice, &mut bob, "bob");
-    hears(&ra, 660.0, 440.0, "alice behind the NAT");
-    hears(&rb, 440.0, 660.0, "bob on the LAN");
 }
 
 #[test]
@@ -221,50 +209,31 @@ fn an_agent_on_a_network_without_udp_gets_audio_through_coturn_over_tcp() {
         lab.host("relay"),
     );
     lab.block_udp(&corp);
-    let secret = "lab-turn-secret";
-    let coturn = Coturn::start(&lab, &relay, secret);
-    let secret_file = dir.path().join("turn-secret");
-    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
-    let pki = pki(dir.path(), &[sb.ip.into()]);
-    let turn_url = &coturn.urls()[1];
-    assert!(turn_url.ends_with("transport=tcp"));
-    let server = switchboard(
-        &lab,
-        &sb,
-        dir.path(),
-        &pki,
-        &[
-            "--turn-url",
-            turn_url,
-            "--turn-secret-file",
-            secret_file.to_str().unwrap(),
-        ],
-    );
+    let coturn = Coturn::start(&lab, &relay, "lab-turn-secret");
+    let pki = pki(dir.path(), sb.ip);
+    let turn = coturn.serve_args(dir.path());
+    assert!(turn[1].ends_with("transport=tcp"));
+    let turn: Vec<&str> = turn.iter().map(String::as_str).collect();
+    let server = switchboard(&lab, &sb, dir.path(), &pki, &turn);
     let url = wss(&server, sb.ip);
-    let (ra, rb) = (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
-    let mut alice = agent(&lab, &corp, &server, &url, &pki, "alice", 440, &ra, &[]);
-    let mut bob = agent(
-        &lab,
-        &lan,
-        &server,
-        &url,
-        &pki,
-        "bob",
-        660,
-        &rb,
-        &["--auto-answer"],
-    );
     let via = |a: &mut Agent| -> String {
         a.wait_event("mediaStateChanged", |e| e["state"] == "Connected", 10)["via"]
             .as_str()
             .unwrap_or_default()
             .to_owned()
     };
-    assert_eq!(via(&mut alice), "relay-tcp");
-    assert_eq!(via(&mut bob), "direct");
-    talk(&mut alice, &mut bob, "bob");
-    hears(&ra, 660.0, 440.0, "alice without UDP");
-    hears(&rb, 440.0, 660.0, "bob on the LAN");
+    let (alice, _bob) = call_across(
+        &lab,
+        dir.path(),
+        &server,
+        &url,
+        &pki,
+        (&corp, &lan),
+        |alice, bob| {
+            assert_eq!(via(alice), "relay-tcp");
+            assert_eq!(via(bob), "direct");
+        },
+    );
     let log = coturn.log();
     assert!(
         log.contains("TCP") && log.to_lowercase().contains("allocat"),
@@ -290,26 +259,19 @@ fn a_switchboard_behind_a_one_to_one_nat_is_reached_at_its_public_ip() {
         lab.host("lan"),
         lab.natted_host("home"),
     );
-    let pki = pki(dir.path(), &[cloud.public_ip.into()]);
+    let pki = pki(dir.path(), cloud.public_ip);
     let public = cloud.public_ip.to_string();
     let server = switchboard(&lab, &cloud, dir.path(), &pki, &["--public-ip", &public]);
     let url = wss(&server, cloud.public_ip);
-    let (ra, rb) = (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
-    let mut alice = agent(&lab, &home, &server, &url, &pki, "alice", 440, &ra, &[]);
-    let mut bob = agent(
+    call_across(
         &lab,
-        &lan,
+        dir.path(),
         &server,
         &url,
         &pki,
-        "bob",
-        660,
-        &rb,
-        &["--auto-answer"],
+        (&home, &lan),
+        |_, _| {},
     );
-    talk(&mut alice, &mut bob, "bob");
-    hears(&ra, 660.0, 440.0, "alice behind her NAT");
-    hears(&rb, 440.0, 660.0, "bob on the LAN");
 }
 
 #[test]
@@ -318,7 +280,7 @@ fn a_call_whose_media_cannot_flow_is_reported_within_5_s_on_both_sides() {
     let mut lab = Lab::new();
     let (sb, lan, corp) = (lab.host("sb"), lab.host("lan"), lab.natted_host("corp"));
     lab.block_udp(&corp);
-    let pki = pki(dir.path(), &[sb.ip.into()]);
+    let pki = pki(dir.path(), sb.ip);
     // No TURN: nothing can carry corp's media.
     let server = switchboard(&lab, &sb, dir.path(), &pki, &[]);
     let url = wss(&server, sb.ip);

@@ -6,48 +6,16 @@ mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::*;
 use futures_util::{SinkExt as _, StreamExt as _};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-
-/// A private CA and a server certificate it signed, as PEM files.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn make_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// A CA named `label` and a certificate for `names` signed by it, written to `dir`.
-fn pki(dir: &Path, label: &str, names: &[&str]) -> Pki {
-    let ca = make_ca(&format!("dialtone test CA {label}"));
-    let key = KeyPair::generate().unwrap();
-    let params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    let cert = params.signed_by(&key, &*ca).unwrap();
-    let p = Pki {
-        ca: dir.join(format!("{label}-ca.pem")),
-        cert: dir.join(format!("{label}-cert.pem")),
-        key: dir.join(format!("{label}-key.pem")),
-    };
-    std::fs::write(&p.ca, ca.pem()).unwrap();
-    std::fs::write(&p.cert, cert.pem()).unwrap();
-    std::fs::write(&p.key, key.serialize_pem()).unwrap();
-    p
-}
 
 fn tls_server(dir: &Path, p: &Pki, extra: &[&str]) -> Server {
     let mut args = vec![
@@ -99,7 +67,7 @@ fn stays_refused(agent: &mut Agent) {
 #[test]
 fn wss_sign_in_and_echo_call_with_ca() {
     let dir = tempdir();
-    let p = pki(dir.path(), "good", &["localhost"]);
+    let p = Pki::new(dir.path(), "good", &["localhost"]);
     let server = tls_server(dir.path(), &p, &["--dev"]);
     let url = format!("wss://localhost:{}", port(&server));
     let rec = dir.path().join("rec.wav");
@@ -133,8 +101,8 @@ fn wss_sign_in_and_echo_call_with_ca() {
 #[test]
 fn untrusted_certificate_is_refused_with_a_clear_event() {
     let dir = tempdir();
-    let p = pki(dir.path(), "good", &["localhost"]);
-    let other = pki(dir.path(), "other", &["localhost"]);
+    let p = Pki::new(dir.path(), "good", &["localhost"]);
+    let other = Pki::new(dir.path(), "other", &["localhost"]);
     let server = tls_server(dir.path(), &p, &["--dev"]);
     let url = format!("wss://localhost:{}", port(&server));
     let mut plain = Agent::start_url(
@@ -166,7 +134,7 @@ fn untrusted_certificate_is_refused_with_a_clear_event() {
 #[test]
 fn hostname_mismatch_is_refused() {
     let dir = tempdir();
-    let p = pki(dir.path(), "good", &["localhost"]);
+    let p = Pki::new(dir.path(), "good", &["localhost"]);
     let server = tls_server(dir.path(), &p, &["--dev"]);
     // The certificate names localhost only; the agent asks for 127.0.0.1.
     let url = format!("wss://127.0.0.1:{}", port(&server));
@@ -270,7 +238,7 @@ fn plain_ws_off_loopback_needs_the_insecure_flag() {
 #[test]
 fn bad_tls_files_are_named_at_start() {
     let dir = tempdir();
-    let p = pki(dir.path(), "good", &["localhost"]);
+    let p = Pki::new(dir.path(), "good", &["localhost"]);
     let missing = dir.path().join("missing-cert.pem");
     let (status, err) = serve_exits(
         dir.path(),
@@ -512,7 +480,7 @@ fn dev_mode_proxied_loopback_needs_a_token() {
 #[test]
 fn silent_tls_client_does_not_block_others() {
     let dir = tempdir();
-    let p = pki(dir.path(), "good", &["localhost"]);
+    let p = Pki::new(dir.path(), "good", &["localhost"]);
     let server = tls_server(dir.path(), &p, &["--dev"]);
     let port = port(&server);
     // Connects and says nothing: no ClientHello, no request.
@@ -542,7 +510,7 @@ fn silent_tls_client_does_not_block_others() {
 #[test]
 fn plain_request_to_the_tls_port_is_told_to_use_wss() {
     let dir = tempdir();
-    let p = pki(dir.path(), "good", &["localhost"]);
+    let p = Pki::new(dir.path(), "good", &["localhost"]);
     let server = tls_server(dir.path(), &p, &["--dev"]);
     let url = format!("ws://localhost:{}", port(&server));
     let mut agent = Agent::start_url(

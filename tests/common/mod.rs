@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netlab;
+pub mod pki;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -142,7 +143,11 @@ pub struct Agent {
     pub name: String,
     child: Child,
     stdin: ChildStdin,
-    rx: Receiver<Value>,
+    rx: Receiver<(Instant, Value)>,
+    /// When the line of the last value `next` returned was read off the agent's stdout.
+    last_at: Instant,
+    /// When each of `events` arrived, same order.
+    pub event_times: Vec<Instant>,
     /// Every event seen so far, in order.
     pub events: Vec<Value>,
     next_id: u64,
@@ -187,7 +192,7 @@ impl Agent {
                 let Ok(line) = line else { break };
                 let v: Value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("{label}: stdout line is not JSON ({e}): {line:?}"));
-                if tx.send(v).is_err() {
+                if tx.send((Instant::now(), v)).is_err() {
                     break;
                 }
             }
@@ -198,6 +203,8 @@ impl Agent {
             stdin,
             rx,
             events: Vec::new(),
+            last_at: Instant::now(),
+            event_times: Vec::new(),
             next_id: 1,
             taken: Vec::new(),
         }
@@ -236,6 +243,7 @@ impl Agent {
                 .unwrap_or_else(|| panic!("{}: no reply to id {id}", self.name));
             if v.get("event").is_some() {
                 self.events.push(v);
+                self.event_times.push(self.last_at);
             } else if &v["id"] == id {
                 return v;
             } else {
@@ -265,9 +273,23 @@ impl Agent {
     fn next(&mut self, deadline: Instant) -> Option<Value> {
         let left = deadline.saturating_duration_since(Instant::now());
         match self.rx.recv_timeout(left) {
-            Ok(v) => Some(v),
+            Ok((at, v)) => {
+                self.last_at = at;
+                Some(v)
+            }
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
         }
+    }
+
+    /// When the first event with this name matching `pred` arrived, waiting for it if need be.
+    pub fn event_time(&mut self, name: &str, pred: impl Fn(&Value) -> bool, secs: u64) -> Instant {
+        self.wait_event(name, &pred, secs);
+        let i = self
+            .events
+            .iter()
+            .position(|e| e["event"] == name && pred(e))
+            .expect("the event just waited for");
+        self.event_times[i]
     }
 
     /// Waits for an event with this name matching `pred` (looking at events already seen first).
@@ -285,6 +307,7 @@ impl Agent {
             };
             if v.get("event").is_some() {
                 self.events.push(v.clone());
+                self.event_times.push(self.last_at);
                 if v["event"] == name && pred(&v) {
                     return v;
                 }
@@ -327,6 +350,7 @@ impl Agent {
         while let Some(v) = self.next(deadline) {
             if v.get("event").is_some() {
                 self.events.push(v);
+                self.event_times.push(self.last_at);
             }
         }
     }
@@ -663,4 +687,25 @@ pub fn chirp_wav(path: &std::path::Path, secs: f64) {
             .unwrap();
     }
     w.finalize().unwrap();
+}
+
+/// `caller` calls `callee_name` (who auto-answers) `rounds` times: the ms from `call` to
+/// Connected each time, as a script driving the agent sees it.
+pub fn dial_times(
+    caller: &mut Agent,
+    callee: &mut Agent,
+    callee_name: &str,
+    rounds: usize,
+) -> Vec<f64> {
+    let mut dial = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        let id = caller.call(callee_name);
+        caller.wait_state(&id, "Connected");
+        dial.push(t0.elapsed().as_secs_f64() * 1000.0);
+        caller.ok(json!({"cmd": "hangUp", "callId": id}));
+        caller.wait_ended(&id);
+        callee.wait_ended(&id);
+    }
+    dial
 }

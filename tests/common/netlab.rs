@@ -825,6 +825,19 @@ impl Coturn {
         ]
     }
 
+    /// `dialtone serve` flags that hand devices this relay over TCP: `--turn-url` and
+    /// `--turn-secret-file` (the secret written to a file in `dir`).
+    pub fn serve_args(&self, dir: &Path) -> [String; 4] {
+        let file = dir.join("turn-secret");
+        fs::write(&file, format!("{}\n", self.secret)).expect("TURN secret file");
+        [
+            "--turn-url".into(),
+            self.urls()[1].clone(),
+            "--turn-secret-file".into(),
+            file.display().to_string(),
+        ]
+    }
+
     /// Its self-signed certificate (PEM), for clients that verify the server.
     pub fn cert(&self) -> PathBuf {
         self.dir.path().join("cert.pem")

@@ -9,18 +9,16 @@
 //! the socket with no channel in between.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
 use super::ifaces::usable_ips;
 use super::turn::{PipeEvent, TurnEvent, TurnPipe, TurnRelay, TurnTransport, TurnUrl};
+use super::udp::{HasSocket, recv_any};
 use crate::media::link::{
     AudioLevel, DEFAULT_SLOTS, LinkCore, LinkEvent, LinkStats, LocalCandidate, Path, Proto,
     RtpAudio,
@@ -96,6 +94,12 @@ enum Woke {
 struct HostSocket {
     socket: UdpSocket,
     addr: SocketAddr,
+}
+
+impl HasSocket for HostSocket {
+    fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
 }
 
 /// The TURN side: the servers left to try, the current attempt's pipe, and its allocation.
@@ -487,27 +491,6 @@ async fn pipe_event(pipe: Option<&mut TurnPipe>) -> PipeEvent {
         },
         None => std::future::pending().await,
     }
-}
-
-async fn recv_any(
-    sockets: &[HostSocket],
-    buf: &mut [u8],
-) -> (usize, std::io::Result<(usize, SocketAddr)>) {
-    if sockets.is_empty() {
-        return std::future::pending().await;
-    }
-    poll_fn(|cx| {
-        for (i, s) in sockets.iter().enumerate() {
-            let mut rb = ReadBuf::new(buf);
-            match s.socket.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(peer)) => return Poll::Ready((i, Ok((rb.filled().len(), peer)))),
-                Poll::Ready(Err(e)) => return Poll::Ready((i, Err(e))),
-                Poll::Pending => {}
-            }
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -3,5 +3,6 @@
 pub mod client;
 pub mod ifaces;
 pub mod turn;
+pub mod udp;
 
 pub use client::{ClientConfig, ClientLink, MediaEvent, Via};

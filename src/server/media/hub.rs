@@ -8,15 +8,12 @@
 //! hears whom come from the switchboard core.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use rtc::peer_connection::certificate::RTCCertificate;
-use tokio::io::ReadBuf;
 use tokio::sync::mpsc;
 
 use super::demux::Demux;
@@ -24,6 +21,7 @@ use super::sockets::MediaSocket;
 use crate::media::link::{
     LinkCore, LinkEvent, LocalCandidate, Path, Proto, Role, RtpAudio, random_credentials,
 };
+use crate::media::net::udp::{recv_any, try_recv_any};
 use crate::server::relay::{Forward, Relay, RelayStats};
 use crate::server::switchboard::ConnId;
 
@@ -395,43 +393,6 @@ fn send_on(
         // Unreachable peers, filtered ports: the device's ICE notices; nothing to do here.
         Err(e) => tracing::trace!(peer = %path.peer, "media send: {e}"),
     }
-}
-
-/// The next datagram on any socket (cancel-safe: nothing is read unless it is returned).
-async fn recv_any(
-    sockets: &[MediaSocket],
-    buf: &mut [u8],
-) -> (usize, std::io::Result<(usize, SocketAddr)>) {
-    if sockets.is_empty() {
-        return std::future::pending().await;
-    }
-    poll_fn(|cx| {
-        for (i, s) in sockets.iter().enumerate() {
-            let mut rb = ReadBuf::new(buf);
-            match s.socket.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(peer)) => return Poll::Ready((i, Ok((rb.filled().len(), peer)))),
-                Poll::Ready(Err(e)) => return Poll::Ready((i, Err(e))),
-                Poll::Pending => {}
-            }
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-/// A datagram that is already waiting on any socket, without waiting.
-fn try_recv_any(
-    sockets: &[MediaSocket],
-    buf: &mut [u8],
-) -> Option<(usize, std::io::Result<(usize, SocketAddr)>)> {
-    for (i, s) in sockets.iter().enumerate() {
-        match s.socket.try_recv_from(buf) {
-            Ok(r) => return Some((i, Ok(r))),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Some((i, Err(e))),
-        }
-    }
-    None
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -19,6 +19,12 @@ pub struct MediaSocket {
     pub announce: Vec<SocketAddr>,
 }
 
+impl crate::media::net::udp::HasSocket for MediaSocket {
+    fn socket(&self) -> &tokio::net::UdpSocket {
+        &self.socket
+    }
+}
+
 impl MediaSocket {
     /// The address a link's ICE agent sees as the local end of a datagram on this socket.
     #[must_use]
