@@ -32,7 +32,9 @@ const RECV_BUF: usize = 2048;
 pub struct ClientConfig {
     /// Streams it can receive at once (see [`DEFAULT_SLOTS`]).
     pub receive_slots: usize,
-    /// Also gather on loopback (the switchboard is on this host).
+    /// The switchboard is reached over loopback (it is on this host): gather on loopback only.
+    /// It answers a loopback device on loopback, and pairs from other interfaces towards it
+    /// would only cost check rounds that cannot succeed.
     pub loopback: bool,
     /// Only these local addresses (tests and multi-homed hosts); empty: every usable one.
     pub only_ips: Vec<IpAddr>,
@@ -145,10 +147,15 @@ impl ClientLink {
     ///
     /// If no socket can be bound at all, or webrtc-rs refuses to build the offer.
     pub async fn open(cfg: &ClientConfig) -> anyhow::Result<(ClientLink, String)> {
-        let ips = if cfg.only_ips.is_empty() {
-            usable_ips(cfg.loopback)
-        } else {
+        let ips = if !cfg.only_ips.is_empty() {
             cfg.only_ips.clone()
+        } else if cfg.loopback {
+            usable_ips(true)
+                .into_iter()
+                .filter(std::net::IpAddr::is_loopback)
+                .collect()
+        } else {
+            usable_ips(false)
         };
         let mut sockets = Vec::new();
         let mut errors = Vec::new();
