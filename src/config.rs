@@ -54,6 +54,8 @@ pub struct SwitchboardConfig {
     pub media_port: Option<u16>,
     /// Address the media port binds. Default: the listen address's IP.
     pub media_ip: Option<std::net::IpAddr>,
+    /// Threads for media (each holds some devices' links). Default: one per core.
+    pub media_threads: Option<usize>,
     /// The public address of a host behind a 1:1 NAT (a cloud VM), announced to devices.
     pub public_ip: Option<std::net::IpAddr>,
     /// TURN relays for devices on networks that drop UDP.
@@ -122,6 +124,7 @@ impl Default for SwitchboardConfig {
             numbers: Default::default(),
             media_port: None,
             media_ip: None,
+            media_threads: None,
             public_ip: None,
             turn: TurnSettings::default(),
             tls_cert: None,
@@ -305,6 +308,7 @@ mod tests {
         assert!(
             full.switchboard.media_port.is_some()
                 && full.switchboard.media_ip.is_some()
+                && full.switchboard.media_threads.is_some()
                 && full.switchboard.public_ip.is_some()
         );
         assert!(

@@ -138,6 +138,9 @@ struct ServeArgs {
     /// UDP port for all media (default: the listen port + 1; 0 picks a free one).
     #[arg(long)]
     media_port: Option<u16>,
+    /// Threads for media (each holds some devices' links); default: one per core.
+    #[arg(long)]
+    media_threads: Option<usize>,
     /// Address the media port binds (default: the listen address's IP; 0.0.0.0 for every
     /// interface). A switchboard behind a reverse proxy listens on loopback for signaling but
     /// must serve media on an address devices reach.
@@ -305,6 +308,11 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
             m
         },
         turn,
+        media_threads: a
+            .media_threads
+            .or(cfg.switchboard.media_threads)
+            .unwrap_or_else(server::media::default_shards)
+            .max(1),
         voicemail_max: Duration::from_secs(
             a.voicemail_max
                 .unwrap_or(cfg.switchboard.voicemail_max_secs)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dialtone::media::link::{AUDIO_LEVEL_URI, AudioLevel, RtpAudio};
 use dialtone::media::net::{ClientConfig, ClientLink, MediaEvent, Via};
-use dialtone::server::media::{Hub, HubCmd, HubEvent, MediaListen, sockets};
+use dialtone::server::media::{HubCmd, HubEvent, MediaListen, sockets};
 use dialtone::server::relay::RelayStats;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::timeout;
@@ -41,15 +41,16 @@ impl Switchboard {
         let port = socks[0].bound;
         let stats = Arc::new(RelayStats::default());
         let (ev_tx, events) = mpsc::unbounded_channel();
-        let hub = Hub::new(
+        // Two shards, so devices land on both and packets cross between them.
+        let cmds = dialtone::server::media::start(
             socks,
             Arc::clone(&stats),
             Box::new(move |e| {
                 let _ = ev_tx.send(e);
             }),
-        );
-        let (cmds, rx) = mpsc::unbounded_channel();
-        tokio::spawn(hub.run(rx));
+            2,
+        )
+        .expect("hub starts");
         Switchboard {
             cmds,
             events,

@@ -140,6 +140,8 @@ impl Relay {
     }
 
     /// A packet from device `from`: calls `send` once for every receiver that hears it now.
+    /// (One relay for every device: [`heard`](Self::heard), then [`deliver`](Self::deliver) to
+    /// each of [`targets`](Self::targets).)
     pub fn packet(
         &mut self,
         from: ConnId,
@@ -148,7 +150,7 @@ impl Relay {
         mut send: impl FnMut(Forward),
     ) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        self.levels.heard(from, rtp.level.map(|l| l.dbov), now);
+        self.heard(from, rtp, now);
         let Some(targets) = self.routes.get(&from) else {
             return;
         };
@@ -160,6 +162,44 @@ impl Relay {
                 send(f);
             }
         }
+    }
+
+    /// Counts a packet from a device that arrived here.
+    pub fn arrived(&self) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the level of a packet from `from`; once per packet on each relay that delivers
+    /// it, before [`deliver`](Self::deliver).
+    pub fn heard(&mut self, from: ConnId, rtp: &RtpAudio, now: Instant) {
+        self.levels.heard(from, rtp.level.map(|l| l.dbov), now);
+    }
+
+    /// Who hears `from` now.
+    #[must_use]
+    pub fn targets(&self, from: ConnId) -> &[ConnId] {
+        self.routes.get(&from).map_or(&[], Vec::as_slice)
+    }
+
+    /// Where a packet from `from` goes at receiver `to`, if this relay holds `to` and its slots
+    /// take it now.
+    pub fn deliver(
+        &mut self,
+        to: ConnId,
+        from: ConnId,
+        rtp: &RtpAudio,
+        now: Instant,
+    ) -> Option<Forward> {
+        let out = self.outs.get_mut(&to)?;
+        let f = Self::pick(out, to, from, rtp, &self.levels, now, &self.stats)?;
+        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        Some(f)
+    }
+
+    /// Whether this relay holds receiver `to`.
+    #[must_use]
+    pub fn holds(&self, to: ConnId) -> bool {
+        self.outs.contains_key(&to)
     }
 
     /// Audio the switchboard itself plays to `to` (a greeting); `None` if `to` has no link.

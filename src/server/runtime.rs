@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::{
 };
 
 use super::listener::{self, Front, TransportOptions, Upgraded};
-use super::media::{Hub, HubCmd, HubEvent, MediaListen};
+use super::media::{HubCmd, HubEvent, MediaListen};
 use super::relay::RelayStats;
 use super::store::{Store, load_or_create_key};
 use super::switchboard::network::{MediaAddr, TurnConfig};
@@ -38,6 +38,8 @@ pub struct ServeOptions {
     pub media: MediaListen,
     /// TURN relays handed to devices.
     pub turn: Option<TurnConfig>,
+    /// Media threads (shards of the devices' links); one per core by default.
+    pub media_threads: usize,
     /// Longest voicemail message.
     pub voicemail_max: Duration,
     /// Numbers from the config file (E.164 -> user name), written to the database at start.
@@ -178,16 +180,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
 
     let stats = Arc::new(RelayStats::default());
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
-    let (hub_tx, hub_rx) = mpsc::unbounded_channel();
     let media_events = ev_tx.clone();
-    let hub = Hub::new(
+    let hub_tx = super::media::start(
         media_sockets,
         stats.clone(),
         Box::new(move |e| {
             let _ = media_events.send(Event::Media(e));
         }),
-    );
-    tokio::spawn(hub.run(hub_rx));
+        opts.media_threads,
+    )
+    .context("starting the media threads")?;
     tokio::spawn(accept_loop(listener, Arc::new(front), ev_tx.clone()));
     tokio::spawn(watch_revocations(db_path, plan, ev_tx.clone()));
     let beep: Vec<f32> = (0..14_400)

@@ -507,6 +507,8 @@ async fn local_switchboard(local: &Local) -> anyhow::Result<(String, Option<Serv
             public_ip: None,
         },
         turn: None,
+        // One device or a few on this machine: one media thread is plenty.
+        media_threads: 1,
         voicemail_max: local.voicemail_max,
         numbers: local.numbers.clone(),
         // Loopback and plain: the embedded switchboard is for this machine only.

@@ -3,8 +3,10 @@
 //! the relay ([`hub`]).
 
 pub mod demux;
+pub mod front;
 pub mod hub;
+pub mod shard;
 pub mod sockets;
 
-pub use hub::{Hub, HubCmd, HubEvent};
+pub use hub::{HubCmd, HubEvent, default_shards, start};
 pub use sockets::{MediaListen, MediaSocket};

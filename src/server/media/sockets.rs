@@ -12,6 +12,8 @@ use crate::media::net::ifaces::usable_ips;
 #[derive(Debug)]
 pub struct MediaSocket {
     pub socket: tokio::net::UdpSocket,
+    /// The same socket for sending from any thread (non-blocking).
+    pub send: std::net::UdpSocket,
     /// The address it is bound to.
     pub bound: SocketAddr,
     /// The addresses devices may send to that arrive here: the bound one, and first (the one
@@ -101,7 +103,9 @@ pub fn bind(listen: MediaListen) -> anyhow::Result<Vec<MediaSocket>> {
         .context("finding one free media port on every interface")
 }
 
-fn bind_all(ips: &[IpAddr], port: u16) -> io::Result<Vec<(tokio::net::UdpSocket, SocketAddr)>> {
+type Bound = (tokio::net::UdpSocket, std::net::UdpSocket, SocketAddr);
+
+fn bind_all(ips: &[IpAddr], port: u16) -> io::Result<Vec<Bound>> {
     let mut out = Vec::with_capacity(ips.len());
     let mut port = port;
     for ip in ips {
@@ -109,25 +113,23 @@ fn bind_all(ips: &[IpAddr], port: u16) -> io::Result<Vec<(tokio::net::UdpSocket,
         std.set_nonblocking(true)?;
         let bound = std.local_addr()?;
         port = bound.port();
-        out.push((tokio::net::UdpSocket::from_std(std)?, bound));
+        let send = std.try_clone()?;
+        out.push((tokio::net::UdpSocket::from_std(std)?, send, bound));
     }
     Ok(out)
 }
 
-fn announce(
-    bound: Vec<(tokio::net::UdpSocket, SocketAddr)>,
-    public_ip: Option<IpAddr>,
-) -> Vec<MediaSocket> {
+fn announce(bound: Vec<Bound>, public_ip: Option<IpAddr>) -> Vec<MediaSocket> {
     // The public address belongs to the first socket that is not loopback, of its family.
     let public_on = public_ip.and_then(|p| {
         bound
             .iter()
-            .position(|(_, a)| !a.ip().is_loopback() && a.is_ipv4() == p.is_ipv4())
+            .position(|(_, _, a)| !a.ip().is_loopback() && a.is_ipv4() == p.is_ipv4())
     });
     bound
         .into_iter()
         .enumerate()
-        .map(|(i, (socket, bound))| {
+        .map(|(i, (socket, send, bound))| {
             let mut announce = Vec::with_capacity(2);
             if let (Some(p), Some(j)) = (public_ip, public_on)
                 && i == j
@@ -137,6 +139,7 @@ fn announce(
             announce.push(bound);
             MediaSocket {
                 socket,
+                send,
                 bound,
                 announce,
             }
