@@ -50,8 +50,8 @@ fn main() {
     }
     let window = if quick { 2.0 } else { 10.0 };
     // `threads=N`: the switchboard's media threads (default: one per core).
-    let threads: Option<String> = std::env::args()
-        .find_map(|a| a.strip_prefix("threads=").map(str::to_owned));
+    let threads: Option<String> =
+        std::env::args().find_map(|a| a.strip_prefix("threads=").map(str::to_owned));
     // `gen=N`: worker threads of the synthetic devices (default 1, leaving a core to the
     // switchboard).
     let gen_threads = std::env::args()

@@ -22,7 +22,7 @@ const PACKETS: u16 = 50;
 
 /// The switchboard's side: a hub on a loopback media port.
 struct Switchboard {
-    cmds: UnboundedSender<HubCmd>,
+    cmds: dialtone::server::media::Hub,
     events: UnboundedReceiver<HubEvent>,
     /// Events for links not being waited on right now.
     seen: Vec<HubEvent>,
@@ -327,6 +327,60 @@ async fn two_devices_on_one_port_hear_each_other_intact_and_in_order() {
     assert_eq!(
         sb.stats.forwarded.load(Ordering::Relaxed),
         2 * u64::from(PACKETS)
+    );
+}
+
+/// Four calls on a two-thread hub: every packet arrives intact and in order across the
+/// threads, and a link lives on the thread its media arrives on (only a device's first
+/// datagrams are passed between threads, not its media).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_spread_over_media_threads_arrive_intact_and_links_follow_their_media() {
+    let mut sb = Switchboard::start();
+    let mut devices = Vec::new();
+    for conn in 1..=8u64 {
+        devices.push(sb.connect(conn).await);
+    }
+    sb.routes(&[
+        (1, &[2]),
+        (2, &[1]),
+        (3, &[4]),
+        (4, &[3]),
+        (5, &[6]),
+        (6, &[5]),
+        (7, &[8]),
+        (8, &[7]),
+    ]);
+    let before = sb.stats.datagram_hops.load(Ordering::Relaxed);
+    let tag = |i: usize| 0x10 + i as u8;
+    futures_util::future::join_all(
+        devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| send_burst(d, tag(i), |_| None)),
+    )
+    .await;
+    let got =
+        futures_util::future::join_all(devices.iter_mut().map(|d| d.collect(PACKETS.into()))).await;
+    for (i, got) in got.iter().enumerate() {
+        let partner = i ^ 1;
+        assert_eq!(got.len(), usize::from(PACKETS), "device {i}: packets lost");
+        for (n, g) in got.iter().enumerate() {
+            assert_eq!(
+                g.payload,
+                payload(tag(partner), n as u16),
+                "device {i}: packet {n} from its partner, intact, in order"
+            );
+        }
+    }
+    let media_hops = sb.stats.datagram_hops.load(Ordering::Relaxed) - before;
+    assert!(
+        media_hops <= 8,
+        "{media_hops} of {} media datagrams were read by the wrong thread",
+        8 * PACKETS
+    );
+    assert_eq!(
+        sb.stats.forwarded.load(Ordering::Relaxed),
+        8 * u64::from(PACKETS)
     );
 }
 

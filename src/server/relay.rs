@@ -70,6 +70,13 @@ pub struct RelayStats {
     pub no_slot: AtomicU64,
     /// Times a source displaced another from a receiver's slot (a louder talker took over).
     pub slot_switches: AtomicU64,
+    /// Datagrams read by another media thread than their link's, and passed on (kept by the
+    /// hub: a device's first ICE checks, and its media while its link moves).
+    pub datagram_hops: AtomicU64,
+    /// Packets passed to the media thread of their receiver (kept by the hub).
+    pub relay_hops: AtomicU64,
+    /// Links moved to the media thread their media arrives on (kept by the hub).
+    pub moves: AtomicU64,
 }
 
 /// One packet the relay decided to send: to which device, on which of its outbound slots, with
@@ -88,6 +95,9 @@ struct Out {
     slots: Slots,
     rewriters: Vec<Rewriter>,
 }
+
+/// A receiver on its way from one relay to another.
+pub struct Held(Out);
 
 /// Who hears whom, and how each outbound stream stays continuous. Pure: the media hub feeds it
 /// packets with the time and sends what it returns; nothing here does I/O or reads a clock.
@@ -125,6 +135,22 @@ impl Relay {
     pub fn remove(&mut self, conn: ConnId) {
         self.outs.remove(&conn);
         self.levels.forget(conn);
+    }
+
+    /// Hands receiver `conn` over to another relay (its link moves to another media thread):
+    /// its streams continue there with the same numbering.
+    pub fn take(&mut self, conn: ConnId) -> Option<Held> {
+        self.outs.remove(&conn).map(Held)
+    }
+
+    /// Takes over a receiver handed over by [`take`](Self::take).
+    pub fn put(&mut self, conn: ConnId, held: Held) {
+        let routes = &self.routes;
+        let mut out = held.0;
+        // Routes may have changed while it was on its way.
+        out.slots
+            .release_unless(|src| routes.get(&src).is_some_and(|t| t.contains(&conn)));
+        self.outs.insert(conn, out);
     }
 
     /// The switchboard core's routing table: source → the devices that hear it.

@@ -322,7 +322,7 @@ fn truncate(s: &str, max: usize) -> &str {
 /// What the loop hands to the adapters it starts.
 struct LoopCtx {
     ev_tx: mpsc::UnboundedSender<Event>,
-    hub_tx: mpsc::UnboundedSender<HubCmd>,
+    hub_tx: super::media::Hub,
     store_tx: std::sync::mpsc::Sender<StoreOp>,
     greeting: Greeting,
     /// The prompt before recording a greeting: a short beep.
@@ -513,7 +513,7 @@ async fn record(
     rec: Recording,
     stop: oneshot::Receiver<()>,
     ev_tx: mpsc::UnboundedSender<Event>,
-    hub_tx: mpsc::UnboundedSender<HubCmd>,
+    hub_tx: super::media::Hub,
 ) {
     let Recording {
         call_id,

@@ -1,7 +1,7 @@
-//! The media hub: the front ([`super::front`]) reads the one media port and routes datagrams
-//! to shards ([`super::shard`]), one thread per core, which own the devices' [`LinkCore`]s and
-//! their part of the relay. A packet takes one hop (front to its link's shard), and one more
-//! only when its receiver's link lives on another shard.
+//! The media hub: media threads ([`super::shard`]), one per core by default, each reading its
+//! own socket of the media port's `SO_REUSEPORT` group and owning the devices' links that
+//! arrive there (a link moves to the thread its media arrives on) and their part of the relay.
+//! The control ([`super::control`]) places new links and passes the switchboard's commands on.
 //!
 //! The switchboard's loop talks to it with [`HubCmd`]s and hears back through a callback of
 //! [`HubEvent`]s. It decides nothing about calls: which candidates a device is offered and who
@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::front::Front;
-use super::shard::{Port, Shard};
+use std::sync::atomic::AtomicUsize;
+
+use super::control::{Control, Hub};
+use super::shard::{Port, Shard, ShardSocket, Shared};
 use super::sockets::MediaSocket;
 use crate::media::link::RtpAudio;
 use crate::server::relay::RelayStats;
@@ -77,45 +79,57 @@ pub struct HubCounters {
 }
 
 /// Starts the hub over bound sockets with `shards` media threads (at least one) and returns
-/// where to send it commands. Must be called inside a tokio runtime (the front runs there); the
-/// shards run on threads of their own, named `media-N`. The DTLS certificate is made once and
-/// shared by every link.
+/// where to send it commands. The shards run on threads of their own, named `media-N`. The DTLS certificate is made once
+/// and shared by every link.
 ///
 /// # Errors
 ///
-/// If a socket cannot be cloned for the shards or a thread cannot be started.
+/// If a socket cannot be cloned or joined for the shards or a thread cannot be started.
 pub fn start(
     sockets: Vec<MediaSocket>,
     stats: Arc<RelayStats>,
     events: Box<dyn Fn(HubEvent) + Send + Sync>,
     shards: usize,
-) -> anyhow::Result<mpsc::UnboundedSender<HubCmd>> {
+) -> anyhow::Result<Hub> {
     let shards = shards.max(1);
+    // Every shard's sockets are bound before any reads: joining a `SO_REUSEPORT` group later
+    // would move devices' addresses between shards.
+    let mut per_shard: Vec<Vec<(std::net::UdpSocket, SocketAddr)>> = Vec::with_capacity(shards);
+    for id in 0..shards {
+        let mut mine = Vec::with_capacity(sockets.len());
+        for s in &sockets {
+            let socket = if id == 0 {
+                s.socket.try_clone()?
+            } else {
+                s.sibling()?
+            };
+            mine.push((socket, s.ice_local()));
+        }
+        per_shard.push(mine);
+    }
     let port = Arc::new(Port {
-        sockets: sockets
-            .iter()
-            .map(|s| s.send.try_clone())
-            .collect::<std::io::Result<_>>()?,
         socket_of: sockets
             .iter()
             .enumerate()
             .flat_map(|(i, s)| s.announce.iter().map(move |a| (*a, i)))
             .collect(),
+        sockets: sockets.into_iter().map(|s| s.socket).collect(),
     });
     let certificate = crate::media::link::server_certificate()
         .map_err(|e| tracing::warn!("{e}; each link will make its own"))
         .ok();
     let events: Arc<dyn Fn(HubEvent) + Send + Sync> = Arc::from(events);
+    let load: Arc<[AtomicUsize]> = (0..shards).map(|_| AtomicUsize::new(0)).collect();
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
-    for (id, rx) in rxs.into_iter().enumerate() {
-        let shard = Shard::new(
-            id,
-            Arc::clone(&port),
-            Arc::clone(&stats),
-            txs.clone(),
-            certificate.clone(),
-            Arc::clone(&events),
-        );
+    for ((id, rx), mine) in rxs.into_iter().enumerate().zip(per_shard) {
+        let shared = Shared {
+            port: Arc::clone(&port),
+            stats: Arc::clone(&stats),
+            peers: txs.clone(),
+            load: Arc::clone(&load),
+            certificate: certificate.clone(),
+            events: Arc::clone(&events),
+        };
         std::thread::Builder::new()
             .name(format!("media-{id}"))
             .spawn(move || {
@@ -129,12 +143,23 @@ pub fn start(
                         return;
                     }
                 };
-                rt.block_on(shard.run(rx));
+                rt.block_on(async move {
+                    let sockets = match mine
+                        .into_iter()
+                        .map(|(s, local)| ShardSocket::new(s, local))
+                        .collect::<std::io::Result<Vec<_>>>()
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!("media shard {id}: its sockets: {e}");
+                            return;
+                        }
+                    };
+                    Shard::new(id, sockets, shared).run(rx).await;
+                });
             })?;
     }
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    tokio::spawn(Front::new(sockets, txs).run(cmd_rx));
-    Ok(cmd_tx)
+    Ok(Hub::new(Control::new(txs, load)))
 }
 
 /// How many media shards to run by default: one per core.

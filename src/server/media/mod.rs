@@ -2,11 +2,12 @@
 //! their link by ICE username and address ([`demux`]), and the task that runs every link and
 //! the relay ([`hub`]).
 
+pub mod control;
 pub mod demux;
-pub mod front;
 pub mod hub;
 pub mod shard;
 pub mod sockets;
 
+pub use control::{Hub, HubGone};
 pub use hub::{HubCmd, HubEvent, default_shards, start};
 pub use sockets::{MediaListen, MediaSocket};

@@ -1,31 +1,49 @@
-//! One media shard: a thread that owns some devices' [`LinkCore`]s, their part of the [`Relay`]
-//! (the receivers it holds) and their timers. The front ([`super::front`]) hands it the
-//! datagrams of its links; it decrypts them, relays each packet to its own receivers directly
-//! and to the other shards' receivers with one message per shard, encrypts and sends on the
-//! shared media port. Every link's packets therefore take at most one hop between threads, and
-//! the switchboard's media work spreads over the cores.
+//! One media thread (shard): it reads its own socket of the media port's `SO_REUSEPORT` group,
+//! and owns some devices' [`LinkCore`]s, their part of the [`Relay`] (the receivers it holds)
+//! and their timers. The kernel hands each device address's datagrams always to the same
+//! shard, and a link moves to the shard its DTLS and SRTP arrive on, so a packet is normally
+//! read, decrypted, relayed, encrypted and sent by one thread without a hop. It takes one hop
+//! when its receiver's link lives on another shard (one message per shard), and while a link
+//! is still on its way to its shard.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc::peer_connection::certificate::RTCCertificate;
 use tokio::sync::mpsc;
 
+use super::demux::Demux;
 use super::hub::{HubCounters, HubEvent};
 use crate::media::link::{LinkCore, LinkEvent, LocalCandidate, Path, Proto, Role, RtpAudio};
-use crate::server::relay::{Forward, Relay, RelayStats};
+use crate::media::net::udp::{HasSocket, recv_any, try_recv_any};
+use crate::server::relay::{Forward, Held, Relay, RelayStats};
 use crate::server::switchboard::ConnId;
 
-/// Messages a shard handles more of at once before it looks at its timers again.
+/// Datagrams or messages handled in one wake-up before the other source and the timers get a
+/// turn.
 const BURST: usize = 64;
+/// Largest datagram read; anything longer is truncated (and then fails its checks).
+const RECV_BUF: usize = 2048;
+/// A link moves at most this often: a device whose datagrams arrive on two shards at once (two
+/// paths in use) stays put rather than bounce.
+const MOVE_EVERY: Duration = Duration::from_secs(2);
+/// Hops a message may take chasing a link that moved, before it is dropped.
+const MAX_HOPS: u8 = 3;
 
 /// What reaches a shard: one closed enum.
 pub enum ShardMsg {
-    /// Answer a device's offer with these ICE credentials (the front already routes checks
-    /// for `ufrag` here).
+    /// A link for `conn` is coming on `shard`, with switchboard ICE username `ufrag`: route its
+    /// checks, and close an older link of the same device if this shard holds one.
+    Expect {
+        conn: ConnId,
+        ufrag: Arc<str>,
+        shard: usize,
+    },
+    /// Answer a device's offer with these ICE credentials.
     Answer {
         conn: ConnId,
         offer_sdp: String,
@@ -36,11 +54,13 @@ pub enum ShardMsg {
     Drop {
         conn: ConnId,
     },
-    /// Which shard holds `conn`'s link (`None`: it is gone).
+    /// `conn`'s link now lives on `shard`.
     Placed {
         conn: ConnId,
-        shard: Option<usize>,
+        shard: usize,
     },
+    /// A link moving here, with the datagram that called it.
+    Adopt(Box<Adopted>),
     Routes(Arc<BTreeMap<ConnId, Vec<ConnId>>>),
     Tap {
         from: ConnId,
@@ -53,26 +73,40 @@ pub enum ShardMsg {
         to: ConnId,
         rtp: RtpAudio,
     },
-    /// A datagram for `conn`'s link, as it arrived on the port.
+    /// A datagram for `conn`'s link that shard `via` read.
     Datagram {
         conn: ConnId,
         path: Path,
         data: BytesMut,
         at: Instant,
+        via: usize,
+        hops: u8,
     },
     /// A packet from `from` (on another shard) for receivers this shard holds.
     Forward {
         from: ConnId,
         to: Vec<ConnId>,
         rtp: RtpAudio,
+        hops: u8,
     },
     /// The switchboard is going away: close every link and end.
     Stop,
 }
 
+/// A link handed from one shard to another.
+pub struct Adopted {
+    conn: ConnId,
+    link: LinkCore,
+    held: Option<Held>,
+    tap: Option<mpsc::Sender<RtpAudio>>,
+    path: Path,
+    data: BytesMut,
+    at: Instant,
+}
+
 /// Where a shard sends: the media port's sockets, by the announced addresses they serve.
 pub struct Port {
-    /// Clones of the port's sockets (plain, non-blocking): any thread may send on them.
+    /// The port's sockets (plain, non-blocking): any thread may send on them.
     pub sockets: Vec<std::net::UdpSocket>,
     pub socket_of: HashMap<SocketAddr, usize>,
 }
@@ -96,16 +130,59 @@ impl Port {
     }
 }
 
+/// This shard's member of one media socket's `SO_REUSEPORT` group.
+pub struct ShardSocket {
+    socket: tokio::net::UdpSocket,
+    /// The address a link's ICE agent sees as the local end of a datagram read here.
+    local: SocketAddr,
+}
+
+impl ShardSocket {
+    /// Must be called on the shard's own runtime (the socket registers with it).
+    ///
+    /// # Errors
+    ///
+    /// If the runtime cannot take the socket.
+    pub fn new(socket: std::net::UdpSocket, local: SocketAddr) -> std::io::Result<ShardSocket> {
+        Ok(ShardSocket {
+            socket: tokio::net::UdpSocket::from_std(socket)?,
+            local,
+        })
+    }
+}
+
+impl HasSocket for ShardSocket {
+    fn socket(&self) -> &tokio::net::UdpSocket {
+        &self.socket
+    }
+}
+
+/// What a shard shares with the others.
+pub struct Shared {
+    pub port: Arc<Port>,
+    pub stats: Arc<RelayStats>,
+    pub peers: Vec<mpsc::UnboundedSender<ShardMsg>>,
+    pub load: Arc<[AtomicUsize]>,
+    pub certificate: Option<RTCCertificate>,
+    pub events: Arc<dyn Fn(HubEvent) + Send + Sync>,
+}
+
 pub struct Shard {
     id: usize,
     port: Arc<Port>,
+    sockets: Vec<ShardSocket>,
+    demux: Demux,
     links: HashMap<ConnId, LinkCore>,
     relay: Relay,
     taps: HashMap<ConnId, mpsc::Sender<RtpAudio>>,
-    /// Which shard holds every link.
+    /// Which shard holds every link, as far as this one knows.
     owner: HashMap<ConnId, usize>,
-    /// The other shards (this one's own slot included, never used).
+    /// When each link held here last moved.
+    moved: HashMap<ConnId, Instant>,
+    /// Every shard (this one's own slot included, never used).
     peers: Vec<mpsc::UnboundedSender<ShardMsg>>,
+    load: Arc<[AtomicUsize]>,
+    stats: Arc<RelayStats>,
     deadline_of: HashMap<ConnId, Instant>,
     deadlines: BTreeSet<(Instant, ConnId)>,
     certificate: Option<RTCCertificate>,
@@ -118,26 +195,24 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(
-        id: usize,
-        port: Arc<Port>,
-        stats: Arc<RelayStats>,
-        peers: Vec<mpsc::UnboundedSender<ShardMsg>>,
-        certificate: Option<RTCCertificate>,
-        events: Arc<dyn Fn(HubEvent) + Send + Sync>,
-    ) -> Shard {
+    pub fn new(id: usize, sockets: Vec<ShardSocket>, shared: Shared) -> Shard {
         Shard {
             id,
-            port,
+            port: shared.port,
+            sockets,
+            demux: Demux::default(),
             links: HashMap::new(),
-            relay: Relay::new(stats),
+            relay: Relay::new(Arc::clone(&shared.stats)),
+            stats: shared.stats,
             taps: HashMap::new(),
             owner: HashMap::new(),
-            peers,
+            moved: HashMap::new(),
+            peers: shared.peers,
+            load: shared.load,
             deadline_of: HashMap::new(),
             deadlines: BTreeSet::new(),
-            certificate,
-            events,
+            certificate: shared.certificate,
+            events: shared.events,
             forwards: Vec::with_capacity(16),
             local: Vec::with_capacity(16),
             remote: Vec::with_capacity(16),
@@ -145,33 +220,35 @@ impl Shard {
         }
     }
 
-    /// Runs until the front goes away, then closes its links (their close alerts are sent).
+    /// Runs until told to stop (or every sender is gone), then closes its links (their close
+    /// alerts are sent).
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
-        loop {
+        let mut buf = vec![0u8; RECV_BUF];
+        'run: loop {
             let deadline = self.deadlines.first().map(|(t, _)| *t);
             tokio::select! {
+                // Messages first: a call's routes, sent before its devices' audio, must be in
+                // place when that audio is read.
+                biased;
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     if !self.handle(msg) {
                         break;
                     }
-                    let mut stop = false;
                     for _ in 0..BURST {
-                        match rx.try_recv() {
-                            Ok(msg) => {
-                                if !self.handle(msg) {
-                                    stop = true;
-                                    break;
-                                }
-                            }
-                            Err(_) => break,
+                        let Ok(msg) = rx.try_recv() else { break };
+                        if !self.handle(msg) {
+                            break 'run;
                         }
                     }
-                    if stop {
-                        break;
-                    }
+                    // The port gets its turn even while other shards keep this one busy.
+                    self.read_waiting(&mut buf);
                 }
-                _ = sleep_until(deadline) => {}
+                (i, r) = recv_any(&self.sockets, &mut buf) => {
+                    self.received(i, r, &buf);
+                    self.read_waiting(&mut buf);
+                }
+                () = sleep_until(deadline) => {}
             }
             self.timeouts(Instant::now());
         }
@@ -180,6 +257,57 @@ impl Shard {
             while let Some(t) = link.poll_transmit() {
                 self.port.send(&t.path, &t.payload, &mut self.counters);
             }
+        }
+    }
+
+    /// Up to a burst of datagrams already waiting on this shard's sockets.
+    fn read_waiting(&mut self, buf: &mut [u8]) {
+        for _ in 0..BURST {
+            let Some((i, r)) = try_recv_any(&self.sockets, buf) else {
+                break;
+            };
+            self.received(i, r, buf);
+        }
+    }
+
+    /// A datagram read from this shard's socket `i`.
+    fn received(&mut self, i: usize, r: std::io::Result<(usize, SocketAddr)>, buf: &[u8]) {
+        let (n, peer) = match r {
+            Ok(x) => x,
+            // ICMP errors for earlier sends (a device that went away) surface on the next read
+            // of an unconnected socket; they say nothing about this read.
+            Err(e) => {
+                tracing::trace!("media read: {e}");
+                return;
+            }
+        };
+        let Some(local) = self.sockets.get(i).map(|s| s.local) else {
+            return;
+        };
+        let data = &buf[..n];
+        let Some(conn) = self.demux.route(local, peer, data) else {
+            self.counters.unrouted += 1;
+            return;
+        };
+        let now = Instant::now();
+        let path = udp_path(local, peer);
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.handle_datagram(now, path, BytesMut::from(data));
+            self.drain(conn, now);
+        } else if let Some(&owner) = self.owner.get(&conn)
+            && owner != self.id
+        {
+            self.send_to(
+                owner,
+                ShardMsg::Datagram {
+                    conn,
+                    path,
+                    data: BytesMut::from(data),
+                    at: now,
+                    via: self.id,
+                    hops: 1,
+                },
+            );
         }
     }
 
@@ -192,21 +320,22 @@ impl Shard {
                 path,
                 data,
                 at,
-            } => {
-                if let Some(link) = self.links.get_mut(&conn) {
-                    link.handle_datagram(at, path, data);
-                    self.drain(conn, at);
+                via,
+                hops,
+            } => self.datagram(conn, path, data, at, via, hops),
+            ShardMsg::Forward {
+                from,
+                to,
+                rtp,
+                hops,
+            } => self.forwarded(from, to, &rtp, hops),
+            ShardMsg::Expect { conn, ufrag, shard } => {
+                if self.links.contains_key(&conn) {
+                    self.drop_link(conn);
                 }
-            }
-            ShardMsg::Forward { from, to, rtp } => {
-                let now = Instant::now();
-                self.relay.heard(from, &rtp, now);
-                for t in to {
-                    if let Some(f) = self.relay.deliver(t, from, &rtp, now) {
-                        self.forwards.push(f);
-                    }
-                }
-                self.send_forwards(&rtp, now);
+                self.demux.remove(conn);
+                self.demux.add(conn, &ufrag);
+                self.owner.insert(conn, shard);
             }
             ShardMsg::Answer {
                 conn,
@@ -215,18 +344,23 @@ impl Shard {
                 ufrag,
                 pwd,
             } => self.answer(conn, &offer_sdp, &announce, ufrag, pwd),
-            ShardMsg::Drop { conn } => self.drop_link(conn),
-            ShardMsg::Placed { conn, shard } => match shard {
-                Some(s) => {
-                    self.owner.insert(conn, s);
+            ShardMsg::Drop { conn } => {
+                self.drop_link(conn);
+                self.demux.remove(conn);
+                self.owner.remove(&conn);
+            }
+            ShardMsg::Placed { conn, shard } => {
+                // Only for links still known: a move that crosses the link's drop is dropped.
+                if let Some(o) = self.owner.get_mut(&conn) {
+                    *o = shard;
                 }
-                None => {
-                    self.owner.remove(&conn);
-                }
-            },
+            }
+            ShardMsg::Adopt(adopted) => self.adopt(*adopted),
             ShardMsg::Routes(routes) => self.relay.set_routes((*routes).clone()),
             ShardMsg::Tap { from, tx } => {
-                self.taps.insert(from, tx);
+                if self.links.contains_key(&from) {
+                    self.taps.insert(from, tx);
+                }
             }
             ShardMsg::Untap { from } => {
                 self.taps.remove(&from);
@@ -240,6 +374,151 @@ impl Shard {
             }
         }
         true
+    }
+
+    /// A datagram another shard read for `conn`. When it is the device's DTLS or SRTP (not an
+    /// ICE check: a device checks every path, but sends media on one) and arrived on another
+    /// shard than this, the link moves there, so the rest of its packets take no hop.
+    fn datagram(
+        &mut self,
+        conn: ConnId,
+        path: Path,
+        data: BytesMut,
+        at: Instant,
+        via: usize,
+        hops: u8,
+    ) {
+        if !self.links.contains_key(&conn) {
+            // It moved on (or is gone): chase it a little way.
+            if let Some(&owner) = self.owner.get(&conn)
+                && owner != self.id
+                && hops < MAX_HOPS
+            {
+                self.send_to(
+                    owner,
+                    ShardMsg::Datagram {
+                        conn,
+                        path,
+                        data,
+                        at,
+                        via,
+                        hops: hops + 1,
+                    },
+                );
+            }
+            return;
+        }
+        let media = data.first().is_some_and(|b| *b > 3);
+        let settled = self
+            .moved
+            .get(&conn)
+            .is_some_and(|t| at.saturating_duration_since(*t) < MOVE_EVERY);
+        if via != self.id && via < self.peers.len() && media && !settled {
+            self.hand_over(conn, via, path, data, at);
+            return;
+        }
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.handle_datagram(at, path, data);
+            self.drain(conn, at);
+        }
+    }
+
+    fn hand_over(&mut self, conn: ConnId, to: usize, path: Path, data: BytesMut, at: Instant) {
+        let Some(link) = self.links.remove(&conn) else {
+            return;
+        };
+        self.set_deadline(conn, None);
+        self.moved.remove(&conn);
+        self.load[self.id].fetch_sub(1, Ordering::Relaxed);
+        let adopted = Adopted {
+            conn,
+            link,
+            held: self.relay.take(conn),
+            tap: self.taps.remove(&conn),
+            path,
+            data,
+            at,
+        };
+        // The new owner hears first: anything this shard or another routes to it after the
+        // `Placed` below is queued behind the link itself.
+        self.send_to(to, ShardMsg::Adopt(Box::new(adopted)));
+        self.owner.insert(conn, to);
+        for (s, peer) in self.peers.iter().enumerate() {
+            if s != self.id && s != to {
+                let _ = peer.send(ShardMsg::Placed { conn, shard: to });
+            }
+        }
+        self.stats.moves.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(conn, from = self.id, to, "media link moved");
+    }
+
+    fn adopt(&mut self, a: Adopted) {
+        let Adopted {
+            conn,
+            link,
+            held,
+            tap,
+            path,
+            data,
+            at,
+        } = a;
+        if !self.owner.contains_key(&conn) {
+            // Dropped while on its way.
+            return;
+        }
+        let slots = link.slots();
+        self.links.insert(conn, link);
+        self.load[self.id].fetch_add(1, Ordering::Relaxed);
+        self.owner.insert(conn, self.id);
+        self.moved.insert(conn, at);
+        match held {
+            Some(h) => self.relay.put(conn, h),
+            None => self.relay.add(conn, slots),
+        }
+        if let Some(tap) = tap {
+            self.taps.insert(conn, tap);
+        }
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.handle_datagram(at, path, data);
+        }
+        self.drain(conn, at);
+    }
+
+    /// A packet another shard relays to receivers here.
+    fn forwarded(&mut self, from: ConnId, to: Vec<ConnId>, rtp: &RtpAudio, hops: u8) {
+        let now = Instant::now();
+        self.relay.heard(from, rtp, now);
+        let mut remote = std::mem::take(&mut self.remote);
+        for t in to {
+            if self.relay.holds(t) {
+                if let Some(f) = self.relay.deliver(t, from, rtp, now) {
+                    self.forwards.push(f);
+                }
+            } else if let Some(&s) = self.owner.get(&t)
+                && s != self.id
+                && hops < MAX_HOPS
+            {
+                remote.push((s, t));
+            }
+        }
+        self.send_forwards(rtp, now);
+        self.send_remote(from, rtp, &mut remote, hops + 1);
+        self.remote = remote;
+    }
+
+    fn send_to(&self, shard: usize, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Datagram { .. } => {
+                self.stats.datagram_hops.fetch_add(1, Ordering::Relaxed);
+            }
+            ShardMsg::Forward { .. } => {
+                self.stats.relay_hops.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if let Some(peer) = self.peers.get(shard) {
+            let _ = peer.send(msg);
+        }
     }
 
     fn answer(
@@ -271,6 +550,7 @@ impl Shard {
             Ok((link, sdp)) => {
                 self.relay.add(conn, link.slots());
                 self.links.insert(conn, link);
+                self.load[self.id].fetch_add(1, Ordering::Relaxed);
                 self.drain(conn, now);
                 (self.events)(HubEvent::Answered { conn, sdp });
             }
@@ -285,6 +565,8 @@ impl Shard {
         let Some(mut link) = self.links.remove(&conn) else {
             return;
         };
+        self.load[self.id].fetch_sub(1, Ordering::Relaxed);
+        self.moved.remove(&conn);
         link.close();
         // The DTLS close alert tells the device at once rather than after its consent expires.
         while let Some(t) = link.poll_transmit() {
@@ -358,27 +640,41 @@ impl Shard {
         }
         self.local = local;
         self.send_forwards(&rtp, now);
-        if !remote.is_empty() {
-            remote.sort_unstable();
-            let mut i = 0;
-            while i < remote.len() {
-                let shard = remote[i].0;
-                let mut to = Vec::with_capacity(2);
-                while i < remote.len() && remote[i].0 == shard {
-                    to.push(remote[i].1);
-                    i += 1;
-                }
-                if let Some(peer) = self.peers.get(shard) {
-                    let _ = peer.send(ShardMsg::Forward {
-                        from,
-                        to,
-                        rtp: rtp.clone(),
-                    });
-                }
-            }
-            remote.clear();
-        }
+        self.send_remote(from, &rtp, &mut remote, 1);
         self.remote = remote;
+    }
+
+    /// Sends `rtp` to the shards holding `remote`'s receivers, one message per shard.
+    fn send_remote(
+        &self,
+        from: ConnId,
+        rtp: &RtpAudio,
+        remote: &mut Vec<(usize, ConnId)>,
+        hops: u8,
+    ) {
+        if remote.is_empty() {
+            return;
+        }
+        remote.sort_unstable();
+        let mut i = 0;
+        while i < remote.len() {
+            let shard = remote[i].0;
+            let mut to = Vec::with_capacity(2);
+            while i < remote.len() && remote[i].0 == shard {
+                to.push(remote[i].1);
+                i += 1;
+            }
+            self.send_to(
+                shard,
+                ShardMsg::Forward {
+                    from,
+                    to,
+                    rtp: rtp.clone(),
+                    hops,
+                },
+            );
+        }
+        remote.clear();
     }
 
     /// Sends `rtp` as the relay decided (`self.forwards`), on each receiver's link.

@@ -8,23 +8,18 @@ use anyhow::Context as _;
 
 use crate::media::net::ifaces::usable_ips;
 
-/// One socket of the media port.
+/// One socket of the media port. It is bound with `SO_REUSEPORT` so that each media thread can
+/// read the same address through a sibling socket of its own ([`MediaSocket::sibling`]): the
+/// kernel then hands a given device address's datagrams always to the same thread.
 #[derive(Debug)]
 pub struct MediaSocket {
-    pub socket: tokio::net::UdpSocket,
-    /// The same socket for sending from any thread (non-blocking).
-    pub send: std::net::UdpSocket,
+    /// Non-blocking; any thread may send on it.
+    pub socket: std::net::UdpSocket,
     /// The address it is bound to.
     pub bound: SocketAddr,
     /// The addresses devices may send to that arrive here: the bound one, and first (the one
     /// the links' ICE agents see as local) a 1:1 NAT's public address when there is one.
     pub announce: Vec<SocketAddr>,
-}
-
-impl crate::media::net::udp::HasSocket for MediaSocket {
-    fn socket(&self) -> &tokio::net::UdpSocket {
-        &self.socket
-    }
 }
 
 impl MediaSocket {
@@ -37,6 +32,15 @@ impl MediaSocket {
     #[must_use]
     pub fn is_loopback(&self) -> bool {
         self.bound.ip().is_loopback()
+    }
+
+    /// Another socket on the same address, in the same `SO_REUSEPORT` group (non-blocking).
+    ///
+    /// # Errors
+    ///
+    /// If the kernel refuses the bind.
+    pub fn sibling(&self) -> io::Result<std::net::UdpSocket> {
+        reuseport_socket(self.bound)
     }
 }
 
@@ -103,20 +107,33 @@ pub fn bind(listen: MediaListen) -> anyhow::Result<Vec<MediaSocket>> {
         .context("finding one free media port on every interface")
 }
 
-type Bound = (tokio::net::UdpSocket, std::net::UdpSocket, SocketAddr);
+type Bound = (std::net::UdpSocket, SocketAddr);
 
 fn bind_all(ips: &[IpAddr], port: u16) -> io::Result<Vec<Bound>> {
     let mut out = Vec::with_capacity(ips.len());
     let mut port = port;
     for ip in ips {
-        let std = std::net::UdpSocket::bind(SocketAddr::new(*ip, port))?;
-        std.set_nonblocking(true)?;
-        let bound = std.local_addr()?;
-        port = bound.port();
-        let send = std.try_clone()?;
-        out.push((tokio::net::UdpSocket::from_std(std)?, send, bound));
+        // A plain bind first: it fails if anyone holds the port, even another `SO_REUSEPORT`
+        // group of the same user (a second switchboard), which would otherwise silently share
+        // the port's traffic with us. It also picks the ephemeral port.
+        let probe = std::net::UdpSocket::bind(SocketAddr::new(*ip, port))?;
+        let addr = probe.local_addr()?;
+        drop(probe);
+        let socket = reuseport_socket(addr)?;
+        port = addr.port();
+        out.push((socket, addr));
     }
     Ok(out)
+}
+
+/// A non-blocking UDP socket bound to `addr` with `SO_REUSEPORT`.
+fn reuseport_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 fn announce(bound: Vec<Bound>, public_ip: Option<IpAddr>) -> Vec<MediaSocket> {
@@ -124,12 +141,12 @@ fn announce(bound: Vec<Bound>, public_ip: Option<IpAddr>) -> Vec<MediaSocket> {
     let public_on = public_ip.and_then(|p| {
         bound
             .iter()
-            .position(|(_, _, a)| !a.ip().is_loopback() && a.is_ipv4() == p.is_ipv4())
+            .position(|(_, a)| !a.ip().is_loopback() && a.is_ipv4() == p.is_ipv4())
     });
     bound
         .into_iter()
         .enumerate()
-        .map(|(i, (socket, send, bound))| {
+        .map(|(i, (socket, bound))| {
             let mut announce = Vec::with_capacity(2);
             if let (Some(p), Some(j)) = (public_ip, public_on)
                 && i == j
@@ -139,7 +156,6 @@ fn announce(bound: Vec<Bound>, public_ip: Option<IpAddr>) -> Vec<MediaSocket> {
             announce.push(bound);
             MediaSocket {
                 socket,
-                send,
                 bound,
                 announce,
             }
@@ -184,6 +200,26 @@ mod tests {
                 SocketAddr::new("203.0.113.7".parse().unwrap(), port)
             );
         }
+    }
+
+    #[test]
+    fn a_sibling_shares_the_port_and_a_second_switchboard_does_not() {
+        let listen = MediaListen {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            public_ip: None,
+        };
+        let first = bind(listen).unwrap();
+        let sibling = first[0].sibling().unwrap();
+        assert_eq!(sibling.local_addr().unwrap(), first[0].bound);
+        let again = bind(MediaListen {
+            port: first[0].bound.port(),
+            ..listen
+        });
+        assert!(
+            again.is_err(),
+            "a second switchboard must not join the port"
+        );
     }
 
     #[tokio::test]
