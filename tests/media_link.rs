@@ -41,14 +41,17 @@ impl Switchboard {
         let port = socks[0].bound;
         let stats = Arc::new(RelayStats::default());
         let (ev_tx, events) = mpsc::unbounded_channel();
-        // Two shards, so devices land on both and packets cross between them.
-        let cmds = dialtone::server::media::start(
+        // Two media threads spreading devices from the first link (a switchboard waits for
+        // 64 calls), so devices land on both and packets cross between them. Every other
+        // real-process test runs the default, gathered on one thread at this size.
+        let cmds = dialtone::server::media::start_spreading_at(
             socks,
             Arc::clone(&stats),
             Box::new(move |e| {
                 let _ = ev_tx.send(e);
             }),
             2,
+            0,
         )
         .expect("hub starts");
         Switchboard {

@@ -91,6 +91,21 @@ pub fn start(
     events: Box<dyn Fn(HubEvent) + Send + Sync>,
     shards: usize,
 ) -> anyhow::Result<Hub> {
+    start_spreading_at(sockets, stats, events, shards, super::control::SPREAD_AT)
+}
+
+/// As [`start`], spreading devices over the threads from `spread_at` links (0: always).
+///
+/// # Errors
+///
+/// As [`start`].
+pub fn start_spreading_at(
+    sockets: Vec<MediaSocket>,
+    stats: Arc<RelayStats>,
+    events: Box<dyn Fn(HubEvent) + Send + Sync>,
+    shards: usize,
+    spread_at: usize,
+) -> anyhow::Result<Hub> {
     let shards = shards.max(1);
     // Every shard's sockets are bound before any reads: joining a `SO_REUSEPORT` group later
     // would move devices' addresses between shards.
@@ -107,6 +122,10 @@ pub fn start(
         }
         per_shard.push(mine);
     }
+    let groups = sockets
+        .iter()
+        .map(|s| s.socket.try_clone())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let port = Arc::new(Port {
         socket_of: sockets
             .iter()
@@ -159,7 +178,7 @@ pub fn start(
                 });
             })?;
     }
-    Ok(Hub::new(Control::new(txs, load)))
+    Ok(Hub::new(Control::new(txs, load, groups, spread_at)))
 }
 
 /// How many media shards to run by default: one per core.

@@ -9,5 +9,5 @@ pub mod shard;
 pub mod sockets;
 
 pub use control::{Hub, HubGone};
-pub use hub::{HubCmd, HubEvent, default_shards, start};
+pub use hub::{HubCmd, HubEvent, default_shards, start, start_spreading_at};
 pub use sockets::{MediaListen, MediaSocket};

@@ -224,31 +224,26 @@ impl Shard {
     /// alerts are sent).
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
         let mut buf = vec![0u8; RECV_BUF];
-        'run: loop {
+        loop {
             let deadline = self.deadlines.first().map(|(t, _)| *t);
-            tokio::select! {
-                // Messages first: a call's routes, sent before its devices' audio, must be in
-                // place when that audio is read.
+            let go_on = tokio::select! {
+                // Messages before datagrams, always: a call's routes, sent before its devices'
+                // audio, must be in place when that audio is read.
                 biased;
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { break };
-                    if !self.handle(msg) {
-                        break;
-                    }
-                    for _ in 0..BURST {
-                        let Ok(msg) = rx.try_recv() else { break };
-                        if !self.handle(msg) {
-                            break 'run;
-                        }
-                    }
-                    // The port gets its turn even while other shards keep this one busy.
-                    self.read_waiting(&mut buf);
-                }
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg) && self.messages(&mut rx) && self.read_waiting(&mut rx, &mut buf),
+                    None => false,
+                },
                 (i, r) = recv_any(&self.sockets, &mut buf) => {
-                    self.received(i, r, &buf);
-                    self.read_waiting(&mut buf);
+                    self.messages(&mut rx) && {
+                        self.received(i, r, &buf);
+                        self.read_waiting(&mut rx, &mut buf)
+                    }
                 }
-                () = sleep_until(deadline) => {}
+                () = sleep_until(deadline) => true,
+            };
+            if !go_on {
+                break;
             }
             self.timeouts(Instant::now());
         }
@@ -260,14 +255,32 @@ impl Shard {
         }
     }
 
-    /// Up to a burst of datagrams already waiting on this shard's sockets.
-    fn read_waiting(&mut self, buf: &mut [u8]) {
+    /// Handles the messages waiting (up to a burst); false when one says to stop.
+    fn messages(&mut self, rx: &mut mpsc::UnboundedReceiver<ShardMsg>) -> bool {
+        for _ in 0..BURST {
+            let Ok(msg) = rx.try_recv() else {
+                return true;
+            };
+            if !self.handle(msg) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Up to a burst of datagrams already waiting on this shard's sockets, each after the
+    /// messages that came before it; false when a message says to stop.
+    fn read_waiting(&mut self, rx: &mut mpsc::UnboundedReceiver<ShardMsg>, buf: &mut [u8]) -> bool {
         for _ in 0..BURST {
             let Some((i, r)) = try_recv_any(&self.sockets, buf) else {
                 break;
             };
+            if !self.messages(rx) {
+                return false;
+            }
             self.received(i, r, buf);
         }
+        true
     }
 
     /// A datagram read from this shard's socket `i`.

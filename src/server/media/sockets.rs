@@ -126,6 +126,62 @@ fn bind_all(ips: &[IpAddr], port: u16) -> io::Result<Vec<Bound>> {
     Ok(out)
 }
 
+/// Which member of a media socket's `SO_REUSEPORT` group the kernel hands datagrams to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steer {
+    /// All to the first (the first media thread).
+    First,
+    /// Spread by a hash of the sender's address (each address always to the same member).
+    Spread,
+}
+
+/// `SO_ATTACH_REUSEPORT_CBPF` (Linux 4.5; not in the libc crate for this target).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// Steers `socket`'s whole `SO_REUSEPORT` group, with a one-instruction classic BPF program
+/// returning the member's index: 0 for [`Steer::First`], an index past the end for
+/// [`Steer::Spread`], which the kernel answers by falling back to its hash.
+///
+/// # Errors
+///
+/// If the kernel refuses the filter.
+pub fn steer(socket: &std::net::UdpSocket, to: Steer) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    /// `BPF_RET | BPF_K`: return the constant.
+    const RET_K: u16 = 0x06;
+    let index = match to {
+        Steer::First => 0,
+        Steer::Spread => u32::MAX,
+    };
+    let mut program = [libc::sock_filter {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: index,
+    }];
+    let fprog = libc::sock_fprog {
+        len: 1,
+        filter: program.as_mut_ptr(),
+    };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sock_fprog>())
+        .map_err(io::Error::other)?;
+    // SAFETY: `fprog` points at `program`, both alive across the call; the kernel copies them.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            std::ptr::from_ref(&fprog).cast(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A non-blocking UDP socket bound to `addr` with `SO_REUSEPORT`.
 fn reuseport_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -220,6 +276,48 @@ mod tests {
             again.is_err(),
             "a second switchboard must not join the port"
         );
+    }
+
+    /// Which of `group`'s members each of 24 senders' datagrams reached.
+    fn members_reached(group: &[std::net::UdpSocket]) -> std::collections::BTreeSet<usize> {
+        let to = group[0].local_addr().unwrap();
+        for _ in 0..24 {
+            let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sender.send_to(b"x", to).unwrap();
+        }
+        let mut reached = std::collections::BTreeSet::new();
+        let mut got = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut buf = [0u8; 8];
+        while got < 24 && std::time::Instant::now() < deadline {
+            for (i, s) in group.iter().enumerate() {
+                if s.recv_from(&mut buf).is_ok() {
+                    reached.insert(i);
+                    got += 1;
+                }
+            }
+        }
+        assert_eq!(got, 24, "every datagram arrives somewhere");
+        reached
+    }
+
+    #[test]
+    fn steering_sends_every_sender_to_the_first_member_or_spreads_them() {
+        let first = bind(MediaListen {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            public_ip: None,
+        })
+        .unwrap();
+        let group = vec![
+            first[0].socket.try_clone().unwrap(),
+            first[0].sibling().unwrap(),
+        ];
+        steer(&group[0], Steer::First).unwrap();
+        assert_eq!(members_reached(&group), [0].into());
+        steer(&group[1], Steer::Spread).unwrap();
+        // 24 senders hashed over two members all landing on one: one chance in 2^23.
+        assert_eq!(members_reached(&group), [0, 1].into());
     }
 
     #[tokio::test]
