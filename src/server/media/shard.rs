@@ -73,15 +73,8 @@ pub enum ShardMsg {
         to: ConnId,
         rtp: RtpAudio,
     },
-    /// A datagram for `conn`'s link that shard `via` read.
-    Datagram {
-        conn: ConnId,
-        path: Path,
-        data: BytesMut,
-        at: Instant,
-        via: usize,
-        hops: u8,
-    },
+    /// A datagram read by another shard.
+    Datagram(Arrived),
     /// A packet from `from` (on another shard) for receivers this shard holds.
     Forward {
         from: ConnId,
@@ -91,6 +84,16 @@ pub enum ShardMsg {
     },
     /// The switchboard is going away: close every link and end.
     Stop,
+}
+
+/// A datagram for `conn`'s link that shard `via` read, `hops` shards ago.
+pub struct Arrived {
+    conn: ConnId,
+    path: Path,
+    data: BytesMut,
+    at: Instant,
+    via: usize,
+    hops: u8,
 }
 
 /// A link handed from one shard to another.
@@ -312,14 +315,14 @@ impl Shard {
         {
             self.send_to(
                 owner,
-                ShardMsg::Datagram {
+                ShardMsg::Datagram(Arrived {
                     conn,
                     path,
                     data: BytesMut::from(data),
                     at: now,
                     via: self.id,
                     hops: 1,
-                },
+                }),
             );
         }
     }
@@ -328,14 +331,7 @@ impl Shard {
     fn handle(&mut self, msg: ShardMsg) -> bool {
         match msg {
             ShardMsg::Stop => return false,
-            ShardMsg::Datagram {
-                conn,
-                path,
-                data,
-                at,
-                via,
-                hops,
-            } => self.datagram(conn, path, data, at, via, hops),
+            ShardMsg::Datagram(arrived) => self.datagram(arrived),
             ShardMsg::Forward {
                 from,
                 to,
@@ -392,35 +388,26 @@ impl Shard {
     /// A datagram another shard read for `conn`. When it is the device's DTLS or SRTP (not an
     /// ICE check: a device checks every path, but sends media on one) and arrived on another
     /// shard than this, the link moves there, so the rest of its packets take no hop.
-    fn datagram(
-        &mut self,
-        conn: ConnId,
-        path: Path,
-        data: BytesMut,
-        at: Instant,
-        via: usize,
-        hops: u8,
-    ) {
-        if !self.links.contains_key(&conn) {
+    fn datagram(&mut self, mut arrived: Arrived) {
+        if !self.links.contains_key(&arrived.conn) {
             // It moved on (or is gone): chase it a little way.
-            if let Some(&owner) = self.owner.get(&conn)
+            if let Some(&owner) = self.owner.get(&arrived.conn)
                 && owner != self.id
-                && hops < MAX_HOPS
+                && arrived.hops < MAX_HOPS
             {
-                self.send_to(
-                    owner,
-                    ShardMsg::Datagram {
-                        conn,
-                        path,
-                        data,
-                        at,
-                        via,
-                        hops: hops + 1,
-                    },
-                );
+                arrived.hops += 1;
+                self.send_to(owner, ShardMsg::Datagram(arrived));
             }
             return;
         }
+        let Arrived {
+            conn,
+            path,
+            data,
+            at,
+            via,
+            ..
+        } = arrived;
         let media = data.first().is_some_and(|b| *b > 3);
         let settled = self
             .moved
@@ -521,7 +508,7 @@ impl Shard {
 
     fn send_to(&self, shard: usize, msg: ShardMsg) {
         match msg {
-            ShardMsg::Datagram { .. } => {
+            ShardMsg::Datagram(_) => {
                 self.stats.datagram_hops.fetch_add(1, Ordering::Relaxed);
             }
             ShardMsg::Forward { .. } => {
