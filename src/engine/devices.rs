@@ -14,21 +14,20 @@ use crate::devices::{DeviceKind, host};
 /// trips: a few milliseconds of one core every 1.5 s.
 pub const POLL_EVERY: Duration = Duration::from_millis(1500);
 
-/// One listing of the preferred host (PulseAudio when reachable, else ALSA).
-pub fn snapshot() -> Enumeration {
-    let host = host::preferred_host();
+/// One listing of `host`.
+pub fn snapshot(host: &cpal::Host) -> Enumeration {
     let host_name = host.id().name().to_string();
     let mut snap = DeviceSnapshot {
         host: host_name,
         ..DeviceSnapshot::default()
     };
     for kind in [DeviceKind::Microphone, DeviceKind::Speaker] {
-        let list = host::list(&host, kind).map_err(|e| e.to_string())?;
+        let list = host::list(host, kind).map_err(|e| e.to_string())?;
         let entries = list
             .into_iter()
             .map(|(_, name, id)| DeviceEntry { id, name })
             .collect();
-        let default = host::default_device(&host, kind).map(|d| host::device_id(&d));
+        let default = host::default_device(host, kind).map(|d| host::device_id(&d));
         match kind {
             DeviceKind::Microphone => {
                 snap.microphones = entries;
@@ -41,6 +40,19 @@ pub fn snapshot() -> Enumeration {
         }
     }
     Ok(snap)
+}
+
+/// Whether a host's client is kept between polls: PulseAudio's (a connection).
+fn worth_keeping(host: &cpal::Host) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        host.id() == cpal::HostId::PulseAudio
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = host;
+        false
+    }
 }
 
 /// The polling thread's handle: it polls while `watching` is set, and ends when the receiver
@@ -65,9 +77,17 @@ impl Watcher {
             .name("dialtone-devwatch".into())
             .spawn(move || {
                 let mut last: Option<Enumeration> = None;
+                // A PulseAudio client is kept between polls (connecting costs more than
+                // asking); any other host is asked afresh, so that a sound server that comes
+                // up later is found.
+                let mut kept: Option<cpal::Host> = None;
                 while !s.load(Ordering::Relaxed) {
                     if w.load(Ordering::Relaxed) {
-                        let now = snapshot();
+                        let host = kept.take().unwrap_or_else(host::preferred_host);
+                        let now = snapshot(&host);
+                        if now.is_ok() && worth_keeping(&host) {
+                            kept = Some(host);
+                        }
                         if last.as_ref() != Some(&now) {
                             last = Some(now.clone());
                             if !send(now) {
