@@ -106,6 +106,12 @@ fn an_agent_with_no_sound_device_stays_up_reports_it_answers_and_sends_once_a_de
     bob.ok(json!({"cmd": "setSpeaker", "device": format!("record:{}", rec_bob.display())}));
     diagnostic(&mut bob, "microphoneNotFunctioning", false, 5);
     diagnostic(&mut bob, "speakerNotFunctioning", false, 5);
+    // Talking into a muted call is pointed out, and cleared on unmute.
+    bob.ok(json!({"cmd": "mute", "callId": id}));
+    let e = diagnostic(&mut bob, "speakingWhileMicrophoneIsMuted", true, 5);
+    assert_eq!(e["callId"], id.as_str(), "{e}");
+    bob.ok(json!({"cmd": "unmute", "callId": id}));
+    diagnostic(&mut bob, "speakingWhileMicrophoneIsMuted", false, 5);
     // Audio for a few seconds (events collected meanwhile).
     bob.drain(Duration::from_secs(3));
     alice.ok(json!({"cmd": "hangUp", "callId": id}));
