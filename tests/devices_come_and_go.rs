@@ -5,7 +5,10 @@
 //!   both ways once devices are set;
 //! - with a private PulseAudio: a sink added and made default mid-call is followed (the tone
 //!   comes out of the new sink), and the chosen sink removed mid-call falls back to the default
-//!   and says so (`deviceSwitched`, reason `fallback`), the tone then coming out of the default.
+//!   and says so (`deviceSwitched`, reason `fallback`), the tone then coming out of the default,
+//!   and is used again when it comes back;
+//! - an agent started while the sound server is down reports it, and takes the server's default
+//!   sink up mid-call once the server starts.
 //!
 //! The PulseAudio tests need `pulseaudio` and `pactl`/`parec` (CI installs them); without them
 //! they fail unless `DIALTONE_SKIP_PULSE=1` is set.
@@ -151,6 +154,14 @@ struct Pulse {
 impl Pulse {
     /// The daemon, or None when pulseaudio is missing and `DIALTONE_SKIP_PULSE=1`.
     fn start() -> Option<Pulse> {
+        let mut pulse = Pulse::prepare()?;
+        pulse.run();
+        Some(pulse)
+    }
+
+    /// Its directories, with no daemon yet: commands made now talk to a socket nobody listens
+    /// on until [`Pulse::run`].
+    fn prepare() -> Option<Pulse> {
         if Command::new("pulseaudio")
             .arg("--version")
             .output()
@@ -171,11 +182,16 @@ impl Pulse {
             .unwrap();
         let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(dir.join("home")).unwrap();
-        let mut pulse = Pulse {
+        Some(Pulse {
             dir,
             _tmp: tmp,
             pid: None,
-        };
+        })
+    }
+
+    /// Starts the daemon with a default null sink `test`.
+    fn run(&mut self) {
+        let pulse = self;
         let started = pulse
             .command("pulseaudio")
             .args(["-D", "--exit-idle-time=-1", "--disallow-exit", "-n"])
@@ -203,7 +219,6 @@ impl Pulse {
         pulse.add_sink("test");
         pulse.ok(&["set-default-sink", "test"]);
         pulse.ok(&["set-default-source", "test.monitor"]);
-        Some(pulse)
     }
 
     /// A command that talks to this daemon only.
@@ -409,6 +424,46 @@ fn the_sink_in_use_removed_mid_call_falls_back_to_the_default_and_says_so() {
     );
     assert_eq!(e["using"], "usb", "{e}");
     pulse.hears_tone("usb", 700.0, 10);
+    agent.ok(json!({"cmd": "hangUp", "callId": id}));
+    agent.wait_ended(&id);
+    agent.quit();
+}
+
+#[test]
+fn a_sound_server_that_comes_up_is_picked_up() {
+    let Some(mut pulse) = Pulse::prepare() else {
+        return;
+    };
+    let dir = tempdir();
+    let server = Server::dev(dir.path());
+    let empty = dir.path().join("alsa-empty.conf");
+    std::fs::write(&empty, "").unwrap();
+    let mut cmd = pulse.command(BIN);
+    cmd.env("ALSA_CONFIG_PATH", &empty);
+    let mut agent = Agent::start_with(
+        cmd,
+        &server.url,
+        Some("alice"),
+        &["--mic", "tone:700", "--speaker", "default"],
+    );
+    agent.name = "alice".into();
+    let mut agent = agent.connected();
+    diagnostic(&mut agent, "noSpeakerDevicesEnumerated", true, 10);
+    diagnostic(&mut agent, "speakerNotFunctioning", true, 10);
+    let id = agent.call("echo");
+    agent.wait_state(&id, "Connected");
+
+    // The sound server starts mid-call: its default sink is taken up and the tone plays on it.
+    pulse.run();
+    let e = agent.wait_event(
+        "deviceSwitched",
+        |e| e["kind"] == "speaker" && e["reason"] == "recovered",
+        10,
+    );
+    assert_eq!(e["using"], "default", "{e}");
+    diagnostic(&mut agent, "speakerNotFunctioning", false, 5);
+    diagnostic(&mut agent, "noSpeakerDevicesEnumerated", false, 5);
+    pulse.hears_tone("test", 700.0, 10);
     agent.ok(json!({"cmd": "hangUp", "callId": id}));
     agent.wait_ended(&id);
     agent.quit();
