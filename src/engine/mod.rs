@@ -298,7 +298,7 @@ pub fn start(
     core.set_auto_accept_transfers(opts.auto_accept_transfers);
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let signaling = Signaling::start(opts.server.clone(), tls, sig_tx);
-    let driver = Driver {
+    let mut driver = Driver {
         core,
         audio: Some(audio),
         signaling,
@@ -316,7 +316,6 @@ pub fn start(
         devices: media_devices,
         watcher,
     };
-    let mut driver = driver;
     driver.drain_devices();
     tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames, internal_tx, internal_rx));
     Ok((EngineHandle { tx: req_tx }, ev_rx))
