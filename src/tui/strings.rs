@@ -616,7 +616,7 @@ pub fn media_warning(d: crate::core::media_diagnostics::MediaDiagnostic) -> &'st
     match d {
         D::NoMicrophoneDevicesEnumerated | D::MicrophoneNotFunctioning => "⚠ no microphone",
         D::NoSpeakerDevicesEnumerated | D::SpeakerNotFunctioning => "⚠ no speaker",
-        D::SpeakingWhileMicrophoneIsMuted => "🔇 you are muted",
+        D::SpeakingWhileMicrophoneIsMuted => "⚠ you are muted",
         D::CameraStartFailed | D::CameraFreeze => "⚠ camera",
     }
 }
