@@ -114,7 +114,8 @@ fn an_agent_with_no_sound_device_stays_up_reports_it_answers_and_sends_once_a_de
     let e = diagnostic(&mut bob, "speakingWhileMicrophoneIsMuted", true, 5);
     assert_eq!(e["callId"], id.as_str(), "{e}");
     bob.ok(json!({"cmd": "unmute", "callId": id}));
-    diagnostic(&mut bob, "speakingWhileMicrophoneIsMuted", false, 5);
+    let e = diagnostic(&mut bob, "speakingWhileMicrophoneIsMuted", false, 5);
+    assert_eq!(e["callId"], id.as_str(), "{e}");
     // Audio for a few seconds (events collected meanwhile).
     bob.drain(Duration::from_secs(3));
     alice.ok(json!({"cmd": "hangUp", "callId": id}));

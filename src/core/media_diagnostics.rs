@@ -514,7 +514,14 @@ impl MediaDevices {
     pub fn mic_level(&mut self, level: f32, muted_call: Option<&str>, now: Instant) {
         let m = &mut self.muted;
         match muted_call {
-            None => *m = MutedSpeech::default(),
+            // The call it was about is kept, so that clearing it names the call too.
+            None => {
+                let call_id = m.call_id.take();
+                *m = MutedSpeech {
+                    call_id,
+                    ..MutedSpeech::default()
+                };
+            }
             Some(id) => {
                 m.call_id = Some(id.to_owned());
                 if level >= MUTED_SPEECH_RMS {
@@ -1085,10 +1092,15 @@ mod tests {
         }
         assert_eq!(diagnostics(&outputs(&mut d)).len(), 1);
         d.mic_level(0.3, None, ms(4400));
+        let out = outputs(&mut d);
         assert_eq!(
-            diagnostics(&outputs(&mut d)),
+            diagnostics(&out),
             [(MediaDiagnostic::SpeakingWhileMicrophoneIsMuted, false)]
         );
+        let DeviceOutput::Diagnostic(c) = &out[0] else {
+            unreachable!()
+        };
+        assert_eq!(c.call_id.as_deref(), Some("c1"), "clearing names the call");
     }
 
     #[test]
