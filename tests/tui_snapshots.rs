@@ -779,3 +779,47 @@ fn a_tls_refusal_is_shown_in_words() {
     );
     insta::assert_snapshot!("tls_refused_120x40", draw(&app, 120, 40).backend());
 }
+
+/// No usable sound device: the status line warns of both ends, the notice says why; then,
+/// in the busy screen, speaking into the muted call with bob shows the muted hint.
+#[test]
+fn no_sound_device_and_muted_hint() {
+    use dialtone::core::media_diagnostics::{MediaDiagnostic as D, MediaDiagnosticChange};
+    let change = |diagnostic, value, call: Option<&str>, message: Option<&str>| {
+        Update::MediaDiagnostic(MediaDiagnosticChange {
+            call_id: call.map(str::to_owned),
+            diagnostic,
+            value,
+            message: message.map(str::to_owned),
+        })
+    };
+    let mut app = new_app();
+    connected(&mut app);
+    let now = app.now;
+    for (d, m) in [
+        (
+            D::NoMicrophoneDevicesEnumerated,
+            "the sound system (ALSA) lists no microphone",
+        ),
+        (
+            D::NoSpeakerDevicesEnumerated,
+            "the sound system (ALSA) lists no speaker",
+        ),
+    ] {
+        app.handle_update(change(d, true, None, Some(m)), now);
+    }
+    snap("no_sound_device", &app);
+
+    let mut app = busy_app();
+    let now = app.now;
+    app.handle_update(
+        change(
+            D::SpeakingWhileMicrophoneIsMuted,
+            true,
+            Some("c1"),
+            Some("you are speaking while your microphone is muted"),
+        ),
+        now,
+    );
+    snap("speaking_while_muted", &app);
+}

@@ -636,6 +636,34 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
         EngineEvent::Audio(AudioEvent::DeviceError { kind, message }) => {
             json!({"event": "deviceError", "kind": kind_name(*kind), "message": message})
         }
+        EngineEvent::MediaDiagnostic(d) => {
+            let mut v = json!({
+                "event": "mediaDiagnosticChanged",
+                "diagnostic": d.diagnostic.name(),
+                "value": d.value,
+            });
+            if let Some(id) = &d.call_id {
+                v["callId"] = json!(id);
+            }
+            if let Some(m) = &d.message {
+                v["message"] = json!(m);
+            }
+            v
+        }
+        EngineEvent::DeviceSwitched(s) => {
+            let mut v = json!({
+                "event": "deviceSwitched",
+                "kind": kind_name(s.kind),
+                "wanted": s.wanted.to_string(),
+                "using": s.using.to_string(),
+                "reason": s.reason.name(),
+                "message": s.message,
+            });
+            if let Some(n) = &s.name {
+                v["name"] = json!(n);
+            }
+            v
+        }
         #[allow(unreachable_patterns)]
         _ => return None,
     })

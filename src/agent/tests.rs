@@ -244,3 +244,50 @@ fn media_state_renders_with_its_path() {
         json!({"event": "mediaStateChanged", "state": "Disconnected"})
     );
 }
+
+#[test]
+fn media_diagnostics_and_device_switches_render_as_the_contract_says() {
+    use crate::core::media_diagnostics::{
+        DeviceSwitch, MediaDiagnostic, MediaDiagnosticChange, SwitchReason,
+    };
+    use crate::devices::{DeviceKind, DeviceSpec};
+    let v = event_json(&EngineEvent::MediaDiagnostic(MediaDiagnosticChange {
+        call_id: None,
+        diagnostic: MediaDiagnostic::NoSpeakerDevicesEnumerated,
+        value: true,
+        message: Some("the sound system (ALSA) lists no speaker".into()),
+    }))
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "mediaDiagnosticChanged", "diagnostic": "noSpeakerDevicesEnumerated",
+               "value": true, "message": "the sound system (ALSA) lists no speaker"})
+    );
+    let v = event_json(&EngineEvent::MediaDiagnostic(MediaDiagnosticChange {
+        call_id: Some("c".into()),
+        diagnostic: MediaDiagnostic::SpeakingWhileMicrophoneIsMuted,
+        value: false,
+        message: None,
+    }))
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "mediaDiagnosticChanged", "callId": "c",
+               "diagnostic": "speakingWhileMicrophoneIsMuted", "value": false})
+    );
+    let v = event_json(&EngineEvent::DeviceSwitched(DeviceSwitch {
+        kind: DeviceKind::Speaker,
+        wanted: DeviceSpec::Named("usb".into()),
+        using: DeviceSpec::Default,
+        name: Some("Null Output".into()),
+        reason: SwitchReason::Fallback,
+        message: "speaker `usb` is not available: using the default, `Null Output`".into(),
+    }))
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "deviceSwitched", "kind": "speaker", "wanted": "usb",
+               "using": "default", "name": "Null Output", "reason": "fallback",
+               "message": "speaker `usb` is not available: using the default, `Null Output`"})
+    );
+}

@@ -8,6 +8,7 @@ mod agent;
 pub mod diagnostics;
 mod end_reason;
 mod ids;
+pub mod media_diagnostics;
 mod states;
 
 pub use agent::{

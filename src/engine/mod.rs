@@ -6,6 +6,7 @@
 //! between the audio engine and the media link without passing the core, which only switches
 //! capture and playout on and off.
 
+mod devices;
 mod signaling;
 pub mod tls;
 
@@ -15,11 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::core::media_diagnostics::{
+    DeviceInput, DeviceOutput, DeviceSwitch, Enumeration, MediaDevices, MediaDiagnosticChange,
+};
 use crate::core::{
     CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event as CoreEvent, Input,
     MediaControl, Output,
 };
-use crate::devices::{DeviceList, DeviceSpec, list_devices};
+use crate::devices::{DeviceKind, DeviceList, DeviceSpec, list_devices};
 use crate::media::audio::{AudioEngine, AudioEvent, EncodedFrame};
 use crate::media::link::AudioLevel;
 use crate::media::net::{ClientConfig, ClientLink, MediaEvent, Via};
@@ -58,6 +62,11 @@ pub enum EngineEvent {
         up: bool,
         via: Option<Via>,
     },
+    /// A media diagnostic (ACS `UserFacingDiagnostics`, media part) changed.
+    MediaDiagnostic(MediaDiagnosticChange),
+    /// A microphone or speaker was switched without being asked (a new default, a device gone
+    /// or back, none working).
+    DeviceSwitched(DeviceSwitch),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +245,8 @@ enum Event {
     LevelTick,
     /// One frame of the speaker test tone is due.
     ToneFrame(u32),
+    /// A new device listing from the watcher thread.
+    Listing(Enumeration),
 }
 
 pub fn start(
@@ -246,8 +257,35 @@ pub fn start(
     // `turns:` relays are verified with the same trust as the switchboard.
     opts.media.tls = tls.clone();
     let (audio_tx, audio_rx) = mpsc::unbounded_channel();
-    let (audio, frames) =
-        AudioEngine::start(&opts.mic, &opts.speaker, audio_tx).context("starting audio devices")?;
+    // Devices never keep the engine from starting: the pipeline starts on silence, then the
+    // chosen devices are opened and `MediaDevices` decides what a failure means.
+    let (audio, frames) = AudioEngine::start(&DeviceSpec::Silence, &DeviceSpec::Silence, audio_tx)
+        .context("starting the audio pipeline")?;
+    let mut media_devices = MediaDevices::default();
+    let at = now().mono;
+    for (kind, spec) in [
+        (DeviceKind::Microphone, &opts.mic),
+        (DeviceKind::Speaker, &opts.speaker),
+    ] {
+        let opened = open_device(&audio, kind, spec);
+        if let Err(why) = &opened {
+            tracing::warn!("{kind} `{spec}`: {why}");
+        }
+        media_devices.handle(
+            DeviceInput::Chosen {
+                kind,
+                spec: spec.clone(),
+                opened,
+            },
+            at,
+        );
+    }
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel::<Event>();
+    let listing_tx = internal_tx.clone();
+    let watcher = devices::Watcher::start(media_devices.watching(), move |l| {
+        listing_tx.send(Event::Listing(l)).is_ok()
+    })
+    .context("starting the device watcher")?;
     let (req_tx, req_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let mut core = CallAgentCore::new(
@@ -260,7 +298,7 @@ pub fn start(
     core.set_auto_accept_transfers(opts.auto_accept_transfers);
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let signaling = Signaling::start(opts.server.clone(), tls, sig_tx);
-    let driver = Driver {
+    let mut driver = Driver {
         core,
         audio: Some(audio),
         signaling,
@@ -275,8 +313,11 @@ pub fn start(
         playout: true,
         tone: None,
         tone_pos: 0,
+        devices: media_devices,
+        watcher,
     };
-    tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames));
+    driver.drain_devices();
+    tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames, internal_tx, internal_rx));
     Ok((EngineHandle { tx: req_tx }, ev_rx))
 }
 
@@ -301,6 +342,9 @@ struct Driver {
     tone: Option<Vec<bytes::Bytes>>,
     /// The next frame of `tone` to play.
     tone_pos: u32,
+    /// Which devices are in use and the media diagnostics.
+    devices: MediaDevices,
+    watcher: devices::Watcher,
 }
 
 /// The source id the test tone uses in the mixer; calls use 0.
@@ -314,8 +358,9 @@ impl Driver {
         mut sig_rx: mpsc::UnboundedReceiver<SigEvent>,
         mut audio_rx: mpsc::UnboundedReceiver<AudioEvent>,
         mut frames: mpsc::Receiver<EncodedFrame>,
+        internal_tx: mpsc::UnboundedSender<Event>,
+        mut internal_rx: mpsc::UnboundedReceiver<Event>,
     ) {
-        let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Event>();
         // Media gathers on loopback only when the switchboard is on this host: anywhere else a
         // loopback candidate would only send checks to our own machine.
         self.opts.media.loopback = server_is_loopback(&self.opts.server).await;
@@ -402,7 +447,23 @@ impl Driver {
                     self.core.handle_input(Input::RelaysUnreachable(why), now());
                 }
                 Event::Audio(a) => {
+                    if let AudioEvent::DeviceError { kind, message } = &a {
+                        self.devices.handle(
+                            DeviceInput::StreamFailed {
+                                kind: *kind,
+                                message: message.clone(),
+                            },
+                            now().mono,
+                        );
+                    }
                     let _ = self.out.send(EngineEvent::Audio(a));
+                    self.drain_devices();
+                }
+                Event::Listing(listing) => {
+                    self.devices
+                        .handle(DeviceInput::Enumerated(listing), now().mono);
+                    self.drain_devices();
+                    continue;
                 }
                 Event::Frame(f) => {
                     if let Some(link) = &mut self.link {
@@ -432,6 +493,7 @@ impl Driver {
                     let received = self.link.as_ref().map_or(0, |l| l.stats().audio_received);
                     self.core
                         .handle_input(Input::MediaStats { received }, now());
+                    self.muted_level();
                     let speaking = self.audio.as_ref().is_some_and(|a| a.speaking());
                     if speaking != self.speaking {
                         self.speaking = speaking;
@@ -453,22 +515,10 @@ impl Driver {
                 let _ = reply.send(self.core.calls());
             }
             Request::SetMicrophone(spec, reply) => {
-                let r = match &self.audio {
-                    Some(a) => a
-                        .set_microphone(&spec)
-                        .map_err(|e| EngineError::Device(e.to_string())),
-                    None => Err(EngineError::Stopped),
-                };
-                let _ = reply.send(r);
+                let _ = reply.send(self.choose(DeviceKind::Microphone, spec));
             }
             Request::SetSpeaker(spec, reply) => {
-                let r = match &self.audio {
-                    Some(a) => a
-                        .set_speaker(&spec)
-                        .map_err(|e| EngineError::Device(e.to_string())),
-                    None => Err(EngineError::Stopped),
-                };
-                let _ = reply.send(r);
+                let _ = reply.send(self.choose(DeviceKind::Speaker, spec));
             }
             Request::SetCamera(spec, reply) => {
                 // Video is not carried yet; the choice is remembered for when it is.
@@ -598,6 +648,83 @@ impl Driver {
         }
     }
 
+    /// The user picked a device: open it and tell `MediaDevices` how that went.
+    fn choose(&mut self, kind: DeviceKind, spec: DeviceSpec) -> Result<(), EngineError> {
+        let Some(a) = &self.audio else {
+            return Err(EngineError::Stopped);
+        };
+        let opened = open_device(a, kind, &spec);
+        let reply = opened.clone().map(|_| ()).map_err(EngineError::Device);
+        self.devices
+            .handle(DeviceInput::Chosen { kind, spec, opened }, now().mono);
+        self.drain_devices();
+        reply
+    }
+
+    /// Carries out what `MediaDevices` decided and reports what it tells.
+    fn drain_devices(&mut self) {
+        while let Some(out) = self.devices.poll_output() {
+            match out {
+                DeviceOutput::Open { kind, spec } => {
+                    let result = match &self.audio {
+                        Some(a) => open_device(a, kind, &spec),
+                        None => Err("the audio pipeline has stopped".to_owned()),
+                    };
+                    self.devices
+                        .handle(DeviceInput::Opened { kind, spec, result }, now().mono);
+                }
+                DeviceOutput::Diagnostic(d) => {
+                    tracing::info!(
+                        "media diagnostic {} = {}{}",
+                        d.diagnostic.name(),
+                        d.value,
+                        d.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    );
+                    let _ = self.out.send(EngineEvent::MediaDiagnostic(d));
+                }
+                DeviceOutput::Switched(s) => {
+                    tracing::info!("{}", s.message);
+                    let _ = self.out.send(EngineEvent::DeviceSwitched(s));
+                }
+            }
+        }
+        let watching = self.devices.watching();
+        if self
+            .watcher
+            .watching
+            .swap(watching, std::sync::atomic::Ordering::Relaxed)
+            != watching
+        {
+            self.watcher.wake();
+        }
+    }
+
+    /// While a connected call is muted, the microphone's level goes to `MediaDevices`, which
+    /// tells when the user is speaking into it.
+    fn muted_level(&mut self) {
+        let Some(a) = &self.audio else {
+            return;
+        };
+        let muted = self
+            .core
+            .calls()
+            .into_iter()
+            .find(|c| c.muted && c.state == crate::core::CallState::Connected)
+            .map(|c| c.call_id);
+        let level = if muted.is_some() { a.mic_level() } else { 0.0 };
+        self.devices.handle(
+            DeviceInput::MicLevel {
+                level,
+                muted_call: muted,
+            },
+            now().mono,
+        );
+        self.drain_devices();
+    }
+
     /// Hands one tone frame to the mixer, paced by the loop's 20 ms tick like a far end would.
     fn tone_frame(&mut self, n: u32) {
         let (Some(a), Some(frames)) = (&self.audio, &self.tone) else {
@@ -687,6 +814,19 @@ impl Driver {
             a.shutdown();
         }
     }
+}
+
+/// Opens a device on the running pipeline; on failure the previous one stays in use.
+fn open_device(
+    audio: &AudioEngine,
+    kind: DeviceKind,
+    spec: &DeviceSpec,
+) -> Result<crate::core::media_diagnostics::Opened, String> {
+    match kind {
+        DeviceKind::Microphone => audio.set_microphone(spec),
+        DeviceKind::Speaker => audio.set_speaker(spec),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// The next event of the media link, or never while there is none.

@@ -96,6 +96,10 @@ pub enum Update {
     MicLevel(f32),
     /// How the media link travels now (None: down, or not up yet).
     MediaPath(Option<crate::media::net::Via>),
+    /// A media diagnostic changed (no device, a device not working, speaking while muted).
+    MediaDiagnostic(crate::core::media_diagnostics::MediaDiagnosticChange),
+    /// A microphone or speaker was switched without being asked.
+    DeviceSwitched(crate::core::media_diagnostics::DeviceSwitch),
     /// Something the driver wants shown on the notifications line.
     Notice(Level, String),
     /// A message started playing (for this long), or could not be played.
@@ -709,6 +713,8 @@ pub struct App {
     pub mic_level: Option<f32>,
     /// How media travels to the switchboard, once the link is up: a relay is shown.
     pub media_path: Option<crate::media::net::Via>,
+    /// The media diagnostics raised now: the status line warns of each.
+    pub media_warnings: BTreeSet<crate::core::media_diagnostics::MediaDiagnostic>,
     pub calls: Vec<CallRow>,
     /// Index of the focused call in `calls`.
     pub focus: usize,
@@ -770,6 +776,7 @@ impl App {
             devices: opts.devices,
             mic_level: None,
             media_path: None,
+            media_warnings: BTreeSet::new(),
             calls: Vec::new(),
             focus: 0,
             pane: Pane::Calls,
@@ -2319,6 +2326,15 @@ impl App {
             },
             Update::DeviceStarted { .. } => return out,
             Update::MediaPath(via) => self.media_path = via,
+            Update::MediaDiagnostic(d) => self.media_diagnostic(d),
+            Update::DeviceSwitched(sw) => {
+                let level = match sw.reason {
+                    crate::core::media_diagnostics::SwitchReason::Failed => Level::Error,
+                    crate::core::media_diagnostics::SwitchReason::Fallback => Level::Warn,
+                    _ => Level::Info,
+                };
+                self.notify(level, s::device_switched(&sw.message));
+            }
             Update::DeviceError { kind, message } => {
                 self.notify(Level::Error, s::device_error(kind, &message))
             }
@@ -2642,6 +2658,25 @@ impl App {
             // exist.
             #[allow(unreachable_patterns)]
             other => tracing::debug!("not shown yet: {other:?}"),
+        }
+    }
+
+    /// A media diagnostic changed: a problem shows on the status line until it clears, and a
+    /// device problem also in a notice with the reason. Speaking while muted is only a hint.
+    fn media_diagnostic(&mut self, d: crate::core::media_diagnostics::MediaDiagnosticChange) {
+        use crate::core::media_diagnostics::MediaDiagnostic as D;
+        if d.value {
+            self.media_warnings.insert(d.diagnostic);
+        } else {
+            self.media_warnings.remove(&d.diagnostic);
+        }
+        match (d.diagnostic, d.value) {
+            (D::SpeakingWhileMicrophoneIsMuted, _) => {}
+            (_, true) => self.notify(
+                Level::Warn,
+                s::media_problem(d.diagnostic, d.message.as_deref()),
+            ),
+            (_, false) => self.notify(Level::Info, s::media_recovered(d.diagnostic)),
         }
     }
 

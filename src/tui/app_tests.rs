@@ -2840,3 +2840,49 @@ fn a_call_without_a_media_path_is_flagged_with_the_reason_until_it_recovers() {
     assert_eq!(row(&a, "c1").network, None);
     assert_eq!(notice(&a), "Media path restored");
 }
+
+#[test]
+fn media_diagnostics_warn_on_the_status_line_and_muted_speech_is_a_hint() {
+    use crate::core::media_diagnostics::{
+        DeviceSwitch, MediaDiagnostic as D, MediaDiagnosticChange, SwitchReason,
+    };
+    let change = |diagnostic, value, message: Option<&str>| {
+        Update::MediaDiagnostic(MediaDiagnosticChange {
+            call_id: None,
+            diagnostic,
+            value,
+            message: message.map(str::to_owned),
+        })
+    };
+    let mut a = app();
+    a.handle_update(
+        change(D::SpeakerNotFunctioning, true, Some("no stream format")),
+        t0(),
+    );
+    assert!(a.media_warnings.contains(&D::SpeakerNotFunctioning));
+    assert!(notice(&a).contains("no stream format"), "{}", notice(&a));
+    a.handle_update(change(D::SpeakingWhileMicrophoneIsMuted, true, None), t0());
+    assert!(
+        a.media_warnings
+            .contains(&D::SpeakingWhileMicrophoneIsMuted)
+    );
+    a.handle_update(change(D::SpeakingWhileMicrophoneIsMuted, false, None), t0());
+    a.handle_update(change(D::SpeakerNotFunctioning, false, None), t0());
+    assert!(a.media_warnings.is_empty());
+    assert_eq!(notice(&a), "The speaker works");
+    a.handle_update(
+        Update::DeviceSwitched(DeviceSwitch {
+            kind: DeviceKind::Speaker,
+            wanted: "usb".parse().unwrap(),
+            using: crate::devices::DeviceSpec::Default,
+            name: Some("Null Output".into()),
+            reason: SwitchReason::Fallback,
+            message: "speaker `usb` is not available: using the default, `Null Output`".into(),
+        }),
+        t0(),
+    );
+    assert_eq!(
+        notice(&a),
+        "Speaker `usb` is not available: using the default, `Null Output`"
+    );
+}

@@ -735,6 +735,15 @@ fn update_of(e: EngineEvent) -> Option<Update> {
             tracing::info!(up, ?via, "media link");
             Some(Update::MediaPath(if up { via } else { None }))
         }
+        EngineEvent::MediaDiagnostic(d) => {
+            tracing::info!(
+                diagnostic = d.diagnostic.name(),
+                d.value,
+                "media diagnostic"
+            );
+            Some(Update::MediaDiagnostic(d))
+        }
+        EngineEvent::DeviceSwitched(sw) => Some(Update::DeviceSwitched(sw)),
         #[allow(unreachable_patterns)]
         _ => None,
     }

@@ -610,6 +610,59 @@ pub fn network_problem(d: crate::core::diagnostics::Diagnostic, why: Option<&str
 }
 
 /// The notice when a network problem is over.
+/// The status-line warning for a media diagnostic.
+pub fn media_warning(d: crate::core::media_diagnostics::MediaDiagnostic) -> &'static str {
+    use crate::core::media_diagnostics::MediaDiagnostic as D;
+    match d {
+        D::NoMicrophoneDevicesEnumerated | D::MicrophoneNotFunctioning => "⚠ no microphone",
+        D::NoSpeakerDevicesEnumerated | D::SpeakerNotFunctioning => "⚠ no speaker",
+        D::SpeakingWhileMicrophoneIsMuted => "⚠ you are muted",
+        D::CameraStartFailed | D::CameraFreeze => "⚠ camera",
+    }
+}
+
+pub fn media_problem(
+    d: crate::core::media_diagnostics::MediaDiagnostic,
+    why: Option<&str>,
+) -> String {
+    use crate::core::media_diagnostics::MediaDiagnostic as D;
+    let what = match d {
+        D::NoMicrophoneDevicesEnumerated => "No microphone found",
+        D::NoSpeakerDevicesEnumerated => "No speaker found",
+        D::MicrophoneNotFunctioning => "The microphone does not work: nothing is sent",
+        D::SpeakerNotFunctioning => "The speaker does not work: nothing is played",
+        D::SpeakingWhileMicrophoneIsMuted => "You are speaking while muted",
+        D::CameraStartFailed => "The camera did not start",
+        D::CameraFreeze => "The camera froze",
+    };
+    match why {
+        Some(why) => format!("{what} ({why}); calls work, pick a device with the device manager"),
+        None => what.to_string(),
+    }
+}
+
+pub fn media_recovered(d: crate::core::media_diagnostics::MediaDiagnostic) -> String {
+    use crate::core::media_diagnostics::MediaDiagnostic as D;
+    match d {
+        D::NoMicrophoneDevicesEnumerated => "A microphone is available".into(),
+        D::NoSpeakerDevicesEnumerated => "A speaker is available".into(),
+        D::MicrophoneNotFunctioning => "The microphone works".into(),
+        D::SpeakerNotFunctioning => "The speaker works".into(),
+        D::SpeakingWhileMicrophoneIsMuted => "".into(),
+        D::CameraStartFailed | D::CameraFreeze => "The camera works".into(),
+    }
+}
+
+/// A device switched by itself; the engine's words say what and why.
+pub fn device_switched(message: &str) -> String {
+    let mut m = message.to_string();
+    if let Some(first) = m.get(..1) {
+        let up = first.to_uppercase();
+        m.replace_range(..1, &up);
+    }
+    m
+}
+
 pub fn network_recovered(d: crate::core::diagnostics::Diagnostic) -> String {
     use crate::core::diagnostics::Diagnostic as D;
     match d {

@@ -161,6 +161,22 @@ fn connection_segment(app: &App, state: String, style: Style) -> Vec<Span<'stati
         seg.push(Span::raw(" "));
         seg.push(Span::styled(s::via_relay(t), app.theme.dim()));
     }
+    // Media warnings (no microphone, no speaker, speaking while muted), each once.
+    let mut shown: Vec<&str> = Vec::new();
+    for d in &app.media_warnings {
+        let w = s::media_warning(*d);
+        if !shown.contains(&w) {
+            shown.push(w);
+            let style = match d {
+                crate::core::media_diagnostics::MediaDiagnostic::SpeakingWhileMicrophoneIsMuted => {
+                    app.theme.alert()
+                }
+                _ => app.theme.warn(),
+            };
+            seg.push(Span::raw(" "));
+            seg.push(Span::styled(w, style));
+        }
+    }
     seg
 }
 

@@ -13,6 +13,8 @@ use crate::devices::{DeviceKind, DeviceSpec};
 
 use super::clock::{SampleClock, unix_micros_now};
 use super::codec::{FRAME_SAMPLES, OpusEncoder, SAMPLE_RATE};
+use crate::core::media_diagnostics::Opened;
+
 use super::cpal_io::{CpalInput, open_input};
 use super::error::AudioError;
 use super::level::{SpeakingDetector, dbov, rms};
@@ -32,7 +34,7 @@ const CPAL_POLL: Duration = Duration::from_millis(20);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 pub(crate) enum CaptureCommand {
-    Open(DeviceSpec, Sender<Result<(), AudioError>>),
+    Open(DeviceSpec, Sender<Result<Opened, AudioError>>),
     Shutdown,
 }
 
@@ -143,7 +145,7 @@ impl CaptureWorker {
         }
     }
 
-    fn open(&mut self, spec: &DeviceSpec) -> Result<(), AudioError> {
+    fn open(&mut self, spec: &DeviceSpec) -> Result<Opened, AudioError> {
         if !spec.usable_as(DeviceKind::Microphone) {
             return Err(AudioError::WrongEnd {
                 spec: spec.to_string(),
@@ -185,9 +187,19 @@ impl CaptureWorker {
             Source::File { .. } => None,
             Source::Tone { clock, .. } | Source::Silence { clock } => Some(clock.unix_micros()),
         };
-        if let Source::Cpal { input, .. } = &source {
-            tracing::info!("microphone `{}` opened at {} Hz", input.name, input.rate);
-        }
+        let opened = match &source {
+            Source::Cpal { input, .. } => {
+                tracing::info!("microphone `{}` opened at {} Hz", input.name, input.rate);
+                Opened {
+                    name: input.name.clone(),
+                    id: Some(input.id.clone()),
+                }
+            }
+            _ => Opened {
+                name: spec.to_string(),
+                id: None,
+            },
+        };
         self.source = source;
         self.spec = spec.to_string();
         self.pending.clear();
@@ -197,7 +209,7 @@ impl CaptureWorker {
         if self.was_enabled {
             self.start_file_if_waiting();
         }
-        Ok(())
+        Ok(opened)
     }
 
     fn started(&self, unix_micros: u64) {

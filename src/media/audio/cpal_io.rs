@@ -11,7 +11,9 @@ use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{BufferSize, FromSample, SampleFormat, SizedSample, StreamConfig};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::devices::host::{OpenConfig, choose_config, device_name, find_device, preferred_host};
+use crate::devices::host::{
+    OpenConfig, choose_config, device_id, device_name, find_device, preferred_host,
+};
 use crate::devices::{DeviceKind, DeviceSpec};
 
 use super::AudioEvent;
@@ -26,6 +28,8 @@ pub struct CpalInput {
     pub consumer: rtrb::Consumer<f32>,
     pub rate: u32,
     pub name: String,
+    /// The host's id (a PulseAudio source name, an ALSA PCM name).
+    pub id: String,
     /// Samples dropped because the pipeline fell behind the device.
     pub overruns: Arc<AtomicU64>,
 }
@@ -39,6 +43,8 @@ pub struct CpalOutput {
     /// Frames the device takes per callback.
     pub period: usize,
     pub name: String,
+    /// The host's id (a PulseAudio sink name, an ALSA PCM name).
+    pub id: String,
     /// Callbacks that found the ring short and played silence.
     pub underruns: Arc<AtomicU64>,
 }
@@ -151,6 +157,7 @@ pub fn open_input(
     let host = preferred_host();
     let device = find_device(&host, kind, spec)?;
     let name = device_name(&device);
+    let id = device_id(&device);
     let open = choose_config(&device, kind)?;
     let overruns = Arc::new(AtomicU64::new(0));
     let closing = Arc::new(AtomicBool::new(false));
@@ -184,6 +191,7 @@ pub fn open_input(
         consumer,
         rate: open.config.sample_rate,
         name,
+        id,
         overruns,
     })
 }
@@ -200,6 +208,7 @@ pub fn open_output(
     let host = preferred_host();
     let device = find_device(&host, kind, spec)?;
     let name = device_name(&device);
+    let id = device_id(&device);
     let open = choose_config(&device, kind)?;
     let underruns = Arc::new(AtomicU64::new(0));
     let closing = Arc::new(AtomicBool::new(false));
@@ -239,6 +248,7 @@ pub fn open_output(
         rate: open.config.sample_rate,
         period,
         name,
+        id,
         underruns,
     })
 }

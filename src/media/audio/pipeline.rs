@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
+use crate::core::media_diagnostics::Opened;
 use crate::devices::{DeviceKind, DeviceSpec};
 
 use super::capture::{CaptureCommand, CaptureWorker};
@@ -199,8 +200,9 @@ impl AudioEngine {
         self.playout.thread.unpark();
     }
 
-    /// Switches the microphone while running. On error the previous one stays in use.
-    pub fn set_microphone(&self, spec: &DeviceSpec) -> Result<(), AudioError> {
+    /// Switches the microphone while running, and says what was opened. On error the previous
+    /// one stays in use.
+    pub fn set_microphone(&self, spec: &DeviceSpec) -> Result<Opened, AudioError> {
         if !spec.usable_as(DeviceKind::Microphone) {
             return Err(AudioError::WrongEnd {
                 spec: spec.to_string(),
@@ -213,7 +215,7 @@ impl AudioEngine {
 
     /// Switches the speaker while running. On error the previous one stays in use. A
     /// `record:` file being written is finalized first.
-    pub fn set_speaker(&self, spec: &DeviceSpec) -> Result<(), AudioError> {
+    pub fn set_speaker(&self, spec: &DeviceSpec) -> Result<Opened, AudioError> {
         if !spec.usable_as(DeviceKind::Speaker) {
             return Err(AudioError::WrongEnd {
                 spec: spec.to_string(),

@@ -15,6 +15,8 @@ use crate::devices::{DeviceKind, DeviceSpec};
 use super::AudioEvent;
 use super::clock::{SampleClock, unix_micros_now};
 use super::codec::SAMPLE_RATE;
+use crate::core::media_diagnostics::Opened;
+
 use super::cpal_io::{CpalOutput, open_output};
 use super::error::AudioError;
 use super::jitter::JitterConfig;
@@ -51,7 +53,7 @@ pub(crate) struct Inbound {
 }
 
 pub(crate) enum PlayoutCommand {
-    Open(DeviceSpec, Sender<Result<(), AudioError>>),
+    Open(DeviceSpec, Sender<Result<Opened, AudioError>>),
     /// Rewrite the record file's header now.
     Flush(Sender<Result<(), AudioError>>),
     Shutdown,
@@ -137,7 +139,7 @@ impl PlayoutWorker {
         self.close_sink();
     }
 
-    fn open(&mut self, spec: &DeviceSpec) -> Result<(), AudioError> {
+    fn open(&mut self, spec: &DeviceSpec) -> Result<Opened, AudioError> {
         if !spec.usable_as(DeviceKind::Speaker) {
             return Err(AudioError::WrongEnd {
                 spec: spec.to_string(),
@@ -174,6 +176,16 @@ impl PlayoutWorker {
                 clock: SampleClock::start(SAMPLE_RATE),
             },
         };
+        let opened = match &sink {
+            Sink::Cpal { output, .. } => Opened {
+                name: output.name.clone(),
+                id: Some(output.id.clone()),
+            },
+            _ => Opened {
+                name: spec.to_string(),
+                id: None,
+            },
+        };
         let unix_micros = match &sink {
             Sink::Cpal { .. } => unix_micros_now(),
             Sink::Record { clock, .. } | Sink::Silence { clock } => clock.unix_micros(),
@@ -186,7 +198,7 @@ impl PlayoutWorker {
             spec: self.spec.clone(),
             unix_micros,
         });
-        Ok(())
+        Ok(opened)
     }
 
     fn close_sink(&mut self) {

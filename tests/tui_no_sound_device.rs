@@ -1,0 +1,264 @@
+//! A TUI on a machine with no usable sound device (PulseAudio unreachable, ALSA with an empty
+//! configuration) in tmux: it starts, signs in, warns on the status line that there is no
+//! microphone and no speaker, and both places and takes calls. Two such TUIs call each other
+//! (the first hosts the embedded switchboard). Without tmux the test says so and passes.
+//!
+//! The tmux helpers are a copy of tests/tui_e2e.rs's, kept here so the two files can move
+//! independently.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new(name: &str) -> Tmux {
+        Tmux {
+            socket: format!("dt-nosound-{}-{name}", std::process::id()),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn start(&self, session: &str, command: &str) {
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Keep the pane after the program exits, so a crash can be read.
+        self.cmd(&["set-option", "-t", session, "remain-on-exit", "on"]);
+    }
+
+    fn screen(&self, session: &str) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", session]).stdout)
+            .into_owned()
+    }
+
+    fn keys(&self, session: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", session];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status.success());
+    }
+
+    fn text(&self, session: &str, text: &str) {
+        assert!(
+            self.cmd(&["send-keys", "-t", session, "-l", text])
+                .status
+                .success()
+        );
+    }
+
+    /// Waits until the screen satisfies `ok`; on timeout fails with the screen and the log.
+    fn wait_for(&self, session: &str, what: &str, log: &Path, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen(session);
+            if ok(&screen) {
+                return screen;
+            }
+            if start.elapsed() > WAIT {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("{session}: no {what} after {WAIT:?}; screen:\n{screen}\nlog:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_dead(&self, session: &str) -> bool {
+        let out = self.cmd(&["display-message", "-p", "-t", session, "#{pane_dead}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Only this test's private server, and its socket file (tmux leaves it behind).
+        let out = self.cmd(&["display-message", "-p", "#{socket_path}"]);
+        self.cmd(&["kill-server"]);
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if path.contains(&self.socket) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn wait_dead(tmux: &Tmux, session: &str) {
+    let start = Instant::now();
+    while !tmux.is_dead(session) {
+        assert!(
+            start.elapsed() < WAIT,
+            "{session} did not quit:\n{}",
+            tmux.screen(session)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn has_tmux() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn bin() -> PathBuf {
+    std::env::var_os("DIALTONE_TUI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dialtone")))
+}
+
+/// The binary must be the TUI build (`dialtone` with no subcommand runs it, with `--mic`).
+fn check_bin() {
+    let out = Command::new(bin())
+        .arg("--help")
+        .output()
+        .expect("the dialtone binary runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--mic"),
+        "{} has no TUI flags (is src/main.rs wired to tui::run?):\n{help}",
+        bin().display()
+    );
+}
+
+/// The TUI with its devices left at `default`, on a machine where none works.
+fn no_sound_command(dir: &Path, user: &str) -> String {
+    let xdg = dir.join("xdg");
+    format!(
+        "env PULSE_SERVER=unix:{nopulse} ALSA_CONFIG_PATH={alsa} XDG_RUNTIME_DIR={x}/run \
+         XDG_CONFIG_HOME={x}/config XDG_DATA_HOME={x}/data XDG_STATE_HOME={x}/state NO_COLOR=1 {bin} \
+         --config {cfg} --user {user} --device-name {user}-e2e --mic default --speaker default \
+         --data-dir {data} --log-file {log}",
+        nopulse = dir.join("no-pulse/native").display(),
+        alsa = dir.join("alsa-empty.conf").display(),
+        x = xdg.display(),
+        bin = bin().display(),
+        cfg = dir.join("config.toml").display(),
+        data = dir.join("data").display(),
+        log = dir.join(format!("{user}.log")).display(),
+    )
+}
+
+/// The call row of the calls panel, e.g. "│▶1  → bob   Connected   0:03".
+fn row_has(screen: &str, peer: &str, state: &str) -> bool {
+    screen.lines().any(|l| {
+        l.contains(&format!(" {peer} "))
+            && l.contains(state)
+            && (l.contains('→') || l.contains('←'))
+    })
+}
+
+/// Signed in, and the status line says there is no microphone and no speaker.
+fn start_without_sound(tmux: &Tmux, dir: &Path, user: &str) -> PathBuf {
+    let log = dir.join(format!("{user}.log"));
+    tmux.start(user, &no_sound_command(dir, user));
+    tmux.wait_for(user, "sign-in with device warnings", &log, |s| {
+        let status = s.lines().next().unwrap_or("");
+        status.contains("● connected")
+            && status.contains("⚠ no microphone")
+            && status.contains("⚠ no speaker")
+    });
+    log
+}
+
+#[test]
+fn a_tui_with_no_sound_device_places_and_takes_calls() {
+    if !has_tmux() {
+        eprintln!("skipping: tmux is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    check_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(dir.path().join("alsa-empty.conf"), "").unwrap();
+    std::fs::create_dir_all(dir.path().join("xdg/run")).unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("[switchboard]\nlisten = \"127.0.0.1:{port}\"\nring_timeout_secs = 30\n"),
+    )
+    .unwrap();
+    let tmux = Tmux::new("call");
+    let alice_log = start_without_sound(&tmux, dir.path(), "alice");
+    let bob_log = start_without_sound(&tmux, dir.path(), "bob");
+    let s = tmux.screen("alice");
+    assert!(
+        !s.contains("could not start") && !s.contains("not running"),
+        "the engine runs:\n{s}"
+    );
+
+    // alice places a call, bob takes it.
+    tmux.keys("alice", &["c"]);
+    tmux.text("alice", "bob");
+    tmux.wait_for("alice", "dialer", &alice_log, |s| s.contains("Call: bob"));
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("bob", "incoming prompt", &bob_log, |s| {
+        s.contains("alice is calling you")
+    });
+    tmux.keys("bob", &["a"]);
+    tmux.wait_for("bob", "connected call", &bob_log, |s| {
+        row_has(s, "alice", "Connected")
+    });
+    tmux.wait_for("alice", "connected call", &alice_log, |s| {
+        row_has(s, "bob", "Connected")
+    });
+    tmux.keys("alice", &["h"]);
+    tmux.wait_for("bob", "end", &bob_log, |s| row_has(s, "alice", "hung up"));
+
+    // bob places one, alice takes it.
+    tmux.keys("bob", &["c"]);
+    tmux.text("bob", "alice");
+    tmux.wait_for("bob", "dialer", &bob_log, |s| s.contains("Call: alice"));
+    tmux.keys("bob", &["Enter"]);
+    tmux.wait_for("alice", "incoming prompt", &alice_log, |s| {
+        s.contains("bob is calling you")
+    });
+    tmux.keys("alice", &["a"]);
+    tmux.wait_for("alice", "connected call", &alice_log, |s| {
+        row_has(s, "bob", "Connected")
+    });
+    tmux.wait_for("bob", "connected call", &bob_log, |s| {
+        row_has(s, "alice", "Connected")
+    });
+    tmux.keys("bob", &["h"]);
+    tmux.wait_for("alice", "end", &alice_log, |s| row_has(s, "bob", "hung up"));
+
+    for (who, log) in [("alice", &alice_log), ("bob", &bob_log)] {
+        tmux.keys(who, &["x", "q"]);
+        wait_dead(&tmux, who);
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(!text.contains("panic"), "{text}");
+        assert!(text.contains("noSpeakerDevicesEnumerated"), "{text}");
+    }
+}
