@@ -259,6 +259,8 @@ impl ReactorHandle {
 }
 
 pub(super) const WAKER: mio::Token = mio::Token(0);
+/// The most read from the socket at once.
+const READ_CHUNK: usize = 1024 * 1024;
 pub(super) const SOCKET: mio::Token = mio::Token(1);
 
 pub(super) struct Reactor {
@@ -271,6 +273,10 @@ pub(super) struct Reactor {
 
     write_buf: Vec<u8>,
     read_buf: Vec<u8>,
+    // Scratch space for socket reads, zeroed once. Resizing `read_buf` by
+    // READ_CHUNK before every read zeroed a megabyte per wakeup, which cost
+    // far more than the read itself for streams with small fragments.
+    read_chunk: Box<[u8]>,
     in_progress_read: Option<protocol::Descriptor>,
 }
 
@@ -300,6 +306,7 @@ impl Reactor {
 
             write_buf: Vec::new(),
             read_buf: Vec::new(),
+            read_chunk: vec![0; READ_CHUNK].into_boxed_slice(),
             in_progress_read: None,
         };
 
@@ -340,16 +347,10 @@ impl Reactor {
         use io::Read;
 
         'read: loop {
-            let off = self.read_buf.len();
-            self.read_buf.resize(off + 1024 * 1024, 0);
-
-            match self.socket.read(&mut self.read_buf[off..]) {
+            match self.socket.read(&mut self.read_chunk) {
                 Ok(0) => return Err(ClientError::Disconnected),
-                Ok(n) => self.read_buf.truncate(off + n),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.read_buf.truncate(off);
-                    return Ok(());
-                }
+                Ok(n) => self.read_buf.extend_from_slice(&self.read_chunk[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(err) => return Err(err.into()),
             };
 
