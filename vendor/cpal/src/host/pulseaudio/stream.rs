@@ -188,7 +188,6 @@ impl Stream {
         };
 
         let handle = LatencyHandle::new();
-        let update_callback = handle.update.clone();
 
         // Wrap the write callback to match the pulseaudio signature.
         let callback = move |buf: &mut [u8]| {
@@ -230,10 +229,9 @@ impl Stream {
 
             data_callback(&mut data, &OutputCallbackInfo { timestamp });
 
-            // Notify the latency thread that audio was written, so it updates timing info.
-            let (lock, cvar) = &*update_callback;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cvar.notify_one();
+            // dialtone patch: no wake-up of the latency thread per callback (it polled the
+            // server's timing info once per period); it polls every LATENCY_MAX_INTERVAL and
+            // on play/pause/drop, and the latency is interpolated in between.
 
             // We always consider the full buffer filled, because cpal's
             // user-facing API doesn't allow short writes.
@@ -352,7 +350,6 @@ impl Stream {
         })?;
 
         let handle = LatencyHandle::new();
-        let update_callback = handle.update.clone();
 
         let callback = move |buf: &[u8]| {
             let elapsed = Instant::now().saturating_duration_since(start);
@@ -392,10 +389,9 @@ impl Stream {
 
             data_callback(&data, &InputCallbackInfo { timestamp });
 
-            // Notify the latency thread that audio was read, so it updates timing info.
-            let (lock, cvar) = &*update_callback;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cvar.notify_one();
+            // dialtone patch: no wake-up of the latency thread per callback (it polled the
+            // server's timing info once per period); it polls every LATENCY_MAX_INTERVAL and
+            // on play/pause/drop, and the latency is interpolated in between.
         };
 
         let stream =
