@@ -468,7 +468,8 @@ impl Baresip {
                 } else {
                     "ausine,440".to_string()
                 },
-                "module\t\t\tausine.so\nmodule\t\t\taubridge.so\n".to_string(),
+                // ausine only produces stereo; the codec stays mono.
+                "module\t\t\tausine.so\nmodule\t\t\taubridge.so\nausrc_channels\t\t2\n".to_string(),
             ),
         };
         let config = format!(
