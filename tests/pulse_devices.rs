@@ -12,8 +12,7 @@
 //! `DIALTONE_SKIP_PULSE=1` is set.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,125 +24,6 @@ use tokio::sync::mpsc;
 const TONE_HZ: f32 = 1000.0;
 const TONE_AMPLITUDE: f32 = 0.3;
 const TONE_FRAMES: usize = 75;
-
-/// A PulseAudio daemon of our own; killed (by its pid) when dropped, even if the test fails.
-struct Pulse {
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-    pid: Option<u32>,
-}
-
-impl Pulse {
-    fn start() -> Pulse {
-        let tmp = tempfile::Builder::new()
-            .prefix("dialtone-pulse-")
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().to_path_buf();
-        std::fs::create_dir_all(dir.join("home")).unwrap();
-        let mut pulse = Pulse {
-            dir,
-            _tmp: tmp,
-            pid: None,
-        };
-        let started = pulse
-            .command("pulseaudio")
-            .args(["-D", "--exit-idle-time=-1", "--disallow-exit"])
-            .arg(format!(
-                "--log-target=file:{}",
-                pulse.dir.join("pulse.log").display()
-            ))
-            .status()
-            .expect("run pulseaudio");
-        assert!(started.success(), "pulseaudio -D failed: {}", pulse.log());
-        pulse.pid = std::fs::read_to_string(pulse.dir.join("pulse/pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !pulse.pactl(&["info"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "pulse did not start: {}",
-                pulse.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if pulse.pid.is_none() {
-            pulse.pid = std::fs::read_to_string(pulse.dir.join("pulse/pid"))
-                .ok()
-                .and_then(|p| p.trim().parse().ok());
-        }
-        for args in [
-            &[
-                "load-module",
-                "module-null-sink",
-                "sink_name=test",
-                "rate=48000",
-                "channels=2",
-            ][..],
-            &["set-default-sink", "test"],
-            &["set-default-source", "test.monitor"],
-        ] {
-            let out = pulse.pactl(args);
-            assert!(
-                out.status.success(),
-                "pactl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        pulse
-    }
-
-    /// A command that talks to this daemon only: its own runtime dir, home (for the cookie) and
-    /// socket.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.env("XDG_RUNTIME_DIR", &self.dir)
-            .env("HOME", self.dir.join("home"))
-            .env("PULSE_SERVER", self.server());
-        c
-    }
-
-    fn server(&self) -> String {
-        format!("unix:{}", self.dir.join("pulse/native").display())
-    }
-
-    fn pactl(&self, args: &[&str]) -> Output {
-        self.command("pactl")
-            .args(args)
-            .output()
-            .expect("run pactl")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("pulse.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Pulse {
-    fn drop(&mut self) {
-        let _ = self.command("pulseaudio").arg("--kill").status();
-        let Some(pid) = self.pid else { return };
-        let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if alive(pid) {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-        }
-    }
-}
-
-fn pulse_installed() -> bool {
-    Command::new("pulseaudio")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 fn sine(hz: f32, from: usize, n: usize) -> Vec<f32> {
     (from..from + n)
@@ -193,6 +73,8 @@ fn assert_is_the_tone(what: &str, x: &[f32]) {
 }
 
 mod common;
+
+use common::pulse::{Pulse, pulse_installed};
 
 #[test]
 fn plays_to_and_captures_from_a_pulseaudio_null_sink() {

@@ -4,6 +4,7 @@
 //! Parsing and rendering are pure functions (tested below); `run` only moves lines.
 
 mod lines;
+mod stdio;
 
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt as _;
@@ -719,7 +720,7 @@ pub async fn run(
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
     // One writer, so that replies and events never interleave within a line.
     let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
+        let mut stdout = stdio::stdout();
         while let Some(v) = out_rx.recv().await {
             let mut line = serde_json::to_vec(&v).expect("JSON values serialise");
             line.push(b'\n');
@@ -736,7 +737,7 @@ pub async fn run(
             }
         }
     });
-    let mut input = lines::LineReader::new(tokio::io::stdin(), MAX_LINE_BYTES);
+    let mut input = lines::LineReader::new(stdio::stdin(), MAX_LINE_BYTES);
     loop {
         let line = match input.next_line().await {
             Ok(Some(Ok(line))) => line,

@@ -5,6 +5,7 @@
 
 pub mod netlab;
 pub mod pki;
+pub mod pulse;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{IpAddr, SocketAddr};

@@ -30,7 +30,8 @@ use super::wav::WavRecorder;
 const TICK_SAMPLES: u64 = 480;
 /// The record file's header is rewritten this often, so a crash loses at most this much.
 const FLUSH_EVERY_SAMPLES: u64 = SAMPLE_RATE as u64;
-/// Longest sleep while a cpal callback is expected to wake the thread anyway.
+/// Shortest sleep while a cpal callback is expected to wake the thread anyway (a device period
+/// when that is longer).
 const CPAL_POLL: Duration = Duration::from_millis(5);
 /// Sleep while nothing is playing.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -307,7 +308,11 @@ impl PlayoutWorker {
                 chunk.fill_from_iter(resampled.iter().copied());
             }
         }
-        CPAL_POLL
+        // The speaker's callback wakes this thread every period; the poll is only a safety net,
+        // so it need not come more often than that.
+        CPAL_POLL.max(Duration::from_micros(
+            output.period as u64 * 1_000_000 / u64::from(output.rate.max(1)),
+        ))
     }
 
     fn step_virtual(&mut self, now: Instant) -> Duration {
