@@ -16,11 +16,12 @@
 mod common;
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::pulse::{Pulse, pulse_installed};
 use common::{Agent, BIN, Server, read_wav, tempdir, tone_power};
 use serde_json::{Value, json};
 
@@ -144,203 +145,84 @@ fn an_agent_with_no_sound_device_stays_up_reports_it_answers_and_sends_once_a_de
     alice.quit();
 }
 
-/// A PulseAudio daemon of our own with a null sink `test` as default; killed (by its pid) when
-/// dropped, even if the test fails.
-struct Pulse {
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-    pid: Option<u32>,
+/// A private PulseAudio (minimal: nothing moves streams on its own) with a null sink `test` as
+/// default, or None when pulseaudio is missing and `DIALTONE_SKIP_PULSE=1`.
+fn pulse() -> Option<Pulse> {
+    let mut pulse = prepared_pulse()?;
+    pulse.run_minimal();
+    Some(pulse)
 }
 
-impl Pulse {
-    /// The daemon, or None when pulseaudio is missing and `DIALTONE_SKIP_PULSE=1`.
-    fn start() -> Option<Pulse> {
-        let mut pulse = Pulse::prepare()?;
-        pulse.run();
-        Some(pulse)
-    }
-
-    /// Its directories, with no daemon yet: commands made now talk to a socket nobody listens
-    /// on until [`Pulse::run`].
-    fn prepare() -> Option<Pulse> {
-        if Command::new("pulseaudio")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert_eq!(
-                std::env::var("DIALTONE_SKIP_PULSE").as_deref(),
-                Ok("1"),
-                "pulseaudio is not installed: apt-get install pulseaudio pulseaudio-utils \
-                 (or set DIALTONE_SKIP_PULSE=1 to skip)"
-            );
-            eprintln!("SKIPPED: pulseaudio is not installed and DIALTONE_SKIP_PULSE=1");
-            return None;
-        }
-        let tmp = tempfile::Builder::new()
-            .prefix("dialtone-pulse-")
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().to_path_buf();
-        std::fs::create_dir_all(dir.join("home")).unwrap();
-        Some(Pulse {
-            dir,
-            _tmp: tmp,
-            pid: None,
-        })
-    }
-
-    /// Starts the daemon with a default null sink `test`.
-    fn run(&mut self) {
-        let pulse = self;
-        let started = pulse
-            .command("pulseaudio")
-            .args(["-D", "--exit-idle-time=-1", "--disallow-exit", "-n"])
-            .args([
-                "-L",
-                "module-native-protocol-unix",
-                "-L",
-                "module-rescue-streams",
-            ])
-            .arg(format!(
-                "--log-target=file:{}",
-                pulse.dir.join("pulse.log").display()
-            ))
-            .status()
-            .expect("run pulseaudio");
-        assert!(started.success(), "pulseaudio -D failed: {}", pulse.log());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pulse.pactl(&["info"]).status.success() {
-            assert!(Instant::now() < deadline, "no pulse: {}", pulse.log());
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
-        pulse.pid = std::fs::read_to_string(pulse.dir.join("pulse/pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok());
-        pulse.add_sink("test");
-        pulse.ok(&["set-default-sink", "test"]);
-        pulse.ok(&["set-default-source", "test.monitor"]);
-    }
-
-    /// A command that talks to this daemon only.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.env("XDG_RUNTIME_DIR", &self.dir)
-            .env("HOME", self.dir.join("home"))
-            .env("PULSE_SERVER", self.server());
-        c
-    }
-
-    fn server(&self) -> String {
-        format!("unix:{}", self.dir.join("pulse/native").display())
-    }
-
-    fn pactl(&self, args: &[&str]) -> Output {
-        self.command("pactl")
-            .args(args)
-            .output()
-            .expect("run pactl")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.pactl(args);
-        assert!(
-            out.status.success(),
-            "pactl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+/// As [`pulse`], with the daemon not started yet.
+fn prepared_pulse() -> Option<Pulse> {
+    if !pulse_installed() {
+        assert_eq!(
+            std::env::var("DIALTONE_SKIP_PULSE").as_deref(),
+            Ok("1"),
+            "pulseaudio is not installed: apt-get install pulseaudio pulseaudio-utils \
+             (or set DIALTONE_SKIP_PULSE=1 to skip)"
         );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        eprintln!("SKIPPED: pulseaudio is not installed and DIALTONE_SKIP_PULSE=1");
+        return None;
     }
+    Some(Pulse::prepare())
+}
 
-    /// Loads a null sink; returns its module index (for unloading it).
-    fn add_sink(&self, name: &str) -> String {
-        self.ok(&[
-            "load-module",
-            "module-null-sink",
-            &format!("sink_name={name}"),
-            "rate=48000",
-            "channels=2",
-        ])
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("pulse.log")).unwrap_or_default()
-    }
-
-    /// Waits until the monitor of `sink` carries a `hz` tone for [`LISTEN`]: reads it with
-    /// `parec` in windows, within `secs`.
-    fn hears_tone(&self, sink: &str, hz: f32, secs: u64) {
-        let mut parec: Child = self
-            .command("parec")
-            .args(["-d", &format!("{sink}.monitor")])
-            .args(["--rate=48000", "--channels=1", "--format=s16le", "--raw"])
-            .arg("--latency-msec=20")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run parec");
-        let mut out = parec.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<Vec<f32>>();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 9600];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let s = buf[..n - n % 2]
-                    .chunks_exact(2)
-                    .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
-                    .collect();
-                if tx.send(s).is_err() {
-                    break;
-                }
+/// Waits until the monitor of `sink` carries a `hz` tone for [`LISTEN`]: reads it with `parec`
+/// in windows, within `secs`.
+fn hears_tone(pulse: &Pulse, sink: &str, hz: f32, secs: u64) {
+    let mut parec: Child = pulse
+        .command("parec")
+        .args(["-d", &format!("{sink}.monitor")])
+        .args(["--rate=48000", "--channels=1", "--format=s16le", "--raw"])
+        .arg("--latency-msec=20")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run parec");
+    let mut out = parec.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Vec<f32>>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 9600];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
             }
-        });
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let want = (48_000.0 * LISTEN.as_secs_f32()) as usize;
-        let mut window: Vec<f32> = Vec::new();
-        let mut best = 0f32;
-        let heard = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(chunk) = rx.recv_timeout(left) else {
-                break false;
-            };
-            window.extend(chunk);
-            if window.len() >= want {
-                let p = tone_power(&window[window.len() - want..], hz);
-                best = best.max(p);
-                if p > 1e-3 {
-                    break true;
-                }
-                window.drain(..window.len() - want / 2);
+            let s = buf[..n - n % 2]
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+                .collect();
+            if tx.send(s).is_err() {
+                break;
             }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let want = (48_000.0 * LISTEN.as_secs_f32()) as usize;
+    let mut window: Vec<f32> = Vec::new();
+    let mut best = 0f32;
+    let heard = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(chunk) = rx.recv_timeout(left) else {
+            break false;
         };
-        let _ = parec.kill();
-        let _ = parec.wait();
-        assert!(
-            heard,
-            "no {hz} Hz tone on `{sink}` within {secs}s (best power {best:.2e}); pulse log: {}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Pulse {
-    fn drop(&mut self) {
-        let _ = self.command("pulseaudio").arg("--kill").status();
-        let Some(pid) = self.pid else { return };
-        let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::park_timeout(Duration::from_millis(50));
+        window.extend(chunk);
+        if window.len() >= want {
+            let p = tone_power(&window[window.len() - want..], hz);
+            best = best.max(p);
+            if p > 1e-3 {
+                break true;
+            }
+            window.drain(..window.len() - want / 2);
         }
-        if alive(pid) {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-        }
-    }
+    };
+    let _ = parec.kill();
+    let _ = parec.wait();
+    assert!(
+        heard,
+        "no {hz} Hz tone on `{sink}` within {secs}s (best power {best:.2e}); pulse log: {}",
+        pulse.log()
+    );
 }
 
 /// An agent on the private daemon with a tone microphone and `speaker`, in a call with the echo
@@ -361,11 +243,11 @@ fn echo_call(pulse: &Pulse, server: &Server, speaker: &str) -> (Agent, String) {
 
 #[test]
 fn a_sink_added_and_made_default_mid_call_is_followed() {
-    let Some(pulse) = Pulse::start() else { return };
+    let Some(pulse) = pulse() else { return };
     let dir = tempdir();
     let server = Server::dev(dir.path());
     let (mut agent, id) = echo_call(&pulse, &server, "default");
-    pulse.hears_tone("test", 700.0, 10);
+    hears_tone(&pulse, "test", 700.0, 10);
 
     // A headset is plugged in and becomes the default.
     pulse.add_sink("usb");
@@ -376,7 +258,7 @@ fn a_sink_added_and_made_default_mid_call_is_followed() {
         10,
     );
     assert_eq!(e["using"], "default", "{e}");
-    pulse.hears_tone("usb", 700.0, 10);
+    hears_tone(&pulse, "usb", 700.0, 10);
     assert!(
         !agent
             .events
@@ -392,12 +274,12 @@ fn a_sink_added_and_made_default_mid_call_is_followed() {
 
 #[test]
 fn the_sink_in_use_removed_mid_call_falls_back_to_the_default_and_says_so() {
-    let Some(pulse) = Pulse::start() else { return };
+    let Some(pulse) = pulse() else { return };
     let module = pulse.add_sink("usb");
     let dir = tempdir();
     let server = Server::dev(dir.path());
     let (mut agent, id) = echo_call(&pulse, &server, "usb");
-    pulse.hears_tone("usb", 700.0, 10);
+    hears_tone(&pulse, "usb", 700.0, 10);
 
     // The headset is pulled out.
     pulse.ok(&["unload-module", &module]);
@@ -414,7 +296,7 @@ fn the_sink_in_use_removed_mid_call_falls_back_to_the_default_and_says_so() {
         e["message"].as_str().is_some_and(|m| m.contains("usb")),
         "{e}"
     );
-    pulse.hears_tone("test", 700.0, 10);
+    hears_tone(&pulse, "test", 700.0, 10);
 
     // It comes back: used again.
     pulse.add_sink("usb");
@@ -424,7 +306,7 @@ fn the_sink_in_use_removed_mid_call_falls_back_to_the_default_and_says_so() {
         10,
     );
     assert_eq!(e["using"], "usb", "{e}");
-    pulse.hears_tone("usb", 700.0, 10);
+    hears_tone(&pulse, "usb", 700.0, 10);
     agent.ok(json!({"cmd": "hangUp", "callId": id}));
     agent.wait_ended(&id);
     agent.quit();
@@ -432,7 +314,7 @@ fn the_sink_in_use_removed_mid_call_falls_back_to_the_default_and_says_so() {
 
 #[test]
 fn a_sound_server_that_comes_up_is_picked_up() {
-    let Some(mut pulse) = Pulse::prepare() else {
+    let Some(mut pulse) = prepared_pulse() else {
         return;
     };
     let dir = tempdir();
@@ -455,7 +337,7 @@ fn a_sound_server_that_comes_up_is_picked_up() {
     agent.wait_state(&id, "Connected");
 
     // The sound server starts mid-call: its default sink is taken up and the tone plays on it.
-    pulse.run();
+    pulse.run_minimal();
     let e = agent.wait_event(
         "deviceSwitched",
         |e| e["kind"] == "speaker" && e["reason"] == "recovered",
@@ -464,7 +346,7 @@ fn a_sound_server_that_comes_up_is_picked_up() {
     assert_eq!(e["using"], "default", "{e}");
     diagnostic(&mut agent, "speakerNotFunctioning", false, 5);
     diagnostic(&mut agent, "noSpeakerDevicesEnumerated", false, 5);
-    pulse.hears_tone("test", 700.0, 10);
+    hears_tone(&pulse, "test", 700.0, 10);
     agent.ok(json!({"cmd": "hangUp", "callId": id}));
     agent.wait_ended(&id);
     agent.quit();

@@ -14,64 +14,95 @@ pub struct Pulse {
 }
 
 impl Pulse {
+    /// The daemon (its usual configuration, default.pa) with a null sink `test` as default.
     pub fn start() -> Pulse {
+        let mut pulse = Pulse::prepare();
+        pulse.launch(&[]);
+        pulse.test_sink_as_default();
+        pulse
+    }
+
+    /// Its directories, with no daemon yet: commands made now talk to a socket nobody listens
+    /// on until [`Pulse::run_minimal`].
+    pub fn prepare() -> Pulse {
         let tmp = tempfile::Builder::new()
             .prefix("dialtone-pulse-")
             .tempdir()
             .unwrap();
         let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(dir.join("home")).unwrap();
-        let mut pulse = Pulse {
+        Pulse {
             dir,
             _tmp: tmp,
             pid: None,
-        };
-        let started = pulse
+        }
+    }
+
+    /// Starts a prepared daemon with only the native protocol and stream rescue (nothing that
+    /// moves streams or restores devices on its own), and a null sink `test` as default.
+    pub fn run_minimal(&mut self) {
+        self.launch(&[
+            "-n",
+            "-L",
+            "module-native-protocol-unix",
+            "-L",
+            "module-rescue-streams",
+        ]);
+        self.test_sink_as_default();
+    }
+
+    fn launch(&mut self, args: &[&str]) {
+        let started = self
             .command("pulseaudio")
             .args(["-D", "--exit-idle-time=-1", "--disallow-exit"])
+            .args(args)
             .arg(format!(
                 "--log-target=file:{}",
-                pulse.dir.join("pulse.log").display()
+                self.dir.join("pulse.log").display()
             ))
             .status()
             .expect("run pulseaudio");
-        assert!(started.success(), "pulseaudio -D failed: {}", pulse.log());
-        pulse.pid = std::fs::read_to_string(pulse.dir.join("pulse/pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !pulse.pactl(&["info"]).status.success() {
+        assert!(started.success(), "pulseaudio -D failed: {}", self.log());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.pactl(&["info"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "pulse did not start: {}",
-                pulse.log()
+                self.log()
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::park_timeout(Duration::from_millis(100));
         }
-        if pulse.pid.is_none() {
-            pulse.pid = std::fs::read_to_string(pulse.dir.join("pulse/pid"))
-                .ok()
-                .and_then(|p| p.trim().parse().ok());
-        }
-        for args in [
-            &[
-                "load-module",
-                "module-null-sink",
-                "sink_name=test",
-                "rate=48000",
-                "channels=2",
-            ][..],
-            &["set-default-sink", "test"],
-            &["set-default-source", "test.monitor"],
-        ] {
-            let out = pulse.pactl(args);
-            assert!(
-                out.status.success(),
-                "pactl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        pulse
+        self.pid = std::fs::read_to_string(self.dir.join("pulse/pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+    }
+
+    fn test_sink_as_default(&self) {
+        self.add_sink("test");
+        self.ok(&["set-default-sink", "test"]);
+        self.ok(&["set-default-source", "test.monitor"]);
+    }
+
+    /// `pactl ARGS...`, which must succeed; its output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.pactl(args);
+        assert!(
+            out.status.success(),
+            "pactl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Loads a null sink; returns its module index (for unloading it).
+    pub fn add_sink(&self, name: &str) -> String {
+        self.ok(&[
+            "load-module",
+            "module-null-sink",
+            &format!("sink_name={name}"),
+            "rate=48000",
+            "channels=2",
+        ])
     }
 
     /// A command that talks to this daemon only: its own runtime dir, home (for the cookie) and
