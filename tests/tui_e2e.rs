@@ -22,7 +22,7 @@ mod tmux;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tmux::{Tmux, bin, check_bin, free_port, has_tmux, wait_dead};
+use tmux::{Tmux, bin, check_bin, free_port, has_tmux, row_has, wait_dead};
 
 fn tui_command(dir: &Path, user: &str) -> String {
     tui_command_mic(dir, user, "silence")
@@ -40,15 +40,6 @@ fn tui_command_mic(dir: &Path, user: &str, mic: &str) -> String {
         data = dir.join("data").display(),
         log = dir.join(format!("{user}.log")).display(),
     )
-}
-
-/// The call row of the calls panel, e.g. "│▶1  → bob   Connected   0:03".
-fn row_has(screen: &str, peer: &str, state: &str) -> bool {
-    screen.lines().any(|l| {
-        l.contains(&format!(" {peer} "))
-            && l.contains(state)
-            && (l.contains('→') || l.contains('←'))
-    })
 }
 
 #[test]

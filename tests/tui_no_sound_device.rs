@@ -8,7 +8,7 @@ mod tmux;
 
 use std::path::{Path, PathBuf};
 
-use tmux::{Tmux, bin, check_bin, free_port, has_tmux, wait_dead};
+use tmux::{Tmux, bin, check_bin, free_port, has_tmux, row_has, wait_dead};
 
 /// The TUI with its devices left at `default`, on a machine where none works.
 fn no_sound_command(dir: &Path, user: &str) -> String {
@@ -26,15 +26,6 @@ fn no_sound_command(dir: &Path, user: &str) -> String {
         data = dir.join("data").display(),
         log = dir.join(format!("{user}.log")).display(),
     )
-}
-
-/// The call row of the calls panel, e.g. "│▶1  → bob   Connected   0:03".
-fn row_has(screen: &str, peer: &str, state: &str) -> bool {
-    screen.lines().any(|l| {
-        l.contains(&format!(" {peer} "))
-            && l.contains(state)
-            && (l.contains('→') || l.contains('←'))
-    })
 }
 
 /// Signed in, and the status line says there is no microphone and no speaker.

@@ -156,3 +156,12 @@ pub fn check_bin() {
         bin().display()
     );
 }
+
+/// The call row of the calls panel, e.g. "│▶1  → bob   Connected   0:03".
+pub fn row_has(screen: &str, peer: &str, state: &str) -> bool {
+    screen.lines().any(|l| {
+        l.contains(&format!(" {peer} "))
+            && l.contains(state)
+            && (l.contains('→') || l.contains('←'))
+    })
+}
