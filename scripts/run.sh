@@ -4,5 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
-cargo build --release --quiet
+if [ ! -x target/release/dialtone ]; then
+  echo "Building dialtone (the first build takes several minutes; cargo shows its progress)" >&2
+fi
+# Not --quiet: a build that has anything to do shows its progress bar.
+cargo build --release
 exec target/release/dialtone "$@"
