@@ -134,23 +134,11 @@ impl DeviceSnapshot {
         self.list(kind).iter().any(|d| d.id == id)
     }
 
-    /// The device a name means, matched as opening it would (`devices::host::find_device`): id
-    /// or name exactly, then case-insensitively, then as a case-insensitive part.
+    /// The device a name means, matched as opening it would ([`crate::devices::best_match`]).
     pub fn find(&self, kind: DeviceKind, wanted: &str) -> Option<&DeviceEntry> {
         let list = self.list(kind);
-        let wanted = wanted.trim();
-        let lower = wanted.to_lowercase();
-        list.iter()
-            .find(|d| d.id == wanted || d.name == wanted)
-            .or_else(|| {
-                list.iter()
-                    .find(|d| d.id.to_lowercase() == lower || d.name.to_lowercase() == lower)
-            })
-            .or_else(|| {
-                list.iter().find(|d| {
-                    d.id.to_lowercase().contains(&lower) || d.name.to_lowercase().contains(&lower)
-                })
-            })
+        let names = list.iter().map(|d| (d.name.as_str(), d.id.as_str()));
+        crate::devices::best_match(names, wanted).and_then(|i| list.get(i))
     }
 }
 

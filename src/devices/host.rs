@@ -113,6 +113,22 @@ pub fn list(
         .collect())
 }
 
+/// One end's devices, (name, id) each, and the default's id.
+pub type Listing = (Vec<(String, String)>, Option<String>);
+
+/// What `host` offers on one end.
+///
+/// # Errors
+///
+/// If the host cannot be asked.
+pub fn listing(host: &cpal::Host, kind: DeviceKind) -> Result<Listing, HostError> {
+    let devices = list(host, kind)?
+        .into_iter()
+        .map(|(_, name, id)| (name, id))
+        .collect();
+    Ok((devices, default_device(host, kind).map(|d| device_id(&d))))
+}
+
 pub fn default_device(host: &cpal::Host, kind: DeviceKind) -> Option<cpal::Device> {
     match kind {
         DeviceKind::Microphone => host.default_input_device(),
@@ -138,12 +154,12 @@ pub fn find_device(
             let names = candidates
                 .iter()
                 .map(|(_, name, id)| (name.as_str(), id.as_str()));
-            match pick(names, wanted) {
+            match super::best_match(names, wanted) {
                 Some(i) => Ok(candidates
                     .into_iter()
                     .nth(i)
                     .map(|(d, _, _)| d)
-                    .expect("index from pick")),
+                    .expect("index from best_match")),
                 None => Err(HostError::NotFound {
                     kind,
                     name: wanted.clone(),
@@ -155,24 +171,6 @@ pub fn find_device(
             spec: other.to_string(),
         }),
     }
-}
-
-/// Index of the best match for `wanted` among (name, id) pairs.
-fn pick<'a>(
-    candidates: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-    wanted: &str,
-) -> Option<usize> {
-    let wanted = wanted.trim();
-    let lower = wanted.to_lowercase();
-    let exact = |n: &str, id: &str| n == wanted || id == wanted;
-    let folded = |n: &str, id: &str| n.to_lowercase() == lower || id.to_lowercase() == lower;
-    let partial =
-        |n: &str, id: &str| n.to_lowercase().contains(&lower) || id.to_lowercase().contains(&lower);
-    let find =
-        |test: &dyn Fn(&str, &str) -> bool| candidates.clone().position(|(n, id)| test(n, id));
-    find(&exact)
-        .or_else(|| find(&folded))
-        .or_else(|| find(&partial))
 }
 
 /// A stream configuration and sample format to open a device with.
@@ -251,7 +249,7 @@ pub fn choose_config(device: &cpal::Device, kind: DeviceKind) -> Result<OpenConf
 
 #[cfg(test)]
 mod tests {
-    use super::pick;
+    use crate::devices::best_match as pick;
 
     #[test]
     fn picks_exact_then_folded_then_substring() {

@@ -54,19 +54,18 @@ pub fn list_devices() -> DeviceList {
     let host = host::preferred_host();
     let host_name = host.id().name().to_lowercase();
     for kind in [DeviceKind::Microphone, DeviceKind::Speaker] {
-        let default_id = host::default_device(&host, kind).map(|d| host::device_id(&d));
-        let found = match host::list(&host, kind) {
+        let (found, default_id) = match host::listing(&host, kind) {
             Ok(found) => found,
             Err(e) => {
                 list.problems.push(e.to_string());
-                Vec::new()
+                (Vec::new(), None)
             }
         };
         let target = match kind {
             DeviceKind::Microphone => &mut list.microphones,
             DeviceKind::Speaker => &mut list.speakers,
         };
-        for (_, name, id) in found {
+        for (name, id) in found {
             target.push(DeviceInfo {
                 is_default: default_id.as_deref() == Some(id.as_str()),
                 name,

@@ -22,12 +22,11 @@ pub fn snapshot(host: &cpal::Host) -> Enumeration {
         ..DeviceSnapshot::default()
     };
     for kind in [DeviceKind::Microphone, DeviceKind::Speaker] {
-        let list = host::list(host, kind).map_err(|e| e.to_string())?;
+        let (list, default) = host::listing(host, kind).map_err(|e| e.to_string())?;
         let entries = list
             .into_iter()
-            .map(|(_, name, id)| DeviceEntry { id, name })
+            .map(|(name, id)| DeviceEntry { id, name })
             .collect();
-        let default = host::default_device(host, kind).map(|d| host::device_id(&d));
         match kind {
             DeviceKind::Microphone => {
                 snap.microphones = entries;
