@@ -432,6 +432,17 @@ impl CallAgentCore {
         v
     }
 
+    /// The connected call with its microphone muted (the earliest, if several), without
+    /// copying the calls: asked ten times a second.
+    #[must_use]
+    pub fn muted_connected_call(&self) -> Option<&str> {
+        self.calls
+            .values()
+            .filter(|c| c.info.muted && c.info.state == CallState::Connected)
+            .min_by_key(|c| c.info.started_unix_ms)
+            .map(|c| c.info.call_id.as_str())
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }

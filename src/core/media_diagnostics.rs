@@ -154,6 +154,17 @@ pub struct Opened {
     pub id: Option<String>,
 }
 
+impl Opened {
+    /// A virtual device (`silence`, `tone:`, `file:`, `record:`): named by its spec, no id.
+    #[must_use]
+    pub fn virtual_device(spec: &DeviceSpec) -> Opened {
+        Opened {
+            name: spec.to_string(),
+            id: None,
+        }
+    }
+}
+
 /// Why a device was switched without being asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SwitchReason {
@@ -280,10 +291,7 @@ impl Slot {
             wanted: DeviceSpec::Silence,
             active: Active {
                 spec: DeviceSpec::Silence,
-                opened: Opened {
-                    name: DeviceSpec::Silence.to_string(),
-                    id: None,
-                },
+                opened: Opened::virtual_device(&DeviceSpec::Silence),
                 role: Role::Wanted,
             },
             failure: None,

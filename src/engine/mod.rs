@@ -708,12 +708,7 @@ impl Driver {
         let Some(a) = &self.audio else {
             return;
         };
-        let muted = self
-            .core
-            .calls()
-            .into_iter()
-            .find(|c| c.muted && c.state == crate::core::CallState::Connected)
-            .map(|c| c.call_id);
+        let muted = self.core.muted_connected_call().map(str::to_owned);
         let level = if muted.is_some() { a.mic_level() } else { 0.0 };
         self.devices.handle(
             DeviceInput::MicLevel {

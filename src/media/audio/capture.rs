@@ -195,10 +195,7 @@ impl CaptureWorker {
                     id: Some(input.id.clone()),
                 }
             }
-            _ => Opened {
-                name: spec.to_string(),
-                id: None,
-            },
+            _ => Opened::virtual_device(spec),
         };
         self.source = source;
         self.spec = spec.to_string();

@@ -182,10 +182,7 @@ impl PlayoutWorker {
                 name: output.name.clone(),
                 id: Some(output.id.clone()),
             },
-            _ => Opened {
-                name: spec.to_string(),
-                id: None,
-            },
+            _ => Opened::virtual_device(spec),
         };
         let unix_micros = match &sink {
             Sink::Cpal { .. } => unix_micros_now(),
