@@ -533,6 +533,16 @@ async fn strangers_on_the_media_port_change_nothing() {
     let got = bob.collect(10).await;
     assert_eq!(got.len(), 10, "the call goes on");
     assert_eq!(got[9].payload, payload(0x11, 9));
+    // The strangers' datagrams were counted as unrouted and dropped; nothing of theirs was
+    // forwarded. (Not all 100 need arrive: the kernel drops what overflows the socket's buffer
+    // while the thread is not running.)
+    let deadline = Instant::now() + LIMIT;
+    while sb.stats.unrouted.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let unrouted = sb.stats.unrouted.load(Ordering::Relaxed);
+    assert!((1..=100).contains(&unrouted), "{unrouted} unrouted");
+    assert_eq!(sb.stats.forwarded.load(Ordering::Relaxed), 10);
     let _ = &mut alice;
 }
 

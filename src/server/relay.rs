@@ -77,6 +77,12 @@ pub struct RelayStats {
     pub relay_hops: AtomicU64,
     /// Links moved to the media thread their media arrives on (kept by the hub).
     pub moves: AtomicU64,
+    /// Datagrams on the media port from an address and username no link knows (kept by the
+    /// hub).
+    pub unrouted: AtomicU64,
+    /// Datagrams the kernel would not take at once, dropped as real-time media is (kept by the
+    /// hub).
+    pub send_blocked: AtomicU64,
 }
 
 /// One packet the relay decided to send: to which device, on which of its outbound slots, with
@@ -175,16 +181,21 @@ impl Relay {
         now: Instant,
         mut send: impl FnMut(Forward),
     ) {
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.arrived();
         self.heard(from, rtp, now);
         let Some(targets) = self.routes.get(&from) else {
             return;
         };
         for to in targets {
-            if let Some(out) = self.outs.get_mut(to)
-                && let Some(f) = Self::pick(out, *to, from, rtp, &self.levels, now, &self.stats)
-            {
-                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+            if let Some(f) = Self::deliver_in(
+                &mut self.outs,
+                &self.levels,
+                &self.stats,
+                *to,
+                from,
+                rtp,
+                now,
+            ) {
                 send(f);
             }
         }
@@ -216,9 +227,31 @@ impl Relay {
         rtp: &RtpAudio,
         now: Instant,
     ) -> Option<Forward> {
-        let out = self.outs.get_mut(&to)?;
-        let f = Self::pick(out, to, from, rtp, &self.levels, now, &self.stats)?;
-        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        Self::deliver_in(
+            &mut self.outs,
+            &self.levels,
+            &self.stats,
+            to,
+            from,
+            rtp,
+            now,
+        )
+    }
+
+    /// [`deliver`](Self::deliver) on the relay's parts, so that [`packet`](Self::packet) can
+    /// walk the routes while it delivers.
+    fn deliver_in(
+        outs: &mut HashMap<ConnId, Out>,
+        levels: &Levels,
+        stats: &RelayStats,
+        to: ConnId,
+        from: ConnId,
+        rtp: &RtpAudio,
+        now: Instant,
+    ) -> Option<Forward> {
+        let out = outs.get_mut(&to)?;
+        let f = Self::pick(out, to, from, rtp, levels, now, stats)?;
+        stats.forwarded.fetch_add(1, Ordering::Relaxed);
         Some(f)
     }
 

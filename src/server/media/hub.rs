@@ -69,15 +69,6 @@ pub enum HubEvent {
     },
 }
 
-/// Counters beyond the relay's.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HubCounters {
-    /// Datagrams from an address and username no link knows.
-    pub unrouted: u64,
-    /// Datagrams the kernel would not take right now (dropped: real-time).
-    pub send_blocked: u64,
-}
-
 /// Starts the hub over bound sockets with `shards` media threads (at least one) and returns
 /// where to send it commands. The shards run on threads of their own, named `media-N`. The DTLS certificate is made once
 /// and shared by every link.

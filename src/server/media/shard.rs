@@ -17,7 +17,7 @@ use rtc::peer_connection::certificate::RTCCertificate;
 use tokio::sync::mpsc;
 
 use super::demux::Demux;
-use super::hub::{HubCounters, HubEvent};
+use super::hub::HubEvent;
 use crate::media::link::{LinkCore, LinkEvent, LocalCandidate, Path, Proto, Role, RtpAudio};
 use crate::media::net::udp::{HasSocket, recv_any, try_recv_any};
 use crate::server::relay::{Forward, Held, Relay, RelayStats};
@@ -115,7 +115,7 @@ pub struct Port {
 }
 
 impl Port {
-    fn send(&self, path: &Path, payload: &[u8], counters: &mut HubCounters) {
+    fn send(&self, path: &Path, payload: &[u8], stats: &RelayStats) {
         let Some(s) = self
             .socket_of
             .get(&path.local)
@@ -126,7 +126,9 @@ impl Port {
         };
         match s.send_to(payload, path.peer) {
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => counters.send_blocked += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stats.send_blocked.fetch_add(1, Ordering::Relaxed);
+            }
             // Unreachable peers, filtered ports: the device's ICE notices; nothing to do here.
             Err(e) => tracing::trace!(peer = %path.peer, "media send: {e}"),
         }
@@ -194,7 +196,6 @@ pub struct Shard {
     forwards: Vec<Forward>,
     local: Vec<ConnId>,
     remote: Vec<(usize, ConnId)>,
-    counters: HubCounters,
 }
 
 impl Shard {
@@ -219,7 +220,6 @@ impl Shard {
             forwards: Vec::with_capacity(16),
             local: Vec::with_capacity(16),
             remote: Vec::with_capacity(16),
-            counters: HubCounters::default(),
         }
     }
 
@@ -253,7 +253,7 @@ impl Shard {
         for (_, mut link) in std::mem::take(&mut self.links) {
             link.close();
             while let Some(t) = link.poll_transmit() {
-                self.port.send(&t.path, &t.payload, &mut self.counters);
+                self.port.send(&t.path, &t.payload, &self.stats);
             }
         }
     }
@@ -302,7 +302,7 @@ impl Shard {
         };
         let data = &buf[..n];
         let Some(conn) = self.demux.route(local, peer, data) else {
-            self.counters.unrouted += 1;
+            self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let now = Instant::now();
@@ -570,7 +570,7 @@ impl Shard {
         link.close();
         // The DTLS close alert tells the device at once rather than after its consent expires.
         while let Some(t) = link.poll_transmit() {
-            self.port.send(&t.path, &t.payload, &mut self.counters);
+            self.port.send(&t.path, &t.payload, &self.stats);
         }
         self.relay.remove(conn);
         self.taps.remove(&conn);
@@ -599,7 +599,7 @@ impl Shard {
                 return;
             };
             if let Some(t) = link.poll_transmit() {
-                self.port.send(&t.path, &t.payload, &mut self.counters);
+                self.port.send(&t.path, &t.payload, &self.stats);
                 continue;
             }
             let Some(ev) = link.poll_event() else {
@@ -694,7 +694,7 @@ impl Shard {
                 tracing::debug!(to = f.to, "forwarding failed: {e}");
             }
             while let Some(t) = link.poll_transmit() {
-                self.port.send(&t.path, &t.payload, &mut self.counters);
+                self.port.send(&t.path, &t.payload, &self.stats);
             }
             let next = link.poll_timeout();
             self.set_deadline(f.to, next);
