@@ -277,17 +277,18 @@ fn print_round(who: &str, r: &Round) {
     );
 }
 
-fn print_summary(ours: &[Round], theirs: &[Round], skipped: Option<&str>) {
-    let med =
-        |rs: &[Round], f: &dyn Fn(&Round) -> f64| median(&rs.iter().map(f).collect::<Vec<_>>());
-    let cpu = med(ours, &|r| r.endpoint_cpu());
-    let threads = med(ours, &|r| r.alice.threads.max(r.bob.threads) as f64);
-    let rss = med(ours, &|r| r.alice.rss.max(r.bob.rss));
+/// Prints one side's medians (CPU per endpoint, threads, peak RSS, the sound server's CPU) and
+/// returns the first three.
+fn print_side(label: &str, rounds: &[Round]) -> (f64, f64, f64) {
+    let med = |f: &dyn Fn(&Round) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
+    let cpu = med(&|r| r.endpoint_cpu());
+    let threads = med(&|r| r.alice.threads.max(r.bob.threads) as f64);
+    let rss = med(&|r| r.alice.rss.max(r.bob.rss));
     println!(
-        "  dialtone, median of {}: {cpu:.2} % CPU per endpoint, {threads:.0} threads, peak RSS {rss:.1} MB",
-        ours.len()
+        "  {label} median of {}: {cpu:.2} % CPU per endpoint, {threads:.0} threads, peak RSS {rss:.1} MB",
+        rounds.len()
     );
-    if let Some(server) = ours
+    if let Some(server) = rounds
         .iter()
         .map(|r| r.server_cpu)
         .collect::<Option<Vec<_>>>()
@@ -297,27 +298,16 @@ fn print_summary(ours: &[Round], theirs: &[Round], skipped: Option<&str>) {
             median(&server)
         );
     }
+    (cpu, threads, rss)
+}
+
+fn print_summary(ours: &[Round], theirs: &[Round], skipped: Option<&str>) {
+    let (cpu, threads, rss) = print_side("dialtone,", ours);
     if let Some(reason) = skipped {
         println!("  baresip: skipped, {reason}");
         return;
     }
-    let b_cpu = med(theirs, &|r| r.endpoint_cpu());
-    let b_threads = med(theirs, &|r| r.alice.threads.max(r.bob.threads) as f64);
-    let b_rss = med(theirs, &|r| r.alice.rss.max(r.bob.rss));
-    println!(
-        "  baresip,  median of {}: {b_cpu:.2} % CPU per endpoint, {b_threads:.0} threads, peak RSS {b_rss:.1} MB",
-        theirs.len()
-    );
-    if let Some(server) = theirs
-        .iter()
-        .map(|r| r.server_cpu)
-        .collect::<Option<Vec<_>>>()
-    {
-        println!(
-            "    pulseaudio daemon during the call: {:.2} %",
-            median(&server)
-        );
-    }
+    let (b_cpu, b_threads, b_rss) = print_side("baresip, ", theirs);
     println!(
         "  ratio dialtone / baresip: CPU {:.2}x (goal <= 1.0), threads {:.2}x, RSS {:.2}x",
         cpu / b_cpu.max(1e-9),
