@@ -233,6 +233,7 @@ async fn device(url: &str, name: &str, t0: Instant, tally: Arc<Tally>) -> Device
         token: None,
         device_name: "bench".into(),
         client: None,
+        resume: None,
     }));
     loop {
         if let ServerMessage::Welcome { .. } = from_ws.recv().await.expect("welcome") {

@@ -9,10 +9,10 @@ trap 'rm -f "$log"' EXIT
 cargo build --all-targets
 # Unit and simulated-peer tests run in parallel. The tests that run real processes carry
 # real-time audio and measure it: one at a time, so a 2-core machine never starves them.
-cargo test --lib --bins --test flows --test group_flows --benches 2>&1 | tee -a "$log"
+cargo test --lib --bins --test flows --test group_flows --test reconnect_flows --benches 2>&1 | tee -a "$log"
 for t in tests/*.rs; do
   name=$(basename "$t" .rs)
-  case "$name" in flows | group_flows) continue ;; esac
+  case "$name" in flows | group_flows | reconnect_flows) continue ;; esac
   cargo test --test "$name" -- --test-threads=1 2>&1 | tee -a "$log"
 done
 # One closing line for the whole suite (each cargo run above printed its own).

@@ -45,6 +45,11 @@ pub struct SwitchboardConfig {
     pub listen: String,
     /// How long a call rings before it ends with 408.
     pub ring_timeout_secs: u64,
+    /// How long a device whose connection is lost keeps its place and its calls, waiting for
+    /// it to reconnect; 0 ends its calls at once.
+    pub reconnect_window_secs: u64,
+    /// A device that sends nothing (not even a keepalive) for this long is taken as lost.
+    pub keepalive_timeout_secs: u64,
     /// Longest voicemail message.
     pub voicemail_max_secs: u64,
     pub data_dir: Option<PathBuf>,
@@ -119,6 +124,8 @@ impl Default for SwitchboardConfig {
         SwitchboardConfig {
             listen: format!("127.0.0.1:{DEFAULT_PORT}"),
             ring_timeout_secs: 30,
+            reconnect_window_secs: 30,
+            keepalive_timeout_secs: 5,
             voicemail_max_secs: 120,
             data_dir: None,
             numbers: Default::default(),
@@ -227,6 +234,12 @@ impl Config {
         }
         if self.switchboard.ring_timeout_secs == 0 {
             return Err("key switchboard.ring_timeout_secs = 0: must be at least 1".into());
+        }
+        if self.switchboard.keepalive_timeout_secs < 2 {
+            return Err(format!(
+                "key switchboard.keepalive_timeout_secs = {}: must be at least 2 (devices send a keepalive every second)",
+                self.switchboard.keepalive_timeout_secs
+            ));
         }
         if let Some(c) = &self.caller_id
             && !matches!(crate::core::Callee::parse(c), crate::core::Callee::Phone(_))

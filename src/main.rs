@@ -132,6 +132,9 @@ struct ServeArgs {
     /// Seconds a call rings before it ends with 408.
     #[arg(long)]
     ring_timeout: Option<u64>,
+    /// Seconds a device whose connection is lost keeps its place and calls (0: none).
+    #[arg(long)]
+    reconnect_window: Option<u64>,
     /// Longest voicemail message, in seconds.
     #[arg(long)]
     voicemail_max: Option<u64>,
@@ -296,6 +299,11 @@ async fn serve(cfg: Config, a: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(cfg.switchboard.ring_timeout_secs)
                 .max(1),
         ),
+        reconnect_window: Duration::from_secs(
+            a.reconnect_window
+                .unwrap_or(cfg.switchboard.reconnect_window_secs),
+        ),
+        keepalive_timeout: Duration::from_secs(cfg.switchboard.keepalive_timeout_secs),
         media: {
             let public_ip = a.public_ip.or(cfg.switchboard.public_ip);
             let mut m = server::media::MediaListen::next_to(listen, public_ip);

@@ -46,24 +46,7 @@ fn agent(
     rec: &Path,
     extra: &[&str],
 ) -> Agent {
-    let token = server.token(user);
-    let mut args = vec![
-        "--token".to_string(),
-        token,
-        "--ca".into(),
-        pki.ca.display().to_string(),
-        "--mic".into(),
-        format!("tone:{hz}"),
-        "--speaker".into(),
-        format!("record:{}", rec.display()),
-        "--device-name".into(),
-        host.name.clone(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut a = Agent::start_with(lab.cmd(host, BIN), url, None, &args);
-    a.name = user.into();
-    a.connected()
+    Agent::on_host(lab, host, server, url, &pki.ca, user, hz, rec, extra)
 }
 
 /// `caller` calls `callee` (which auto-answers), they talk for [`TALK`], `caller` hangs up.

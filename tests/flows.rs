@@ -411,6 +411,7 @@ fn garbage_and_out_of_order_frames_get_errors_and_disturb_nothing() {
             conn,
             loopback: true,
             local: None,
+            secret: 1,
         },
         n.now,
     );
@@ -1476,6 +1477,7 @@ fn devices_are_offered_reachable_media_addresses_and_turn_credentials() {
             conn,
             loopback: false,
             local: Some("10.0.0.5:7450".parse().unwrap()),
+            secret: 2,
         },
         n.now,
     );

@@ -52,6 +52,7 @@ fn participant(name: &str, state: ParticipantState, muted: bool, speaking: bool)
         is_speaking: speaking,
         device: None,
         service: false,
+        reconnecting: false,
     }
 }
 
@@ -661,6 +662,7 @@ fn group_app() -> App {
         is_speaking: false,
         device: None,
         service: false,
+        reconnecting: false,
     };
     let mut laptop = participant("alice", ParticipantState::Connected, false, false);
     laptop.device = Some("laptop".into());
@@ -822,4 +824,66 @@ fn no_sound_device_and_muted_hint() {
         now,
     );
     snap("speaking_while_muted", &app);
+}
+
+/// This device lost its connection: the status line and each live call say it is reconnecting
+/// and the calls are kept. Then the other view: bob's connection is lost, shown on his row.
+#[test]
+fn reconnecting_states() {
+    let mut app = busy_app();
+    ev(
+        &mut app,
+        Event::ConnectionStateChanged {
+            old: ConnectionState::Connected,
+            new: ConnectionState::Disconnected,
+            reason: Some(dialtone::core::DisconnectReason::ConnectionIssue),
+            message: None,
+        },
+    );
+    assert!(app.reconnecting());
+    snap("own_reconnecting", &app);
+
+    let mut app = busy_app();
+    ev(
+        &mut app,
+        Event::ParticipantStateChanged {
+            call_id: "c-bob".into(),
+            participant: Participant {
+                reconnecting: true,
+                ..participant("bob", ParticipantState::Connected, false, false)
+            },
+        },
+    );
+    assert!(!app.reconnecting());
+    snap("peer_reconnecting", &app);
+}
+
+/// The network as the call sees it: a quality mark on the connected call's row (good, poor,
+/// bad) and, on the participants panel, the figures behind it.
+#[test]
+fn quality_indicator_and_network_line() {
+    use dialtone::core::diagnostics::Quality;
+    use dialtone::core::quality::LinkQuality;
+    for (name, receive, loss) in [
+        ("quality_good", Quality::Good, 0.4),
+        ("quality_poor", Quality::Poor, 6.2),
+        ("quality_bad", Quality::Bad, 14.8),
+    ] {
+        let mut app = busy_app();
+        let now = app.now;
+        app.handle_update(
+            Update::Quality(LinkQuality {
+                receive_loss_pct: loss,
+                jitter_ms: 18.0,
+                rtt_ms: Some(84.0),
+                send_loss_pct: Some(1.2),
+                receive_kbps: 36.4,
+                send_kbps: 35.9,
+                receive,
+                send: Quality::Good,
+            }),
+            now,
+        );
+        snap(name, &app);
+    }
 }

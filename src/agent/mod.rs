@@ -464,6 +464,7 @@ pub fn participant_json(p: &Participant) -> Value {
         "state": p.state,
         "isMuted": p.is_muted,
         "isSpeaking": p.is_speaking,
+        "isReconnecting": p.reconnecting,
     });
     if let Some(d) = &p.device {
         v["device"] = json!(d);
@@ -651,6 +652,8 @@ pub fn event_json(e: &EngineEvent) -> Option<Value> {
             }
             v
         }
+        // Once a second: the grades reach the agent as networkDiagnosticChanged instead.
+        EngineEvent::Quality(_) => return None,
         EngineEvent::DeviceSwitched(s) => {
             let mut v = json!({
                 "event": "deviceSwitched",

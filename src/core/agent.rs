@@ -5,8 +5,11 @@
 //! driver (engine/) feeds `handle_*` and then drains `poll_output()`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use super::diagnostics::{CallView, DiagnosticChange, Diagnostics};
+use super::quality::{LinkQuality, QualityMeter};
+use super::session::{Session, SessionAction};
 use super::{
     CallEndReason, CallState, ConnectionState, Direction, DisconnectReason, Now, RejectReason,
 };
@@ -154,6 +157,13 @@ pub enum Input {
     RelaysUnreachable(String),
     /// Voice activity of the local microphone changed (after its own hold time).
     LocalSpeaking(bool),
+    /// The media link's running counters, read about once a second (`quality.rs`).
+    MediaQuality(super::quality::LinkCounters),
+    /// The switchboard showed it is there without a message (a WebSocket ping or pong).
+    TransportAlive,
+    /// Time passed: keepalive, the reconnect window, a stuck media link. The driver ticks at
+    /// least every 100 ms.
+    Tick,
 }
 
 /// What the driver must do.
@@ -169,6 +179,11 @@ pub enum Output {
     ApplyMediaAnswer {
         sdp: String,
     },
+    /// Close the media connection: the session it served is over.
+    DropMedia,
+    /// The connection to the switchboard is silent: drop it and connect again now (the core
+    /// resumes its place on `TransportUp`).
+    Reconnect,
     Media(MediaControl),
 }
 
@@ -348,6 +363,14 @@ const LIVE: &[CallState] = &[
     CallState::RemoteHold,
 ];
 
+/// A media link that has not been up for this long while signed in is rebuilt: long enough
+/// for a first connection over a lossy link (ICE retries every 200 ms), short enough to be
+/// back well within a reconnect window.
+const REBUILD_AFTER: Duration = Duration::from_secs(4);
+
+/// Audio this recent shows that a media link still works after a reconnect.
+const AUDIO_FRESH: Duration = Duration::from_millis(500);
+
 pub struct CallAgentCore {
     user: Option<String>,
     token: Option<String>,
@@ -368,6 +391,18 @@ pub struct CallAgentCore {
     forwarding: Forwarding,
     active_elsewhere: Option<ActiveCallDetails>,
     diagnostics: Diagnostics,
+    /// Keepalive and the place kept while reconnecting (`session.rs`).
+    session: Session,
+    /// The TURN relays of the last `welcome`, for rebuilding the media link.
+    ice_servers: Vec<crate::protocol::IceServer>,
+    /// Frames for the switchboard decided while reconnecting (hang-ups), sent on resume.
+    pending: Vec<ClientMessage>,
+    /// The media link: up, or since when it has been down or connecting, and the last offer.
+    link_up: bool,
+    link_down_since: Option<Instant>,
+    last_offer: Option<Instant>,
+    /// The network figures of the current link.
+    meter: QualityMeter,
 }
 
 impl CallAgentCore {
@@ -394,7 +429,24 @@ impl CallAgentCore {
             forwarding: Forwarding::default(),
             active_elsewhere: None,
             diagnostics: Diagnostics::default(),
+            session: Session::default(),
+            ice_servers: Vec::new(),
+            pending: Vec::new(),
+            link_up: false,
+            link_down_since: None,
+            last_offer: None,
+            meter: QualityMeter::default(),
         }
+    }
+
+    /// The network figures of the last interval on the current media link.
+    pub fn link_quality(&self) -> Option<LinkQuality> {
+        self.meter.latest()
+    }
+
+    /// Reconnecting to the switchboard with the calls kept (the TUI's "reconnecting…").
+    pub fn reconnecting(&self) -> bool {
+        self.session.resuming()
     }
 
     /// Accept every transfer asked of us at once (config `auto_accept_transfers`).
@@ -449,6 +501,22 @@ impl CallAgentCore {
 
     pub fn handle_command(&mut self, cmd: Command, now: Now) -> Result<CommandOk, CommandError> {
         if self.connection != ConnectionState::Connected {
+            // Hanging up works while reconnecting: the call ends here now and the switchboard
+            // hears of it on resume.
+            if let Command::HangUp {
+                call_id,
+                for_everyone,
+            } = cmd
+                && self.session.resuming()
+            {
+                self.call(&call_id)?;
+                self.end_call(&call_id, CallEndReason::NORMAL);
+                self.pending.push(ClientMessage::HangUp {
+                    call_id,
+                    for_everyone,
+                });
+                return Ok(CommandOk::Done);
+            }
             return Err(CommandError::NotConnected);
         }
         match cmd {
@@ -760,17 +828,32 @@ impl CallAgentCore {
                     token: self.token.clone(),
                     device_name: self.device_name.clone(),
                     client: Some(format!("dialtone/{}", env!("CARGO_PKG_VERSION"))),
+                    resume: self.session.resume_token(),
                 });
             }
-            Input::TransportDown => self.transport_down(),
+            Input::TransportDown => self.transport_down(now),
+            Input::TransportAlive => self.session.heard(now.mono),
+            Input::Tick => self.tick(now),
             Input::TransportFailed(message) => self.transport_failed(message),
-            Input::Server(msg) => self.handle_server(msg, now),
+            Input::Server(msg) => {
+                self.session.heard(now.mono);
+                self.handle_server(msg, now)
+            }
             Input::MediaOfferReady { sdp } => self.send(ClientMessage::MediaOffer { sdp }),
             Input::MediaConnected(up) => {
                 self.diagnostics.link(up, now.mono);
+                if up != self.link_up {
+                    self.link_up = up;
+                    self.link_down_since = (!up).then_some(now.mono);
+                }
                 self.update_media();
             }
             Input::MediaStats { received } => self.diagnostics.received(received, now.mono),
+            Input::MediaQuality(counters) => {
+                if self.meter.sample(counters, now.mono).is_some() {
+                    self.diagnostics.quality(self.meter.latest());
+                }
+            }
             Input::RelaysUnreachable(why) => self.diagnostics.relays_unreachable(why),
             Input::LocalSpeaking(speaking) => {
                 let ids: Vec<String> = self
@@ -792,17 +875,18 @@ impl CallAgentCore {
             ServerMessage::Welcome {
                 identity,
                 ice_servers,
+                resume_token,
+                resumed,
+                reconnect_window_ms,
                 ..
-            } => {
-                self.identity = Some(identity);
-                self.refused_token = false;
-                self.failure = None;
-                self.set_connection(ConnectionState::Connected, None);
-                self.diagnostics
-                    .link_started(!ice_servers.is_empty(), now.mono);
-                self.outputs
-                    .push_back(Output::CreateMediaOffer { ice_servers });
-            }
+            } => self.welcome(
+                identity,
+                ice_servers,
+                resume_token,
+                resumed,
+                reconnect_window_ms,
+                now,
+            ),
             ServerMessage::MediaAnswer { sdp } => {
                 self.outputs.push_back(Output::ApplyMediaAnswer { sdp })
             }
@@ -832,6 +916,7 @@ impl CallAgentCore {
                     is_speaking: false,
                     device: None,
                     service: false,
+                    reconnecting: false,
                 };
                 let info = CallInfo::new(
                     call_id.clone(),
@@ -1073,7 +1158,110 @@ impl CallAgentCore {
         }
     }
 
-    fn transport_down(&mut self) {
+    fn welcome(
+        &mut self,
+        identity: Identity,
+        ice_servers: Vec<crate::protocol::IceServer>,
+        resume_token: Option<String>,
+        resumed: bool,
+        reconnect_window_ms: u64,
+        now: Now,
+    ) {
+        let was_resuming = self.session.resuming();
+        if !resumed && (was_resuming || !self.calls.is_empty()) {
+            // The switchboard no longer holds our place (the window passed, or it restarted):
+            // the calls are over.
+            self.end_session();
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.session.welcome(
+            resume_token,
+            Duration::from_millis(reconnect_window_ms),
+            now.mono,
+        );
+        self.identity = Some(identity);
+        self.refused_token = false;
+        self.failure = None;
+        self.diagnostics.signaling(true);
+        self.set_connection(ConnectionState::Connected, None);
+        self.ice_servers = ice_servers;
+        if resumed {
+            for msg in pending {
+                self.send(msg);
+            }
+            // Keep the media link only if it demonstrably carries audio now; after a change of
+            // network it may look up while its path is gone, and a new one costs a round trip.
+            let flowing = self.link_up
+                && self
+                    .diagnostics
+                    .last_audio()
+                    .is_some_and(|t| now.mono.saturating_duration_since(t) < AUDIO_FRESH);
+            if flowing {
+                return;
+            }
+        }
+        self.offer_media(now);
+    }
+
+    /// Builds a new media link (the old one, if any, is replaced when the offer is ready).
+    fn offer_media(&mut self, now: Now) {
+        self.diagnostics
+            .link_started(!self.ice_servers.is_empty(), now.mono);
+        self.meter.reset();
+        self.link_up = false;
+        self.link_down_since = Some(now.mono);
+        self.last_offer = Some(now.mono);
+        self.outputs.push_back(Output::CreateMediaOffer {
+            ice_servers: self.ice_servers.clone(),
+        });
+    }
+
+    fn drop_link(&mut self) {
+        if self.last_offer.take().is_some() {
+            self.outputs.push_back(Output::DropMedia);
+        }
+        self.link_up = false;
+        self.link_down_since = None;
+    }
+
+    fn tick(&mut self, now: Now) {
+        let connected = self.connection == ConnectionState::Connected;
+        match self.session.tick(connected, now.mono) {
+            Some(SessionAction::Ping(nonce)) => self.send(ClientMessage::Ping { nonce }),
+            Some(SessionAction::Reconnect) => self.outputs.push_back(Output::Reconnect),
+            Some(SessionAction::GiveUp) => {
+                self.end_session();
+                return;
+            }
+            None => {}
+        }
+        // A link that stays down while signed in is rebuilt: whatever state the old one is
+        // stuck in, a new one starts from scratch (new sockets on today's addresses).
+        if connected
+            && !self.link_up
+            && self
+                .link_down_since
+                .is_some_and(|d| now.mono.saturating_duration_since(d) >= REBUILD_AFTER)
+            && self
+                .last_offer
+                .is_some_and(|o| now.mono.saturating_duration_since(o) >= REBUILD_AFTER)
+        {
+            self.offer_media(now);
+        }
+    }
+
+    fn transport_down(&mut self, now: Now) {
+        // Signed in and the switchboard keeps our place: keep the calls and reconnect.
+        if !self.refused_token && self.identity.is_some() && self.session.lost(now.mono) {
+            self.diagnostics.signaling(false);
+            if self.connection == ConnectionState::Connected {
+                self.set_connection(
+                    ConnectionState::Disconnected,
+                    Some(DisconnectReason::ConnectionIssue),
+                );
+            }
+            return;
+        }
         let reason = if self.refused_token {
             DisconnectReason::InvalidToken
         } else {
@@ -1092,6 +1280,10 @@ impl CallAgentCore {
             self.end_call(&id, CallEndReason::CONNECTION_LOST);
         }
         self.identity = None;
+        self.session.end();
+        self.pending.clear();
+        self.diagnostics.signaling(true);
+        self.drop_link();
     }
 
     /// Like a close, and the user hears why, once per distinct message however often the
@@ -1099,7 +1291,10 @@ impl CallAgentCore {
     fn transport_failed(&mut self, message: String) {
         let repeat = self.connection == ConnectionState::Disconnected
             && self.failure.as_ref() == Some(&message);
-        self.end_session();
+        // Reconnecting to a kept place: the calls wait for the window whatever the attempts say.
+        if !self.session.resuming() {
+            self.end_session();
+        }
         if !repeat {
             self.failure = Some(message.clone());
             let old = self.connection;

@@ -86,6 +86,10 @@ pub struct Diagnostics {
     /// Audio packets received so far on the current link, and when that count last grew.
     received: u64,
     received_at: Option<Instant>,
+    /// The signaling connection is lost and being re-established (the calls are kept).
+    signaling_lost: bool,
+    /// The network figures of the last interval (`quality.rs`), while the link is up.
+    quality: Option<super::quality::LinkQuality>,
     /// The switchboard offered TURN relays.
     relays_offered: bool,
     /// Every relay failed: why.
@@ -106,6 +110,7 @@ impl Diagnostics {
         self.received_at = None;
         self.relays_offered = relays_offered;
         self.relays_failed = None;
+        self.quality = None;
     }
 
     pub fn link(&mut self, up: bool, now: Instant) {
@@ -122,6 +127,21 @@ impl Diagnostics {
             self.received = total;
             self.received_at = Some(now);
         }
+    }
+
+    /// The connection to the switchboard is up (false: lost, reconnecting).
+    pub fn signaling(&mut self, up: bool) {
+        self.signaling_lost = !up;
+    }
+
+    /// The latest network figures (None: none yet on this link).
+    pub fn quality(&mut self, q: Option<super::quality::LinkQuality>) {
+        self.quality = q;
+    }
+
+    /// When audio last arrived on the current link.
+    pub fn last_audio(&self) -> Option<Instant> {
+        self.received_at
     }
 
     pub fn relays_unreachable(&mut self, why: String) {
@@ -160,6 +180,12 @@ impl Diagnostics {
             }
             // The path: down for the grace period while the call needs it.
             let reconnect = match (c.live, self.down_since) {
+                // Reported at once: the device only takes its connection as lost after a few
+                // silent seconds already.
+                (true, _) if self.signaling_lost => Some(
+                    "the connection to the switchboard is lost; reconnecting (the call is kept)"
+                        .to_owned(),
+                ),
                 (true, Some(down)) => {
                     let since = down.max(self.live_since.get(&key).copied().unwrap_or(now));
                     (now.saturating_duration_since(since) >= GRACE).then(|| self.no_path_reason())
@@ -184,6 +210,7 @@ impl Diagnostics {
                     let last = self.received_at.map_or(*since, |r| r.max(*since));
                     now.saturating_duration_since(last) >= GRACE
                 });
+            let measured = self.quality.filter(|_| c.live && self.link_up);
             let (value, message) = if silent {
                 (
                     Quality::Bad,
@@ -192,13 +219,41 @@ impl Diagnostics {
                         GRACE.as_secs()
                     )),
                 )
+            } else if let Some(q) = measured.filter(|q| q.receive != Quality::Good) {
+                (
+                    q.receive,
+                    Some(format!(
+                        "{:.0} % of the incoming audio is lost, jitter {:.0} ms",
+                        q.receive_loss_pct, q.jitter_ms
+                    )),
+                )
             } else {
                 (Quality::Good, None)
             };
             self.report(
                 &mut out,
-                Some(key),
+                Some(key.clone()),
                 Diagnostic::NetworkReceiveQuality,
+                DiagnosticValue::Quality(value),
+                message,
+            );
+            // What we send: the switchboard's receiver reports and the round trip.
+            let (value, message) = match measured.filter(|q| q.send != Quality::Good) {
+                Some(q) => (
+                    q.send,
+                    Some(format!(
+                        "the switchboard reports {:.0} % of our audio lost; round trip {}",
+                        q.send_loss_pct.unwrap_or(0.0),
+                        q.rtt_ms
+                            .map_or("not measured".to_owned(), |r| format!("{r:.0} ms"))
+                    )),
+                ),
+                None => (Quality::Good, None),
+            };
+            self.report(
+                &mut out,
+                Some(key),
+                Diagnostic::NetworkSendQuality,
                 DiagnosticValue::Quality(value),
                 message,
             );
@@ -338,5 +393,46 @@ mod tests {
         // The call ends: its state goes with it.
         assert!(d.evaluate(&[], t1 + GRACE * 3).is_empty());
         assert!(d.reported.is_empty());
+    }
+
+    #[test]
+    fn measured_loss_and_round_trip_grade_receive_and_send_quality() {
+        use crate::core::quality::LinkQuality;
+        let t0 = Instant::now();
+        let mut d = Diagnostics::default();
+        d.link_started(false, t0);
+        d.link(true, t0);
+        d.received(100, t0);
+        let c = [call("c", true)];
+        let q = |receive, send, loss| LinkQuality {
+            receive_loss_pct: loss,
+            jitter_ms: 12.0,
+            rtt_ms: Some(640.0),
+            send_loss_pct: Some(1.0),
+            receive_kbps: 33.0,
+            send_kbps: 33.0,
+            receive,
+            send,
+        };
+        d.quality(Some(q(Quality::Bad, Quality::Poor, 14.6)));
+        let changes = d.evaluate(&c, t0);
+        let find = |diag| changes.iter().find(|x| x.diagnostic == diag).cloned().unwrap();
+        let rx = find(Diagnostic::NetworkReceiveQuality);
+        assert_eq!(rx.value, DiagnosticValue::Quality(Quality::Bad));
+        assert!(rx.message.as_deref().unwrap().contains("15 %"), "{rx:?}");
+        let tx = find(Diagnostic::NetworkSendQuality);
+        assert_eq!(tx.value, DiagnosticValue::Quality(Quality::Poor));
+        assert!(tx.message.as_deref().unwrap().contains("640 ms"), "{tx:?}");
+        // Better again: both back to Good, once.
+        d.quality(Some(q(Quality::Good, Quality::Good, 0.5)));
+        let changes = d.evaluate(&c, t0);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes.iter().all(|x| x.value == DiagnosticValue::Quality(Quality::Good)));
+        assert!(d.evaluate(&c, t0).is_empty());
+        // A new link forgets the old figures.
+        d.quality(Some(q(Quality::Bad, Quality::Bad, 30.0)));
+        d.link_started(false, t0);
+        d.link(true, t0);
+        assert!(d.evaluate(&c, t0).is_empty());
     }
 }

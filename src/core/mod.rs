@@ -9,6 +9,8 @@ pub mod diagnostics;
 mod end_reason;
 mod ids;
 pub mod media_diagnostics;
+pub mod quality;
+pub mod session;
 mod states;
 
 pub use agent::{

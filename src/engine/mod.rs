@@ -67,6 +67,8 @@ pub enum EngineEvent {
     /// A microphone or speaker was switched without being asked (a new default, a device gone
     /// or back, none working).
     DeviceSwitched(DeviceSwitch),
+    /// The network figures of the last second on the media link (RTT, loss, jitter, bitrate).
+    Quality(crate::core::quality::LinkQuality),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -315,6 +317,7 @@ pub fn start(
         tone_pos: 0,
         devices: media_devices,
         watcher,
+        polls: 0,
     };
     driver.drain_devices();
     tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames, internal_tx, internal_rx));
@@ -345,7 +348,12 @@ struct Driver {
     /// Which devices are in use and the media diagnostics.
     devices: MediaDevices,
     watcher: devices::Watcher,
+    /// Ticks of the 100 ms poll, for what runs every few.
+    polls: u32,
 }
+
+/// The network figures are read every this many 100 ms polls.
+const QUALITY_EVERY: u32 = 10;
 
 /// The source id the test tone uses in the mixer; calls use 0.
 const TONE_SOURCE: u32 = u32::MAX;
@@ -399,12 +407,14 @@ impl Driver {
                 Event::Request(r) => self.request(r),
                 Event::Signaling(SigEvent::Up) => self.core.handle_input(Input::TransportUp, now()),
                 Event::Signaling(SigEvent::Down) => {
-                    self.drop_media();
                     self.core.handle_input(Input::TransportDown, now());
                 }
                 Event::Signaling(SigEvent::Failed(why)) => {
-                    self.drop_media();
                     self.core.handle_input(Input::TransportFailed(why), now());
+                }
+                Event::Signaling(SigEvent::Alive) => {
+                    self.core.handle_input(Input::TransportAlive, now());
+                    continue;
                 }
                 Event::Signaling(SigEvent::Message(m)) => {
                     self.core.handle_input(Input::Server(m), now())
@@ -489,10 +499,22 @@ impl Driver {
                     continue;
                 }
                 Event::SpeakingPoll => {
+                    // Once a second: the link's network counters (a whole stats report).
+                    self.polls = self.polls.wrapping_add(1);
+                    if self.polls.is_multiple_of(QUALITY_EVERY)
+                        && let Some(link) = self.link.as_mut().filter(|l| l.is_connected())
+                    {
+                        let counters = link.counters();
+                        self.core.handle_input(Input::MediaQuality(counters), now());
+                        if let Some(q) = self.core.link_quality() {
+                            let _ = self.out.send(EngineEvent::Quality(q));
+                        }
+                    }
                     // The diagnostics' clock, and what they know of the sound arriving.
                     let received = self.link.as_ref().map_or(0, |l| l.stats().audio_received);
                     self.core
                         .handle_input(Input::MediaStats { received }, now());
+                    self.core.handle_input(Input::Tick, now());
                     self.muted_level();
                     let speaking = self.audio.as_ref().is_some_and(|a| a.speaking());
                     if speaking != self.speaking {
@@ -618,6 +640,11 @@ impl Driver {
                             .map(|(link, sdp)| (Box::new(link), sdp));
                         let _ = tx.send(Event::MediaOffered(r));
                     });
+                }
+                Output::DropMedia => self.drop_media(),
+                Output::Reconnect => {
+                    tracing::warn!("nothing heard from the switchboard; reconnecting");
+                    self.signaling.reconnect();
                 }
                 Output::ApplyMediaAnswer { sdp } => {
                     if let Some(link) = &mut self.link

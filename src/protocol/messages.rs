@@ -23,6 +23,11 @@ pub enum ClientMessage {
         device_name: String,
         #[serde(default)]
         client: Option<String>,
+        /// The `resumeToken` of an earlier `welcome`: take that device's place (same endpoint,
+        /// same calls) if it is still within its reconnect window. Refused or expired: the
+        /// connection signs in as a new device and `welcome.resumed` is false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// WebRTC offer for the endpoint's one media connection (kept warm for all its calls).
     MediaOffer {
@@ -143,6 +148,21 @@ pub enum ServerMessage {
         /// `use-auth-secret` scheme). Empty when the switchboard has none.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServer>,
+        /// Hand this back in `hello.resume` after a lost connection to keep this endpoint and
+        /// its calls. Secret: it is a capability for this device's place.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
+        /// This connection took the place of an earlier one (`hello.resume`): the calls go on,
+        /// and what the device missed follows, in order.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
+        /// How long the switchboard keeps a device's place after its connection is lost.
+        #[serde(default)]
+        reconnect_window_ms: u64,
+        /// A connection that sends nothing for this long is taken as lost: clients send `ping`
+        /// well within it (dialtone: every second).
+        #[serde(default)]
+        keepalive_timeout_ms: u64,
     },
     MediaAnswer {
         sdp: String,
@@ -278,6 +298,10 @@ pub struct Participant {
     /// audio all the time.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub service: bool,
+    /// The participant's connection is lost and the switchboard holds its place while it
+    /// reconnects (at most the reconnect window); its state stays what it was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconnecting: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,15 @@ fn client_messages_round_trip() {
             token: None,
             device_name: "desk".into(),
             client: None,
+            resume: None,
+        },
+        ClientMessage::Hello {
+            protocol: 1,
+            user: None,
+            token: Some("t".into()),
+            device_name: "desk".into(),
+            client: None,
+            resume: Some("7.00ff".into()),
         },
         ClientMessage::PlaceCall {
             call_id: "c1".into(),

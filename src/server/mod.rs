@@ -1,5 +1,6 @@
 //! The switchboard (`dialtone serve`): a pure core (switchboard.rs) and the runtime around it.
 
+mod connections;
 pub mod listener;
 pub mod media;
 pub mod relay;

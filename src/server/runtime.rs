@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, WebSocketConfig, frame::coding::CloseCode,
 };
 
+use super::connections::Connections;
 use super::listener::{self, Front, TransportOptions, Upgraded};
 use super::media::{HubCmd, HubEvent, MediaListen};
 use super::relay::RelayStats;
@@ -33,6 +34,10 @@ pub struct ServeOptions {
     pub dev: bool,
     pub data_dir: PathBuf,
     pub ring_timeout: Duration,
+    /// How long a device whose connection is lost keeps its place and calls.
+    pub reconnect_window: Duration,
+    /// A connection silent this long is taken as lost.
+    pub keepalive_timeout: Duration,
     /// The media port: where it binds (the listen IP, port next to the signaling one) and the
     /// public address of a host behind a 1:1 NAT.
     pub media: MediaListen,
@@ -140,6 +145,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
             voicemail_max: opts.voicemail_max,
             media,
             turn: opts.turn.clone(),
+            reconnect_window: opts.reconnect_window,
+            keepalive_timeout: opts.keepalive_timeout,
         },
         key,
         startup,
@@ -244,6 +251,14 @@ async fn accept_loop(
     }
 }
 
+/// How often the switchboard pings each connection at the WebSocket level. The pongs are what
+/// keeps a client that sends no keepalive of its own alive (see `keepalive_timeout`), and they
+/// keep NAT mappings on the way open.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a close frame may take to go out before the connection is dropped anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 async fn connection(
     conn: ConnId,
     up: Upgraded,
@@ -259,42 +274,65 @@ async fn connection(
         loopback,
         local,
     });
+    // The writer ends on a close (asked for, or a dead peer); the reader then stops too, even
+    // if the peer is gone without a word and its socket would never report it.
+    let (ended_tx, mut ended_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            match out {
-                Outgoing::Text(t) => {
-                    if sink.send(Message::text(t)).await.is_err() {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Some(Outgoing::Text(t)) => {
+                        if sink.send(Message::text(t)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Outgoing::Close(reason)) => {
+                        let frame = CloseFrame {
+                            code: CloseCode::Policy,
+                            reason: truncate(&reason, 120).into(),
+                        };
+                        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+                        break;
+                    }
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    let sent = tokio::time::timeout(PING_EVERY, sink.send(Message::Ping(Default::default()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
                 }
-                Outgoing::Close(reason) => {
-                    let frame = CloseFrame {
-                        code: CloseCode::Policy,
-                        reason: truncate(&reason, 120).into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break;
-                }
             }
         }
+        let _ = ended_tx.send(());
     });
-    while let Some(msg) = source.next().await {
+    let clean = loop {
+        let msg = tokio::select! {
+            msg = source.next() => msg,
+            _ = &mut ended_rx => break false,
+        };
         match msg {
-            Ok(Message::Text(t)) => {
+            Some(Ok(Message::Text(t))) => {
                 let _ = ev_tx.send(Event::Core(Input::Frame {
                     conn,
                     text: t.to_string(),
                 }));
             }
-            Ok(Message::Binary(b)) => {
+            Some(Ok(Message::Binary(b))) => {
                 // Not part of the protocol; the core answers it as a frame that is not JSON.
                 let text =
                     String::from_utf8_lossy(&b[..b.len().min(MAX_FRAME_BYTES + 1)]).into_owned();
                 let _ = ev_tx.send(Event::Core(Input::Frame { conn, text }));
             }
-            Ok(Message::Close(_)) => break,
-            Ok(_) => {}
-            Err(e) => {
+            Some(Ok(Message::Close(_))) => break true,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                let _ = ev_tx.send(Event::Core(Input::Alive { conn }));
+            }
+            Some(Ok(Message::Frame(_))) => {}
+            Some(Err(e)) => {
                 let text = encode(&ServerMessage::Error {
                     code: ErrorCode::FrameTooLarge,
                     message: format!("connection closed: {e}"),
@@ -302,11 +340,12 @@ async fn connection(
                 });
                 let _ = tx.send(Outgoing::Text(text));
                 let _ = tx.send(Outgoing::Close(e.to_string()));
-                break;
+                break false;
             }
+            None => break false,
         }
-    }
-    let _ = ev_tx.send(Event::Core(Input::Closed { conn }));
+    };
+    let _ = ev_tx.send(Event::Core(Input::Closed { conn, clean }));
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
@@ -337,7 +376,7 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
         store_tx,
         ..
     } = &ctx;
-    let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
+    let mut conns = Connections::<Outgoing>::new();
     let mut recordings: HashMap<String, oneshot::Sender<()>> = HashMap::new();
     loop {
         let deadline = core.poll_timeout();
@@ -346,6 +385,24 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
             _ = sleep_until(deadline) => Event::Core(Input::Tick),
         };
         let input = match event {
+            // What a socket says is said by the device it carries, unless a newer socket took
+            // that device's place.
+            Event::Core(Input::Frame { conn, text }) => match conns.device(conn) {
+                Some(conn) => Input::Frame { conn, text },
+                None => continue,
+            },
+            Event::Core(Input::Alive { conn }) => match conns.device(conn) {
+                Some(conn) => Input::Alive { conn },
+                None => continue,
+            },
+            Event::Core(Input::Closed { conn, clean }) => {
+                let device = conns.device(conn);
+                conns.closed(conn);
+                match device {
+                    Some(conn) => Input::Closed { conn, clean },
+                    None => continue,
+                }
+            }
             Event::Core(input) => input,
             Event::Revoked(jtis) => {
                 for jti in jtis {
@@ -363,43 +420,32 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                 loopback,
                 local,
             } => {
-                conns.insert(conn, tx);
+                conns.opened(conn, tx);
                 Input::Opened {
                     conn,
                     loopback,
                     local,
+                    secret: rand::random(),
                 }
             }
-            Event::Media(HubEvent::Answered { conn, sdp }) => {
-                if conns.contains_key(&conn) {
-                    Input::MediaAnswered { conn, sdp }
-                } else {
-                    // The device left while its offer was being answered.
-                    let _ = hub_tx.send(HubCmd::Drop { conn });
-                    continue;
-                }
-            }
+            Event::Media(HubEvent::Answered { conn, sdp }) => Input::MediaAnswered { conn, sdp },
             Event::Media(HubEvent::Failed { conn, error }) => Input::MediaFailed { conn, error },
             Event::Media(HubEvent::Connected { conn, up }) => Input::MediaConnected { conn, up },
-        };
-        let closed = if let Input::Closed { conn } = &input {
-            Some(*conn)
-        } else {
-            None
         };
         core.handle(input, now());
         while let Some(out) = core.poll_output() {
             match out {
                 Output::Send { conn, msg } => {
-                    if let Some(tx) = conns.get(&conn) {
+                    if let Some(tx) = conns.writer(conn) {
                         let _ = tx.send(Outgoing::Text(encode(&msg)));
                     }
                 }
                 Output::Close { conn, reason } => {
-                    if let Some(tx) = conns.get(&conn) {
+                    if let Some(tx) = conns.writer(conn) {
                         let _ = tx.send(Outgoing::Close(reason));
                     }
                 }
+                Output::Attach { socket, device } => conns.attach(socket, device),
                 Output::CreateMedia {
                     conn,
                     offer_sdp,
@@ -473,7 +519,7 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                     message_id,
                     path,
                 } => {
-                    if let Some(tx) = conns.get(&conn) {
+                    if let Some(tx) = conns.writer(conn) {
                         tokio::spawn(send_voicemail(tx.clone(), message_id, path));
                     }
                 }
@@ -487,9 +533,6 @@ async fn main_loop(mut core: Switchboard, mut ev_rx: mpsc::UnboundedReceiver<Eve
                     });
                 }
             }
-        }
-        if let Some(conn) = closed {
-            conns.remove(&conn);
         }
         recordings.retain(|_, stop| !stop.is_closed());
     }

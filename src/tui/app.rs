@@ -96,6 +96,8 @@ pub enum Update {
     MicLevel(f32),
     /// How the media link travels now (None: down, or not up yet).
     MediaPath(Option<crate::media::net::Via>),
+    /// The network figures of the last second on the media link.
+    Quality(crate::core::quality::LinkQuality),
     /// A media diagnostic changed (no device, a device not working, speaking while muted).
     MediaDiagnostic(crate::core::media_diagnostics::MediaDiagnosticChange),
     /// A microphone or speaker was switched without being asked.
@@ -713,6 +715,9 @@ pub struct App {
     pub mic_level: Option<f32>,
     /// How media travels to the switchboard, once the link is up: a relay is shown.
     pub media_path: Option<crate::media::net::Via>,
+    /// The media link's network figures of the last second (None: none yet, or the link is
+    /// down).
+    pub quality: Option<crate::core::quality::LinkQuality>,
     /// The media diagnostics raised now: the status line warns of each.
     pub media_warnings: BTreeSet<crate::core::media_diagnostics::MediaDiagnostic>,
     pub calls: Vec<CallRow>,
@@ -776,6 +781,7 @@ impl App {
             devices: opts.devices,
             mic_level: None,
             media_path: None,
+            quality: None,
             media_warnings: BTreeSet::new(),
             calls: Vec::new(),
             focus: 0,
@@ -821,6 +827,15 @@ impl App {
     /// True once after anything visible changed.
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
+    }
+
+    /// The connection is lost and calls are live: the switchboard keeps them while the engine
+    /// reconnects.
+    pub fn reconnecting(&self) -> bool {
+        matches!(
+            self.connection,
+            Connection::Disconnected(Some(DisconnectReason::ConnectionIssue) | None)
+        ) && self.calls.iter().any(CallRow::is_live)
     }
 
     pub fn focused_call(&self) -> Option<&CallRow> {
@@ -2325,7 +2340,13 @@ impl App {
                 Err(e) => self.notify(Level::Error, s::device_failed(slot, &spec, &e)),
             },
             Update::DeviceStarted { .. } => return out,
-            Update::MediaPath(via) => self.media_path = via,
+            Update::MediaPath(via) => {
+                self.media_path = via;
+                if via.is_none() {
+                    self.quality = None;
+                }
+            }
+            Update::Quality(q) => self.quality = Some(q),
             Update::MediaDiagnostic(d) => self.media_diagnostic(d),
             Update::DeviceSwitched(sw) => {
                 let level = match sw.reason {
@@ -2396,12 +2417,16 @@ impl App {
                     self.connection = Connection::Connected;
                 }
                 ConnectionState::Disconnected => {
-                    let text = match &message {
-                        Some(m) => s::cannot_connect(m),
-                        None => s::disconnected(reason),
-                    };
-                    self.notify(Level::Error, text);
                     self.connection = Connection::Disconnected(reason);
+                    // Calls kept while the engine reconnects: a warning, not a failure.
+                    let (level, text) = match &message {
+                        Some(m) => (Level::Error, s::cannot_connect(m)),
+                        None if self.reconnecting() => {
+                            (Level::Warn, s::RECONNECTING_CALLS_KEPT.into())
+                        }
+                        None => (Level::Error, s::disconnected(reason)),
+                    };
+                    self.notify(level, text);
                 }
             },
             CoreEvent::IncomingCall {
@@ -2430,6 +2455,7 @@ impl App {
                         is_speaking: false,
                         service: false,
                         device: None,
+                        reconnecting: false,
                     });
                 }
                 row.caller = Some(shown);

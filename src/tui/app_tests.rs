@@ -74,6 +74,7 @@ fn participant(name: &str, state: ParticipantState) -> Participant {
         is_speaking: false,
         device: None,
         service: false,
+        reconnecting: false,
     }
 }
 
@@ -2791,6 +2792,7 @@ fn incoming_group_calls_and_calls_to_my_number_say_so() {
         is_speaking: false,
         device: None,
         service: false,
+        reconnecting: false,
     };
     core(
         &mut a,

@@ -419,6 +419,8 @@ impl Resolved {
                 addr: embedded_addr,
                 data_dir: data_dir.clone(),
                 ring_timeout: Duration::from_secs(cfg.switchboard.ring_timeout_secs.max(1)),
+                reconnect_window: Duration::from_secs(cfg.switchboard.reconnect_window_secs),
+                keepalive_timeout: Duration::from_secs(cfg.switchboard.keepalive_timeout_secs),
                 voicemail_max: Duration::from_secs(cfg.switchboard.voicemail_max_secs.max(1)),
                 numbers: cfg.switchboard.numbers.clone(),
             },
@@ -482,6 +484,8 @@ struct Local {
     addr: SocketAddr,
     data_dir: PathBuf,
     ring_timeout: Duration,
+    reconnect_window: Duration,
+    keepalive_timeout: Duration,
     voicemail_max: Duration,
     numbers: std::collections::BTreeMap<String, String>,
 }
@@ -500,6 +504,8 @@ async fn local_switchboard(local: &Local) -> anyhow::Result<(String, Option<Serv
         dev: true,
         data_dir: local.data_dir.clone(),
         ring_timeout: local.ring_timeout,
+        reconnect_window: local.reconnect_window,
+        keepalive_timeout: local.keepalive_timeout,
         // Loopback only, like the embedded switchboard's signaling; any free port.
         media: MediaListen {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -744,6 +750,7 @@ fn update_of(e: EngineEvent) -> Option<Update> {
             Some(Update::MediaDiagnostic(d))
         }
         EngineEvent::DeviceSwitched(sw) => Some(Update::DeviceSwitched(sw)),
+        EngineEvent::Quality(q) => Some(Update::Quality(q)),
         #[allow(unreachable_patterns)]
         _ => None,
     }

@@ -679,6 +679,37 @@ pub const CONN_STARTING: &str = "starting";
 pub const CONN_CONNECTING: &str = "connecting…";
 pub const CONN_CONNECTED: &str = "connected";
 pub const CONN_DISCONNECTED: &str = "disconnected";
+/// The status while the connection is lost and the switchboard keeps the calls.
+pub const CONN_RECONNECTING: &str = "reconnecting… (calls kept)";
+/// A call's network mark: bars and a word, from the worse of receive and send quality.
+pub fn quality_mark(q: crate::core::diagnostics::Quality) -> &'static str {
+    use crate::core::diagnostics::Quality as Q;
+    match q {
+        Q::Good => "▂▄▆ good",
+        Q::Poor => "▂▄  poor",
+        Q::Bad => "▂   bad",
+    }
+}
+
+/// The focused call's network figures, for the participants panel's bottom line.
+pub fn network_line(q: &crate::core::quality::LinkQuality) -> String {
+    let rtt = q.rtt_ms.map_or("–".to_owned(), |r| format!("{r:.0} ms"));
+    let out = q
+        .send_loss_pct
+        .map_or("–".to_owned(), |l| format!("{l:.1} %"));
+    format!(
+        " rtt {rtt} · loss in {:.1} % out {out} · jitter {:.0} ms · opus {:.0}/{:.0} kb/s ",
+        q.receive_loss_pct, q.jitter_ms, q.receive_kbps, q.send_kbps
+    )
+}
+
+/// The notice when the connection is lost with calls live.
+pub const RECONNECTING_CALLS_KEPT: &str =
+    "Connection to the switchboard lost; reconnecting… your calls are kept for now";
+/// A call's flag while this device reconnects.
+pub const CALL_RECONNECTING: &str = "⟳ reconnecting…";
+/// A participant whose connection is lost while the switchboard keeps its place.
+pub const PARTICIPANT_RECONNECTING: &str = "Reconnecting…";
 pub const CONN_FAILED: &str = "engine failed";
 pub const EMBEDDED: &str = "embedded";
 

@@ -90,6 +90,9 @@ fn status_line(f: &mut Frame, app: &App, area: Rect) {
         Connection::Starting => ("○", s::CONN_STARTING.to_string(), t.dim()),
         Connection::Connecting => ("○", s::CONN_CONNECTING.to_string(), t.warn()),
         Connection::Connected => ("●", s::CONN_CONNECTED.to_string(), t.ok()),
+        Connection::Disconnected(_) if app.reconnecting() => {
+            ("⟳", s::CONN_RECONNECTING.to_string(), t.warn())
+        }
         Connection::Disconnected(r) => {
             let reason = s::connection_reason(*r);
             let text = if reason.is_empty() {
@@ -354,8 +357,23 @@ fn call_flags(app: &App, c: &CallRow) -> Line<'static> {
         }
         flags.push(span);
     };
-    if let Some(d) = c.network {
+    if app.reconnecting() {
+        push(Span::styled(s::CALL_RECONNECTING, t.warn()));
+    } else if let Some(d) = c.network {
         push(Span::styled(s::network_flag(d), t.warn()));
+    } else if let Some(q) = app.quality.filter(|_| c.state == CallState::Connected) {
+        use crate::core::diagnostics::Quality as Q;
+        let worse = match (q.receive, q.send) {
+            (Q::Bad, _) | (_, Q::Bad) => Q::Bad,
+            (Q::Poor, _) | (_, Q::Poor) => Q::Poor,
+            _ => Q::Good,
+        };
+        let style = match worse {
+            Q::Good => t.ok(),
+            Q::Poor => t.warn(),
+            Q::Bad => t.error(),
+        };
+        push(Span::styled(s::quality_mark(worse), style));
     }
     if c.muted {
         push(Span::styled(s::MUTED, t.warn()));
@@ -389,7 +407,14 @@ fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
         None => s::TITLE_PARTICIPANTS.to_string(),
     };
     let focused = app.pane == Pane::Participants && !app.devman.open && !app.voicemail.open;
-    let block = panel(app, &title, focused);
+    let mut block = panel(app, &title, focused);
+    // The call-info line: the network as this call sees it.
+    if let Some(q) = app
+        .quality
+        .filter(|_| call.is_some_and(|c| c.state == CallState::Connected && c.is_live()))
+    {
+        block = block.title_bottom(Line::from(Span::styled(s::network_line(&q), t.dim())));
+    }
     let Some(c) = call.filter(|c| !c.remote.is_empty()) else {
         f.render_widget(
             Paragraph::new(Span::styled(s::NO_PARTICIPANTS, t.dim())).block(block),
@@ -443,10 +468,14 @@ fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
             Cell::from(mark),
             Cell::from(Span::styled(speaking, t.ok())),
             Cell::from(Line::from(participant_spans(app, p))),
-            Cell::from(Span::styled(
-                s::participant_state(p.state),
-                participant_state_style(t, p.state),
-            )),
+            Cell::from(if p.reconnecting {
+                Span::styled(s::PARTICIPANT_RECONNECTING, t.warn())
+            } else {
+                Span::styled(
+                    s::participant_state(p.state),
+                    participant_state_style(t, p.state),
+                )
+            }),
             Cell::from(Span::styled(muted, t.warn())),
         ])
     });
@@ -454,7 +483,15 @@ fn participants_panel(f: &mut Frame, app: &App, area: Rect) {
     let state_w = c
         .remote
         .iter()
-        .map(|p| s::participant_state(p.state).chars().count())
+        .map(|p| {
+            if p.reconnecting {
+                s::PARTICIPANT_RECONNECTING
+            } else {
+                s::participant_state(p.state)
+            }
+            .chars()
+            .count()
+        })
         .max()
         .unwrap_or(0) as u16;
     let muted_w = if c.remote.iter().any(|p| p.is_muted) {

@@ -212,6 +212,39 @@ impl Agent {
     }
 
     /// Waits until signed in.
+    /// An agent on a lab host signed in as `user` over wss:// (`ca` trusted), its microphone a
+    /// tone, its speaker recorded to `rec`, named after its host; waits for it to be connected.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_host(
+        lab: &netlab::Lab,
+        host: &netlab::Host,
+        server: &Server,
+        url: &str,
+        ca: &Path,
+        user: &str,
+        hz: u32,
+        rec: &Path,
+        extra: &[&str],
+    ) -> Agent {
+        let mut args = vec![
+            "--token".to_string(),
+            server.token(user),
+            "--ca".into(),
+            ca.display().to_string(),
+            "--mic".into(),
+            format!("tone:{hz}"),
+            "--speaker".into(),
+            format!("record:{}", rec.display()),
+            "--device-name".into(),
+            host.name.clone(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut a = Agent::start_with(lab.cmd(host, BIN), url, None, &args);
+        a.name = user.into();
+        a.connected()
+    }
+
     pub fn connected(mut self) -> Agent {
         self.wait_event(
             "connectionStateChanged",

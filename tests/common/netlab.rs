@@ -335,6 +335,74 @@ impl Lab {
         );
     }
 
+    /// Cuts `host` off: everything to and from it is dropped at the router in front of it, as
+    /// when a cable is pulled or Wi-Fi drops. Its own sockets see no error, only silence.
+    pub fn cut(&self, host: &Host) {
+        let (table, i) = (format!("cut_l{}", host.link), &host.gateway_if);
+        nft(
+            &host.gateway_ns,
+            &format!(
+                "table inet {table} {{
+                   chain forward {{
+                     type filter hook forward priority filter - 20; policy accept;
+                     iifname \"{i}\" counter drop
+                     oifname \"{i}\" counter drop
+                   }}
+                   chain input {{
+                     type filter hook input priority filter - 20; policy accept;
+                     iifname \"{i}\" counter drop
+                   }}
+                   chain output {{
+                     type filter hook output priority filter - 20; policy accept;
+                     oifname \"{i}\" counter drop
+                   }}
+                 }}"
+            ),
+        );
+    }
+
+    /// Drops `percent` % of every packet to and from `host`, at random, at the router in front
+    /// of it: a bad Wi-Fi link for everything (UDP media and the TCP of signaling alike). The
+    /// kernel has no netem; nftables' random numbers do loss alone.
+    pub fn lossy(&self, host: &Host, percent: u32) {
+        let (table, i) = (format!("loss_l{}", host.link), &host.gateway_if);
+        nft(
+            &host.gateway_ns,
+            &format!(
+                "table inet {table} {{
+                   chain forward {{
+                     type filter hook forward priority filter - 15; policy accept;
+                     iifname \"{i}\" numgen random mod 100 < {percent} counter drop
+                     oifname \"{i}\" numgen random mod 100 < {percent} counter drop
+                   }}
+                 }}"
+            ),
+        );
+    }
+
+    /// Undoes [`Lab::cut`].
+    pub fn reconnect(&self, host: &Host) {
+        let table = format!("cut_l{}", host.link);
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &host.gateway_ns,
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                &table,
+            ])
+            .output()
+            .expect("nft runs");
+        assert!(
+            out.status.success(),
+            "netlab: cannot remove {table}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+
     /// A command that runs `program` inside `host`'s namespace (`ip netns exec`). `ip` execs the
     /// program, so the child's pid is the program's own and `Child::kill` stops it. Environment,
     /// working directory and stdio set on the command apply to the program as usual.

@@ -22,6 +22,9 @@ pub struct Peer {
     /// Whether this device's media link comes up when answered (false: a network that drops
     /// its UDP, with no relay).
     pub media_path: bool,
+    /// Times the core asked to drop its connection and dial again, and to drop its media link.
+    pub reconnects: u32,
+    pub media_drops: u32,
 }
 
 pub struct Net {
@@ -45,6 +48,16 @@ impl Net {
     }
 
     pub fn with_startup(startup: Startup) -> Net {
+        Net::with(startup, Duration::ZERO, Duration::ZERO)
+    }
+
+    /// A switchboard that keeps a lost device's place for `window` and takes a connection
+    /// silent for `keepalive` as lost. The plain `Net` has neither: a vanished device is gone.
+    pub fn with_reconnect(window: Duration, keepalive: Duration) -> Net {
+        Net::with(Startup::default(), window, keepalive)
+    }
+
+    fn with(startup: Startup, reconnect_window: Duration, keepalive_timeout: Duration) -> Net {
         let key = TokenKey::from_bytes([3; 32]);
         let cfg = SwitchboardConfig {
             dev: true,
@@ -62,6 +75,8 @@ impl Net {
                 secret: "shared".into(),
                 ttl: Duration::from_secs(3600),
             }),
+            reconnect_window,
+            keepalive_timeout,
         };
         Net {
             sb: Switchboard::new(cfg, key.clone(), startup),
@@ -99,21 +114,62 @@ impl Net {
             media: vec![],
             open: true,
             media_path: true,
+            reconnects: 0,
+            media_drops: 0,
         });
         let i = self.peers.len() - 1;
-        self.sb.handle(
-            sb::Input::Opened {
-                conn,
-                loopback: true,
-                local: Some("127.0.0.1:7450".parse().unwrap()),
-            },
-            self.now,
-        );
+        self.open_conn(conn);
         self.peers[i]
             .core
             .handle_input(Input::TransportUp, self.now);
         self.pump();
         i
+    }
+
+    fn open_conn(&mut self, conn: ConnId) {
+        self.sb.handle(
+            sb::Input::Opened {
+                conn,
+                loopback: true,
+                local: Some("127.0.0.1:7450".parse().unwrap()),
+                secret: 0x5eed_0000 + u128::from(conn),
+            },
+            self.now,
+        );
+    }
+
+    /// Device `i` comes back on a new connection (after `vanish` or `freeze`).
+    pub fn reconnect(&mut self, i: usize) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.peers[i].conn = conn;
+        self.peers[i].open = true;
+        self.open_conn(conn);
+        self.peers[i]
+            .core
+            .handle_input(Input::TransportUp, self.now);
+        self.pump();
+    }
+
+    /// Device `i`'s connection goes dead without a word (a pulled cable, a frozen process):
+    /// nothing reaches either side, nobody is told.
+    pub fn freeze(&mut self, i: usize) {
+        self.peers[i].open = false;
+    }
+
+    /// Advances time in 100 ms ticks, ticking every core whose connection is up (as its driver
+    /// would) and the switchboard's timers.
+    pub fn tick_for(&mut self, d: Duration) {
+        for _ in 0..(d.as_millis() / 100) {
+            self.now = self.now.plus(Duration::from_millis(100));
+            for i in 0..self.peers.len() {
+                self.peers[i].core.handle_input(Input::Tick, self.now);
+            }
+            if self.sb.poll_timeout().is_some_and(|t| t <= self.now.mono) {
+                self.sb.handle(sb::Input::Tick, self.now);
+            }
+            self.pump();
+        }
     }
 
     pub fn join(&mut self, user: &str, device: &str) -> usize {
@@ -166,13 +222,21 @@ impl Net {
     }
 
     pub fn vanish(&mut self, i: usize) {
-        let conn = self.peers[i].conn;
-        self.peers[i].open = false;
-        self.sb.handle(sb::Input::Closed { conn }, self.now);
+        self.lose(i);
+        self.pump();
+    }
+
+    /// Device `i`'s connection breaks (no close frame); both sides are told.
+    fn lose(&mut self, i: usize) {
+        if self.peers[i].open {
+            self.peers[i].open = false;
+            let conn = self.peers[i].conn;
+            self.sb
+                .handle(sb::Input::Closed { conn, clean: false }, self.now);
+        }
         self.peers[i]
             .core
             .handle_input(Input::TransportDown, self.now);
-        self.pump();
     }
 
     /// Lets `d` pass in steps of 100 ms, each with the media statistics a driver reports:
@@ -233,6 +297,12 @@ impl Net {
                             .handle_input(Input::MediaConnected(true), self.now),
                         Output::ApplyMediaAnswer { .. } => {}
                         Output::Media(m) => self.peers[i].media.push(m),
+                        Output::DropMedia => self.peers[i].media_drops += 1,
+                        Output::Reconnect => {
+                            // The driver drops the connection (and dials again: `reconnect`).
+                            self.peers[i].reconnects += 1;
+                            self.lose(i);
+                        }
                     }
                 }
             }
@@ -246,8 +316,9 @@ impl Net {
                         }
                     }
                     sb::Output::Close { conn, .. } => {
+                        self.outs.push(out.clone());
                         let now = self.now;
-                        self.sb.handle(sb::Input::Closed { conn }, now);
+                        self.sb.handle(sb::Input::Closed { conn, clean: true }, now);
                         if let Some(p) = self.peers.iter_mut().find(|p| p.conn == conn && p.open) {
                             p.open = false;
                             p.core.handle_input(Input::TransportDown, now);
@@ -266,6 +337,11 @@ impl Net {
                             .handle(sb::Input::MediaConnected { conn, up: true }, self.now);
                     }
                     sb::Output::Routes(r) => self.routes = r,
+                    sb::Output::Attach { socket, device } => {
+                        if let Some(p) = self.peers.iter_mut().find(|p| p.conn == socket) {
+                            p.conn = device;
+                        }
+                    }
                     sb::Output::StartVoicemail {
                         ref call_id, conn, ..
                     } => {

@@ -599,6 +599,43 @@ impl LinkCore {
         self.stats
     }
 
+    /// The link's running network counters from webrtc-rs's statistics (RTP sequence gaps and
+    /// jitter of what arrives, RTCP receiver reports on what we send, the round trip). Builds a
+    /// whole stats report: read it about once a second, not per packet.
+    pub fn counters(&mut self, now: Instant) -> crate::core::quality::LinkCounters {
+        use rtc::statistics::StatsSelector;
+        use rtc::statistics::report::RTCStatsReportEntry as E;
+        let report = self.pc.get_stats(now, StatsSelector::None);
+        let mut c = crate::core::quality::LinkCounters::default();
+        let mut rtcp_rtt: Option<f64> = None;
+        let mut ice_rtt: Option<f64> = None;
+        for entry in report.iter() {
+            match entry {
+                E::InboundRtp(s) => {
+                    let r = &s.received_rtp_stream_stats;
+                    c.packets_received += r.packets_received;
+                    c.packets_lost += u64::try_from(r.packets_lost).unwrap_or(0);
+                    c.jitter_ms = c.jitter_ms.max(r.jitter * 1000.0);
+                    c.bytes_received += s.bytes_received;
+                }
+                E::OutboundRtp(s) => c.bytes_sent += s.sent_rtp_stream_stats.bytes_sent,
+                E::RemoteInboundRtp(s) => {
+                    let lost = s.fraction_lost;
+                    c.remote_fraction_lost = Some(c.remote_fraction_lost.map_or(lost, |l| l.max(lost)));
+                    if s.round_trip_time_measurements > 0 {
+                        rtcp_rtt = Some(s.round_trip_time * 1000.0);
+                    }
+                }
+                E::IceCandidatePair(p) if p.nominated && p.current_round_trip_time > 0.0 => {
+                    ice_rtt = Some(p.current_round_trip_time * 1000.0);
+                }
+                _ => {}
+            }
+        }
+        c.rtt_ms = rtcp_rtt.or(ice_rtt);
+        c
+    }
+
     fn build(role: &Role, tracks: usize, now: Instant) -> Result<LinkCore, LinkError> {
         let mut media_engine = MediaEngine::default();
         // Only Opus: the audio pipeline speaks nothing else, and offering more would let a peer

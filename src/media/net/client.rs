@@ -325,6 +325,11 @@ impl ClientLink {
         self.core.stats()
     }
 
+    /// The link's network counters (see `LinkCore::counters`); about once a second.
+    pub fn counters(&mut self) -> crate::core::quality::LinkCounters {
+        self.core.counters(std::time::Instant::now())
+    }
+
     /// The local addresses it gathered on.
     #[must_use]
     pub fn local_addrs(&self) -> Vec<SocketAddr> {

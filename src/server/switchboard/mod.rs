@@ -10,6 +10,7 @@
 mod calls;
 mod devices;
 mod group;
+mod liveness;
 mod mailbox;
 pub mod network;
 mod transfer;
@@ -47,6 +48,12 @@ pub struct SwitchboardConfig {
     pub media: Vec<network::MediaAddr>,
     /// TURN relays handed to devices in `welcome`.
     pub turn: Option<network::TurnConfig>,
+    /// How long a signed-in device whose connection is lost keeps its place (endpoint, calls)
+    /// for a `hello.resume`. Zero: a lost connection ends its calls at once.
+    pub reconnect_window: Duration,
+    /// A connection that sends nothing (no frame, no WebSocket pong) for this long is taken as
+    /// lost.
+    pub keepalive_timeout: Duration,
 }
 
 /// What the store knew at start-up.
@@ -70,12 +77,21 @@ pub enum Input {
         loopback: bool,
         /// The address of ours the device's connection arrived on.
         local: Option<std::net::SocketAddr>,
+        /// Random bits from the runtime: the secret half of this connection's resume token.
+        secret: u128,
     },
     Frame {
         conn: ConnId,
         text: String,
     },
+    /// The connection is gone. `clean`: the device closed it on purpose (a WebSocket close
+    /// frame), so it is not coming back; otherwise its place is kept for the reconnect window.
     Closed {
+        conn: ConnId,
+        clean: bool,
+    },
+    /// The connection showed it is alive without a frame (a WebSocket pong or ping).
+    Alive {
         conn: ConnId,
     },
     MediaAnswered {
@@ -109,6 +125,12 @@ pub enum Output {
     Close {
         conn: ConnId,
         reason: String,
+    },
+    /// The connection `socket` resumed `device`'s place: from now on its frames are `device`'s
+    /// and what is sent to `device` goes to it. `socket` is not used as an id again.
+    Attach {
+        socket: ConnId,
+        device: ConnId,
     },
     /// Answer this endpoint's media offer, then report back with MediaAnswered/MediaFailed.
     CreateMedia {
@@ -198,6 +220,12 @@ struct Conn {
     local: Option<std::net::SocketAddr>,
     endpoint: Option<Endpoint>,
     bad_frames: u32,
+    /// The last time anything arrived on the connection.
+    last_heard: Instant,
+    /// The secret half of the resume token.
+    secret: u128,
+    /// The connection is lost and the device's place is kept (see `liveness.rs`).
+    parked: Option<liveness::Parked>,
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +270,8 @@ struct Party {
     muted: bool,
     held: bool,
     speaking: bool,
+    /// The device carrying this party's leg lost its connection and may come back.
+    reconnecting: bool,
     /// When this party, ringing in a group call, gives up (1:1 calls use `Call::ring_deadline`).
     ring_deadline: Option<Instant>,
     /// How the others see this party when it was reached by one of its numbers: `4:+E164`.
@@ -263,6 +293,7 @@ impl Party {
             muted: false,
             held: false,
             speaking: false,
+            reconnecting: false,
             ring_deadline: None,
             shown: None,
             caller_as: None,
@@ -288,6 +319,7 @@ impl Party {
             is_speaking: self.speaking && !self.muted,
             device: None,
             service: self.kind == PartyKind::Voicemail,
+            reconnecting: self.reconnecting,
         }
     }
 
@@ -388,6 +420,7 @@ impl Switchboard {
                     .into_iter()
                     .chain(c.parties.iter().filter_map(|p| p.ring_deadline))
             })
+            .chain(self.liveness_deadline())
             .min()
     }
 
@@ -406,6 +439,7 @@ impl Switchboard {
                 conn,
                 loopback,
                 local,
+                secret,
             } => {
                 self.conns.insert(
                     conn,
@@ -414,14 +448,24 @@ impl Switchboard {
                         local,
                         endpoint: None,
                         bad_frames: 0,
+                        last_heard: now.mono,
+                        secret,
+                        parked: None,
                     },
                 );
             }
-            Input::Frame { conn, text } => self.frame(conn, &text, now),
-            Input::Closed { conn } => self.closed(conn, now),
+            Input::Frame { conn, text } => {
+                self.heard(conn, now);
+                self.frame(conn, &text, now)
+            }
+            Input::Alive { conn } => self.heard(conn, now),
+            Input::Closed { conn, clean } => self.closed(conn, clean, now),
             Input::MediaAnswered { conn, sdp } => {
                 if self.conns.contains_key(&conn) {
                     self.send(conn, ServerMessage::MediaAnswer { sdp });
+                } else {
+                    // The device left while its offer was being answered.
+                    self.outputs.push_back(Output::DropMedia { conn });
                 }
             }
             Input::MediaFailed { conn, error } => {
@@ -477,6 +521,7 @@ impl Switchboard {
                 user,
                 token,
                 device_name,
+                resume,
                 ..
             } => {
                 if signed_in {
@@ -487,7 +532,7 @@ impl Switchboard {
                         None,
                     );
                 } else {
-                    self.hello(conn, protocol, user, token, device_name, now);
+                    self.hello(conn, protocol, user, token, device_name, resume, now);
                 }
             }
             ClientMessage::Ping { nonce } => self.send(conn, ServerMessage::Pong { nonce }),
@@ -571,6 +616,8 @@ impl Switchboard {
         }
     }
 
+    // Each argument is a field of `hello`; a struct for them would only be unpacked again here.
+    #[allow(clippy::too_many_arguments)]
     fn hello(
         &mut self,
         conn: ConnId,
@@ -578,6 +625,7 @@ impl Switchboard {
         user: Option<String>,
         token: Option<String>,
         device_name: String,
+        resume: Option<String>,
         now: Now,
     ) {
         if protocol != PROTOCOL_VERSION {
@@ -645,6 +693,15 @@ impl Switchboard {
             raw_id: raw_id.clone(),
             display_name: name,
         };
+        if let Some(token) = resume {
+            match self.resume(conn, &token, &raw_id, now) {
+                Ok(()) => return,
+                // The client learns it from `welcome.resumed` being false and starts over.
+                Err(why) => {
+                    tracing::info!(user = %identity.display_name, "not resumed, signing in anew: {why}")
+                }
+            }
+        }
         let endpoint_id = format!("{conn}:{device_name}");
         if let Some(c) = self.conns.get_mut(&conn) {
             c.endpoint = Some(Endpoint {
@@ -660,16 +717,8 @@ impl Switchboard {
             &identity.display_name,
             now.unix_ms / 1000,
         );
-        self.send(
-            conn,
-            ServerMessage::Welcome {
-                protocol: PROTOCOL_VERSION,
-                identity,
-                endpoint_id,
-                server: format!("dialtone/{}", env!("CARGO_PKG_VERSION")),
-                ice_servers,
-            },
-        );
+        let welcome = self.welcome(conn, identity, endpoint_id, ice_servers, false);
+        self.send(conn, welcome);
         let forwarding = self.forwarding.get(&raw_id).cloned().unwrap_or_default();
         self.send(conn, ServerMessage::ForwardingChanged { forwarding });
         let (new_count, total_count) = self.mailbox_counts(&raw_id);
@@ -682,7 +731,8 @@ impl Switchboard {
         );
     }
 
-    fn closed(&mut self, conn: ConnId, now: Now) {
+    /// The device is gone for good: its calls go on without it or end.
+    fn gone(&mut self, conn: ConnId, now: Now) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -708,7 +758,8 @@ impl Switchboard {
                 .iter()
                 .position(|p| p.conn == Some(conn) || p.pending_conn == Some(conn))
             {
-                // A party with a live leg vanished: the call is over for everyone else.
+                // A party with a live leg vanished (and did not come back within the reconnect
+                // window): the call is over for everyone else.
                 call.parties[pi].conn = None;
                 call.parties[pi].pending_conn = None;
                 let reason = if call.phase == Phase::Ringing {
@@ -727,6 +778,7 @@ impl Switchboard {
     }
 
     fn tick(&mut self, now: Now) {
+        self.liveness_tick(now);
         let due: Vec<String> = self
             .calls
             .iter()
@@ -753,6 +805,14 @@ impl Switchboard {
                 );
             }
             return self.unknown_call(conn, call_id);
+        };
+        self.change_party(call_id, pi, f);
+    }
+
+    /// Applies `f` to party `pi` and tells the other parties if it changed how they see it.
+    fn change_party(&mut self, call_id: &str, pi: usize, f: impl FnOnce(&mut Party)) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
         };
         let before = call.parties[pi].participant(call.phase);
         f(&mut call.parties[pi]);
@@ -855,6 +915,11 @@ impl Switchboard {
     }
 
     fn send(&mut self, conn: ConnId, msg: ServerMessage) {
+        // A device whose connection is lost gets it when it resumes.
+        if let Some(parked) = self.conns.get_mut(&conn).and_then(|c| c.parked.as_mut()) {
+            parked.missed(msg);
+            return;
+        }
         self.outputs.push_back(Output::Send { conn, msg });
     }
 
