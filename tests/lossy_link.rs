@@ -40,7 +40,15 @@ fn ten_calls_placed_right_after_sign_in_over_a_15_percent_loss_link_all_carry_au
     let url = format!("wss://{}:{}", s.ip, server.addr.port());
     let alice_rec = dir.path().join("alice.wav");
     let mut alice = Agent::on_host(
-        &lab, &a, &server, &url, &pki.ca, "alice", ALICE_HZ, &alice_rec, &[],
+        &lab,
+        &a,
+        &server,
+        &url,
+        &pki.ca,
+        "alice",
+        ALICE_HZ,
+        &alice_rec,
+        &[],
     );
     lab.lossy(&b, 15);
     let mut failures = Vec::new();

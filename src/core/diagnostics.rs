@@ -416,7 +416,13 @@ mod tests {
         };
         d.quality(Some(q(Quality::Bad, Quality::Poor, 14.6)));
         let changes = d.evaluate(&c, t0);
-        let find = |diag| changes.iter().find(|x| x.diagnostic == diag).cloned().unwrap();
+        let find = |diag| {
+            changes
+                .iter()
+                .find(|x| x.diagnostic == diag)
+                .cloned()
+                .unwrap()
+        };
         let rx = find(Diagnostic::NetworkReceiveQuality);
         assert_eq!(rx.value, DiagnosticValue::Quality(Quality::Bad));
         assert!(rx.message.as_deref().unwrap().contains("15 %"), "{rx:?}");
@@ -427,7 +433,11 @@ mod tests {
         d.quality(Some(q(Quality::Good, Quality::Good, 0.5)));
         let changes = d.evaluate(&c, t0);
         assert_eq!(changes.len(), 2, "{changes:?}");
-        assert!(changes.iter().all(|x| x.value == DiagnosticValue::Quality(Quality::Good)));
+        assert!(
+            changes
+                .iter()
+                .all(|x| x.value == DiagnosticValue::Quality(Quality::Good))
+        );
         assert!(d.evaluate(&c, t0).is_empty());
         // A new link forgets the old figures.
         d.quality(Some(q(Quality::Bad, Quality::Bad, 30.0)));

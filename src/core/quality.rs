@@ -198,7 +198,10 @@ mod tests {
         let q = m.sample(counters(334, 16), s(9)).unwrap();
         assert_eq!(q.receive_loss_pct, before);
         // A reading right after another is merged into the next interval.
-        assert_eq!(m.sample(counters(340, 16), s(9) + Duration::from_millis(100)), None);
+        assert_eq!(
+            m.sample(counters(340, 16), s(9) + Duration::from_millis(100)),
+            None
+        );
     }
 
     #[test]
@@ -212,7 +215,9 @@ mod tests {
             None,
             "counters went back: a new link"
         );
-        let q = m.sample(counters(60, 0), t0 + Duration::from_secs(3)).unwrap();
+        let q = m
+            .sample(counters(60, 0), t0 + Duration::from_secs(3))
+            .unwrap();
         assert_eq!(q.receive_loss_pct, 0.0);
     }
 }

@@ -621,7 +621,8 @@ impl LinkCore {
                 E::OutboundRtp(s) => c.bytes_sent += s.sent_rtp_stream_stats.bytes_sent,
                 E::RemoteInboundRtp(s) => {
                     let lost = s.fraction_lost;
-                    c.remote_fraction_lost = Some(c.remote_fraction_lost.map_or(lost, |l| l.max(lost)));
+                    c.remote_fraction_lost =
+                        Some(c.remote_fraction_lost.map_or(lost, |l| l.max(lost)));
                     if s.round_trip_time_measurements > 0 {
                         rtcp_rtt = Some(s.round_trip_time * 1000.0);
                     }

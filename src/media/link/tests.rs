@@ -337,7 +337,10 @@ fn counters_see_sequence_gaps_and_receiver_reports() {
         (49..=50).contains(&c.packets_lost),
         "the gaps are counted as lost: {c:?}"
     );
-    assert!(c.bytes_received >= 450 * 60 && c.bytes_sent >= 400 * 60, "{c:?}");
+    assert!(
+        c.bytes_received >= 450 * 60 && c.bytes_sent >= 400 * 60,
+        "{c:?}"
+    );
     // Receiver reports about what we send arrive. (Their loss figure is checked across
     // namespaces, tests/lossy_link.rs: here the sender numbers its packets itself, so skipped
     // sequence numbers are no loss to the server.)
