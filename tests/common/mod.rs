@@ -175,9 +175,11 @@ impl Agent {
         }
         let mut child = cmd
             .args(args)
+            // DIALTONE_TEST_LOG widens the agents' log (on stderr) when a test needs a look.
             .env(
                 "DIALTONE_LOG",
-                "warn,rtc=error,rtc_ice=error,rtc_dtls=error",
+                std::env::var("DIALTONE_TEST_LOG")
+                    .unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=error".to_owned()),
             )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
