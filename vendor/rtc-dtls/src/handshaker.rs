@@ -4,7 +4,7 @@ use shared::error::*;
 
 use log::*;
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 //use std::io::BufWriter;
 
@@ -181,7 +181,7 @@ impl DTLSConn {
         if self.current_flight.is_last_send_flight() || self.is_handshake_completed() {
             Ok(HandshakeState::Finished)
         } else {
-            self.current_retransmit_timer = Some(now + self.handshake_config.retransmit_interval);
+            self.current_retransmit_timer = Some(now + self.retransmit_delay());
             Ok(HandshakeState::Waiting)
         }
     }
@@ -192,7 +192,9 @@ impl DTLSConn {
                 srv_cli_str(self.state.is_client),
                 self.current_flight
             );
-            self.current_retransmit_timer = None;
+            // Patched (dialtone, PATCHES.md 2): the timer is put back below unless the packets
+            // complete the peer's next flight.
+            let retransmit_timer = self.current_retransmit_timer.take();
             let result = self.current_flight.parse(
                 /*&mut self.handle_queue_tx,*/ &mut self.state,
                 &self.cache,
@@ -214,6 +216,12 @@ impl DTLSConn {
                     if let Some(err) = err {
                         return Err(err);
                     }
+                    // No progress (a partial flight, or the peer repeating its last one because
+                    // ours was lost): our flight's retransmission stays due. Upstream cleared the
+                    // timer here and never set it again, so a lost last client flight (Flight 5)
+                    // was never resent while the server kept repeating Flight 4: the handshake
+                    // hung until the server gave up.
+                    self.current_retransmit_timer = retransmit_timer;
                 }
                 Ok(next_flight) => {
                     debug!(
@@ -261,6 +269,17 @@ impl DTLSConn {
         Ok(HandshakeState::Finished)
     }
 
+    /// How long the current flight waits before it is sent again: the configured interval,
+    /// doubled for each retransmission so far, at most `MAXIMUM_RETRANSMIT_INTERVAL` (RFC 6347
+    /// 4.2.4.1). Patched (dialtone, PATCHES.md 1): upstream waited the same interval every time.
+    pub(crate) fn retransmit_delay(&self) -> Duration {
+        let doublings = self.current_retransmit_count.min(16) as u32;
+        self.handshake_config
+            .retransmit_interval
+            .saturating_mul(1 << doublings)
+            .min(MAXIMUM_RETRANSMIT_INTERVAL)
+    }
+
     pub(crate) fn handshake_timeout(&mut self, now: Instant) -> Result<()> {
         let next_handshake_state = if self.current_handshake_state == HandshakeState::Waiting {
             debug!(
@@ -290,8 +309,7 @@ impl DTLSConn {
                     Some(HandshakeState::Sending)
                 }
             } else {
-                self.current_retransmit_timer =
-                    Some(now + self.handshake_config.retransmit_interval);
+                self.current_retransmit_timer = Some(now + self.retransmit_delay());
                 Some(HandshakeState::Waiting)
             }
         } else if self.current_handshake_state == HandshakeState::Finished {

@@ -39,7 +39,13 @@ use std::io::BufWriter;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) const INITIAL_TICKER_INTERVAL: Duration = Duration::from_secs(1);
+/// The first retransmission timeout of a handshake flight; each retransmission doubles it up to
+/// `MAXIMUM_RETRANSMIT_INTERVAL` (RFC 6347 4.2.4.1). Patched (dialtone, PATCHES.md 1): upstream
+/// retransmitted every 1 s, so each lost flight on a lossy link cost a whole second of a call's
+/// first audio. libwebrtc starts at 50 ms (twice the ICE RTT once it knows one) and doubles.
+pub(crate) const INITIAL_TICKER_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest a flight waits before its next retransmission.
+pub(crate) const MAXIMUM_RETRANSMIT_INTERVAL: Duration = Duration::from_secs(3);
 pub(crate) const COOKIE_LENGTH: usize = 20;
 pub(crate) const DEFAULT_NAMED_CURVE: NamedCurve = NamedCurve::X25519;
 pub(crate) const INBOUND_BUFFER_SIZE: usize = 8192;
