@@ -18,6 +18,11 @@ struct Pair {
     now: Instant,
     /// Datagrams from the client that reach the server (false: a network that drops them).
     client_to_server: bool,
+    /// Which of each side's DTLS datagrams (counted from 0) the network loses.
+    lose_client_dtls: Vec<usize>,
+    lose_server_dtls: Vec<usize>,
+    client_dtls_sent: usize,
+    server_dtls_sent: usize,
     client_events: Vec<LinkEvent>,
     server_events: Vec<LinkEvent>,
 }
@@ -64,6 +69,10 @@ impl Pair {
             server_addr,
             now,
             client_to_server: true,
+            lose_client_dtls: vec![],
+            lose_server_dtls: vec![],
+            client_dtls_sent: 0,
+            server_dtls_sent: 0,
             client_events: vec![],
             server_events: vec![],
         };
@@ -84,8 +93,12 @@ impl Pair {
                 .max(self.now + Duration::from_millis(1))
                 .min(end);
             self.now = next;
-            self.client.handle_timeout(self.now);
+            // The server's due timers first, and what they send delivered before the client's
+            // fire: a client's timer is armed a little after the server's, by the time it took
+            // to answer, so at equal timeouts the server's repeat arrives first.
             self.server.handle_timeout(self.now);
+            self.shuttle();
+            self.client.handle_timeout(self.now);
         }
         self.shuttle();
     }
@@ -96,6 +109,12 @@ impl Pair {
             while let Some(t) = self.client.poll_transmit() {
                 moved = true;
                 assert_eq!(t.path.local, self.client_addr);
+                if is_dtls(&t.payload) {
+                    self.client_dtls_sent += 1;
+                    if self.lose_client_dtls.contains(&(self.client_dtls_sent - 1)) {
+                        continue;
+                    }
+                }
                 if t.path.peer == self.server_addr && self.client_to_server {
                     let path = Path {
                         local: self.server_addr,
@@ -108,6 +127,12 @@ impl Pair {
             while let Some(t) = self.server.poll_transmit() {
                 moved = true;
                 assert_eq!(t.path.local, self.server_addr);
+                if is_dtls(&t.payload) {
+                    self.server_dtls_sent += 1;
+                    if self.lose_server_dtls.contains(&(self.server_dtls_sent - 1)) {
+                        continue;
+                    }
+                }
                 // The NAT only lets replies through to the mapped address.
                 if t.path.peer == self.client_seen_as {
                     let path = Path {
@@ -134,6 +159,58 @@ impl Pair {
         self.client_events.contains(&LinkEvent::Connected)
             && self.server_events.contains(&LinkEvent::Connected)
     }
+}
+
+/// RFC 7983: a first byte of 20 to 63 is DTLS.
+fn is_dtls(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| (20..=63).contains(b))
+}
+
+/// How long after the answer the link is up on both sides, in 10 ms steps up to `limit`.
+fn time_to_connect(p: &mut Pair, limit: Duration) -> Option<Duration> {
+    let start = p.now;
+    while p.now - start < limit {
+        p.run(Duration::from_millis(10));
+        if p.connected() {
+            return Some(p.now - start);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_lost_handshake_flight_costs_a_short_retransmission_not_a_second() {
+    // The client's first ClientHello and the server's first reply to the second one (its
+    // Flight 4) are lost: each side resends after the 100 ms initial timeout (vendored rtc-dtls,
+    // PATCHES.md 1), not after upstream's fixed second.
+    let mut p = Pair::new("192.168.1.20:40000".parse().unwrap());
+    p.lose_client_dtls = vec![0];
+    p.lose_server_dtls = vec![1];
+    let t = time_to_connect(&mut p, Duration::from_secs(3));
+    assert!(
+        t.is_some_and(|t| t < Duration::from_millis(600)),
+        "connected after {t:?}; client {:?} server {:?}",
+        p.client_events,
+        p.server_events
+    );
+}
+
+#[test]
+fn a_lost_last_client_flight_is_resent_while_the_server_repeats_its_own() {
+    // The client's Flight 5 (its third DTLS datagram on) is lost. The server repeats Flight 4;
+    // upstream, each repeat cleared the client's timer, so Flight 5 was never resent and the
+    // link hung until the server gave up (vendored rtc-dtls, PATCHES.md 2).
+    let mut p = Pair::new("192.168.1.20:40000".parse().unwrap());
+    p.lose_client_dtls = vec![2];
+    let t = time_to_connect(&mut p, Duration::from_secs(3));
+    assert!(
+        t.is_some_and(|t| t < Duration::from_millis(500)),
+        "connected after {t:?}; client sent {} DTLS datagrams, server {}; client {:?} server {:?}",
+        p.client_dtls_sent,
+        p.server_dtls_sent,
+        p.client_events,
+        p.server_events
+    );
 }
 
 fn audio(events: &[LinkEvent]) -> Vec<&RtpAudio> {
