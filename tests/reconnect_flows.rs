@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use dialtone::core::diagnostics::{Diagnostic, DiagnosticValue, Quality};
-use dialtone::core::{CallEndReason, CallState, Command, ConnectionState, Event};
+use dialtone::core::{CallEndReason, CallState, Command, ConnectionState, Event, Input};
 use dialtone::protocol::Participant;
 use dialtone::server::switchboard as sb;
 
@@ -264,4 +264,104 @@ fn a_resume_token_is_only_good_for_its_own_user_and_place() {
     n.reconnect(b);
     assert_eq!(n.state(b, &id), Some(CallState::Connected));
     assert_eq!(welcomed(&n, b), 2);
+}
+
+fn no_network(n: &Net, i: usize) -> Vec<DiagnosticValue> {
+    n.peers[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::NetworkDiagnosticChanged(d) if d.diagnostic == Diagnostic::NoNetwork => {
+                assert_eq!(d.call_id, None, "noNetwork is about the device");
+                Some(d.value)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_local_address_going_away_reconnects_at_once_and_rebuilds_the_media_link() {
+    let mut n = net();
+    let (a, b, id) = n.connect();
+    let wifi: std::net::IpAddr = "192.168.1.20".parse().unwrap();
+    let cable: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::LocalAddresses(vec![wifi]), now);
+    n.pump();
+    // Audio is flowing, so a resume alone would keep the link.
+    let count = std::cell::Cell::new(0);
+    n.run_media(Duration::from_millis(300), |_| {
+        count.set(count.get() + 5);
+        count.get()
+    });
+    assert_eq!(n.peers[b].reconnects, 0, "the first reading changes nothing");
+    let offers = n.peers[b].media_offers;
+
+    // Cable plugged in: an address added changes nothing.
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::LocalAddresses(vec![cable, wifi]), now);
+    n.pump();
+    assert_eq!(n.peers[b].reconnects, 0);
+
+    // Wi-Fi off: its address goes, the connection is replaced at once, no silence waited for.
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::LocalAddresses(vec![cable]), now);
+    n.pump();
+    assert_eq!(n.peers[b].reconnects, 1, "reconnects at once");
+    assert!(n.peers[b].core.reconnecting());
+    n.reconnect(b);
+    assert!(!n.peers[b].core.reconnecting());
+    assert_eq!(
+        n.peers[b].media_offers,
+        offers + 1,
+        "a new media link on the new address, though the old one looked fresh"
+    );
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    assert_eq!(n.state(b, &id), Some(CallState::Connected));
+    assert_eq!(n.ended(a, &id), None);
+
+    // A later plain resume (a signaling hiccup) keeps a fresh link again.
+    n.run_media(Duration::from_millis(300), |_| {
+        count.set(count.get() + 5);
+        count.get()
+    });
+    n.vanish(b);
+    n.reconnect(b);
+    assert_eq!(n.peers[b].media_offers, offers + 1);
+}
+
+#[test]
+fn no_usable_address_is_no_network_until_one_comes() {
+    let mut n = net();
+    let (_a, b, _id) = n.connect();
+    let wifi: std::net::IpAddr = "192.168.1.20".parse().unwrap();
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::LocalAddresses(vec![wifi]), now);
+    n.pump();
+    assert_eq!(no_network(&n, b), vec![], "a healthy network says nothing");
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::LocalAddresses(vec![]), now);
+    n.pump();
+    assert_eq!(no_network(&n, b), vec![DiagnosticValue::Flag(true)]);
+    n.tick_for(Duration::from_secs(2));
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::LocalAddresses(vec![wifi]), now);
+    n.pump();
+    assert_eq!(
+        no_network(&n, b),
+        vec![DiagnosticValue::Flag(true), DiagnosticValue::Flag(false)]
+    );
 }

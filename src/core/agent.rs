@@ -164,6 +164,10 @@ pub enum Input {
     /// Time passed: keepalive, the reconnect window, a stuck media link. The driver ticks at
     /// least every 100 ms.
     Tick,
+    /// The addresses this device could reach the switchboard from (its usable interface
+    /// addresses), at start and whenever they change: Wi-Fi to cable, a new DHCP lease, a
+    /// network gone.
+    LocalAddresses(Vec<std::net::IpAddr>),
 }
 
 /// What the driver must do.
@@ -181,10 +185,19 @@ pub enum Output {
     },
     /// Close the media connection: the session it served is over.
     DropMedia,
-    /// The connection to the switchboard is silent: drop it and connect again now (the core
-    /// resumes its place on `TransportUp`).
-    Reconnect,
+    /// Drop the connection to the switchboard and connect again now (the core resumes its
+    /// place on `TransportUp`).
+    Reconnect(ReconnectWhy),
     Media(MediaControl),
+}
+
+/// Why the core asks for a new connection to the switchboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconnectWhy {
+    /// Nothing heard for `session::SILENT_AFTER`.
+    Silent,
+    /// A local address went away: the connection may be leaving from it.
+    AddressGone,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,6 +416,10 @@ pub struct CallAgentCore {
     last_offer: Option<Instant>,
     /// The network figures of the current link.
     meter: QualityMeter,
+    /// The usable local addresses last reported, and whether one went away since the last
+    /// `welcome` (the media link is then rebuilt on resume whatever it looks like).
+    addresses: Option<Vec<std::net::IpAddr>>,
+    path_changed: bool,
 }
 
 impl CallAgentCore {
@@ -436,6 +453,8 @@ impl CallAgentCore {
             link_down_since: None,
             last_offer: None,
             meter: QualityMeter::default(),
+            addresses: None,
+            path_changed: false,
         }
     }
 
@@ -834,6 +853,7 @@ impl CallAgentCore {
             Input::TransportDown => self.transport_down(now),
             Input::TransportAlive => self.session.heard(now.mono),
             Input::Tick => self.tick(now),
+            Input::LocalAddresses(list) => self.local_addresses(list),
             Input::TransportFailed(message) => self.transport_failed(message),
             Input::Server(msg) => {
                 self.session.heard(now.mono);
@@ -1168,6 +1188,7 @@ impl CallAgentCore {
         now: Now,
     ) {
         let was_resuming = self.session.resuming();
+        let path_changed = std::mem::take(&mut self.path_changed);
         if !resumed && (was_resuming || !self.calls.is_empty()) {
             // The switchboard no longer holds our place (the window passed, or it restarted):
             // the calls are over.
@@ -1191,7 +1212,8 @@ impl CallAgentCore {
             }
             // Keep the media link only if it demonstrably carries audio now; after a change of
             // network it may look up while its path is gone, and a new one costs a round trip.
-            let flowing = self.link_up
+            let flowing = !path_changed
+                && self.link_up
                 && self
                     .diagnostics
                     .last_audio()
@@ -1228,7 +1250,9 @@ impl CallAgentCore {
         let connected = self.connection == ConnectionState::Connected;
         match self.session.tick(connected, now.mono) {
             Some(SessionAction::Ping(nonce)) => self.send(ClientMessage::Ping { nonce }),
-            Some(SessionAction::Reconnect) => self.outputs.push_back(Output::Reconnect),
+            Some(SessionAction::Reconnect) => self
+                .outputs
+                .push_back(Output::Reconnect(ReconnectWhy::Silent)),
             Some(SessionAction::GiveUp) => {
                 self.end_session();
                 return;
@@ -1247,6 +1271,24 @@ impl CallAgentCore {
                 .is_some_and(|o| now.mono.saturating_duration_since(o) >= REBUILD_AFTER)
         {
             self.offer_media(now);
+        }
+    }
+
+    fn local_addresses(&mut self, list: Vec<std::net::IpAddr>) {
+        self.diagnostics.network(!list.is_empty());
+        let gone = self
+            .addresses
+            .as_ref()
+            .is_some_and(|old| old.iter().any(|a| !list.contains(a)));
+        self.addresses = Some(list);
+        if gone && self.identity.is_some() {
+            // The signaling connection and the media link may be leaving from the address that
+            // went away: replace both now instead of waiting for the silence to show it.
+            self.path_changed = true;
+            if self.connection == ConnectionState::Connected {
+                self.outputs
+                    .push_back(Output::Reconnect(ReconnectWhy::AddressGone));
+            }
         }
     }
 

@@ -90,6 +90,8 @@ pub struct Diagnostics {
     signaling_lost: bool,
     /// The network figures of the last interval (`quality.rs`), while the link is up.
     quality: Option<super::quality::LinkQuality>,
+    /// No interface has an address the switchboard could be reached from.
+    no_network: bool,
     /// The switchboard offered TURN relays.
     relays_offered: bool,
     /// Every relay failed: why.
@@ -144,6 +146,11 @@ impl Diagnostics {
         self.received_at
     }
 
+    /// Whether any interface has a usable address.
+    pub fn network(&mut self, available: bool) {
+        self.no_network = !available;
+    }
+
     pub fn relays_unreachable(&mut self, why: String) {
         self.relays_failed = Some(why);
     }
@@ -159,6 +166,17 @@ impl Diagnostics {
             call.as_ref()
                 .is_none_or(|id| calls.iter().any(|c| c.call_id == id))
         });
+
+        let no_network = self.no_network;
+        self.report(
+            &mut out,
+            None,
+            Diagnostic::NoNetwork,
+            DiagnosticValue::Flag(no_network),
+            no_network.then(|| {
+                "no network interface has an address the switchboard can be reached from".to_owned()
+            }),
+        );
 
         let relays_bad = self.relays_offered && self.relays_failed.is_some();
         let why = self.relays_failed.clone();

@@ -15,6 +15,7 @@ mod states;
 
 pub use agent::{
     CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event, Input, MediaControl, Output,
+    ReconnectWhy,
 };
 pub use end_reason::CallEndReason;
 pub use ids::{

@@ -21,7 +21,7 @@ use crate::core::media_diagnostics::{
 };
 use crate::core::{
     CallAgentCore, CallInfo, Command, CommandError, CommandOk, Event as CoreEvent, Input,
-    MediaControl, Output,
+    MediaControl, Output, ReconnectWhy,
 };
 use crate::devices::{DeviceKind, DeviceList, DeviceSpec, list_devices};
 use crate::media::audio::{AudioEngine, AudioEvent, EncodedFrame};
@@ -318,6 +318,7 @@ pub fn start(
         devices: media_devices,
         watcher,
         polls: 0,
+        addresses: None,
     };
     driver.drain_devices();
     tokio::spawn(driver.run(req_rx, sig_rx, audio_rx, frames, internal_tx, internal_rx));
@@ -350,10 +351,15 @@ struct Driver {
     watcher: devices::Watcher,
     /// Ticks of the 100 ms poll, for what runs every few.
     polls: u32,
+    /// The usable local addresses last passed to the core.
+    addresses: Option<Vec<std::net::IpAddr>>,
 }
 
 /// The network figures are read every this many 100 ms polls.
 const QUALITY_EVERY: u32 = 10;
+/// The interfaces' addresses are read every this many 100 ms polls (a `getifaddrs`, some tens
+/// of microseconds): a changed network is acted on within half a second on average.
+const ADDRESSES_EVERY: u32 = 5;
 
 /// The source id the test tone uses in the mixer; calls use 0.
 const TONE_SOURCE: u32 = u32::MAX;
@@ -499,8 +505,11 @@ impl Driver {
                     continue;
                 }
                 Event::SpeakingPoll => {
-                    // Once a second: the link's network counters (a whole stats report).
                     self.polls = self.polls.wrapping_add(1);
+                    if self.polls % ADDRESSES_EVERY == 1 {
+                        self.check_addresses();
+                    }
+                    // Once a second: the link's network counters (a whole stats report).
                     if self.polls.is_multiple_of(QUALITY_EVERY)
                         && let Some(link) = self.link.as_mut().filter(|l| l.is_connected())
                     {
@@ -525,6 +534,17 @@ impl Driver {
                 }
             }
             self.drain(&internal_tx);
+        }
+    }
+
+    /// Tells the core when the addresses this device could reach the switchboard from change
+    /// (the first reading included). With the switchboard on this host, loopback counts.
+    fn check_addresses(&mut self) {
+        let ips = crate::media::net::ifaces::usable_ips(self.opts.media.loopback);
+        if self.addresses.as_ref() != Some(&ips) {
+            tracing::info!(addresses = ?ips, "local addresses");
+            self.addresses = Some(ips.clone());
+            self.core.handle_input(Input::LocalAddresses(ips), now());
         }
     }
 
@@ -642,8 +662,15 @@ impl Driver {
                     });
                 }
                 Output::DropMedia => self.drop_media(),
-                Output::Reconnect => {
-                    tracing::warn!("nothing heard from the switchboard; reconnecting");
+                Output::Reconnect(why) => {
+                    match why {
+                        ReconnectWhy::Silent => {
+                            tracing::warn!("nothing heard from the switchboard; reconnecting");
+                        }
+                        ReconnectWhy::AddressGone => {
+                            tracing::warn!("a local address went away; reconnecting");
+                        }
+                    }
                     self.signaling.reconnect();
                 }
                 Output::ApplyMediaAnswer { sdp } => {

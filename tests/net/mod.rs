@@ -25,6 +25,8 @@ pub struct Peer {
     /// Times the core asked to drop its connection and dial again, and to drop its media link.
     pub reconnects: u32,
     pub media_drops: u32,
+    /// Media links asked for (`CreateMediaOffer`).
+    pub media_offers: u32,
 }
 
 pub struct Net {
@@ -116,6 +118,7 @@ impl Net {
             media_path: true,
             reconnects: 0,
             media_drops: 0,
+            media_offers: 0,
         });
         let i = self.peers.len() - 1;
         self.open_conn(conn);
@@ -285,12 +288,15 @@ impl Net {
                             }
                         }
                         Output::Event(e) => self.peers[i].events.push(e),
-                        Output::CreateMediaOffer { .. } => self.peers[i].core.handle_input(
-                            Input::MediaOfferReady {
-                                sdp: "v=0 offer".into(),
-                            },
-                            self.now,
-                        ),
+                        Output::CreateMediaOffer { .. } => {
+                            self.peers[i].media_offers += 1;
+                            self.peers[i].core.handle_input(
+                                Input::MediaOfferReady {
+                                    sdp: "v=0 offer".into(),
+                                },
+                                self.now,
+                            );
+                        }
                         Output::ApplyMediaAnswer { .. } if self.peers[i].media_path => self.peers
                             [i]
                             .core
@@ -298,7 +304,7 @@ impl Net {
                         Output::ApplyMediaAnswer { .. } => {}
                         Output::Media(m) => self.peers[i].media.push(m),
                         Output::DropMedia => self.peers[i].media_drops += 1,
-                        Output::Reconnect => {
+                        Output::Reconnect(_) => {
                             // The driver drops the connection (and dials again: `reconnect`).
                             self.peers[i].reconnects += 1;
                             self.lose(i);
