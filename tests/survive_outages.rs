@@ -31,9 +31,18 @@ struct Setup {
 /// A switchboard (TLS, `extra` flags) on its own host; alice on host A calls bob on host B, who
 /// answers; both wait for Connected.
 fn setup(extra: &[&str]) -> Setup {
+    setup_on(false, extra)
+}
+
+/// Like [`setup`], with alice's host on a LAN behind a NAT router when `a_on_lan`.
+fn setup_on(a_on_lan: bool, extra: &[&str]) -> Setup {
     let mut lab = Lab::new();
     let s = lab.host("sb");
-    let a = lab.host("a");
+    let a = if a_on_lan {
+        lab.natted_host("a")
+    } else {
+        lab.host("a")
+    };
     let b = lab.host("b");
     let dir = tempdir();
     let pki = Pki::new(dir.path(), "lab", &[&s.ip.to_string()]);
@@ -167,6 +176,74 @@ fn a_five_second_outage_mid_call_is_survived_with_audio_back_within_a_second() {
         "alice hears bob again: {alice_hears:.2e}"
     );
     assert!(bob_hears > 1e-3, "bob hears alice again: {bob_hears:.2e}");
+    let _ = &s.server;
+}
+
+/// The first moment from `from_us` after which `hz` is heard in every 200 ms window up to
+/// `to_us`, as µs after `from_us`.
+fn heard_from(rec: &[f32], start_us: u64, from_us: u64, to_us: u64, hz: f32) -> Option<u64> {
+    const STEP: u64 = 200_000;
+    let windows: Vec<bool> = (from_us..to_us)
+        .step_by(STEP as usize)
+        .take_while(|t| t + STEP <= to_us)
+        .map(|t| tone_power(common::between(rec, start_us, t, t + STEP), hz) > 1e-3)
+        .collect();
+    let last_silent = windows.iter().rposition(|h| !h);
+    match last_silent {
+        None => Some(0),
+        Some(i) if i + 1 < windows.len() => Some((i as u64 + 1) * STEP),
+        Some(_) => None,
+    }
+}
+
+#[test]
+fn a_new_address_mid_call_moves_the_call_to_it_with_audio_back() {
+    let mut s = setup_on(true, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let old_ip = s.a.ip;
+    let moved_us = unix_micros();
+    let moved_at = Instant::now();
+    s.a = s.lab.readdress(&s.a);
+    eprintln!("alice's host moved from {old_ip} to {}", s.a.ip);
+    // Alice's agent sees the address go and reconnects from the new one, resuming its place.
+    s.alice
+        .wait_event("networkDiagnosticChanged", reconnect_diag("Good"), 15);
+    eprintln!("alice resumed {:?} after the move", moved_at.elapsed());
+    let call = s.call.clone();
+    let to = moved_us + 5_000_000;
+    std::thread::sleep(Duration::from_micros(
+        (to + 500_000).saturating_sub(unix_micros()),
+    ));
+    for agent in [&s.alice, &s.bob] {
+        assert!(
+            !agent
+                .states(&call)
+                .iter()
+                .any(|st| st == "Disconnected" || st == "Disconnecting"),
+            "{}: {:?}",
+            agent.name,
+            agent.states(&call)
+        );
+    }
+    s.alice.ok(json!({"cmd": "hangUp", "callId": call}));
+    assert_eq!(s.alice.wait_ended(&call), (0, 0), "the same call, ended by us");
+    assert_eq!(s.bob.wait_ended(&call), (0, 0));
+    let ra = recording(&s.dir.path().join("alice.wav"), s.rec_start.0, to);
+    let rb = recording(&s.dir.path().join("bob.wav"), s.rec_start.1, to);
+    let alice_back = heard_from(&ra, s.rec_start.0, moved_us, to, BOB_HZ);
+    let bob_back = heard_from(&rb, s.rec_start.1, moved_us, to, ALICE_HZ);
+    eprintln!(
+        "audio back after the move: alice hears bob from {:?} ms, bob hears alice from {:?} ms",
+        alice_back.map(|u| u / 1000),
+        bob_back.map(|u| u / 1000)
+    );
+    // The address is polled every 500 ms; reconnecting, resuming and a new media link follow.
+    for (who, back) in [("alice", alice_back), ("bob", bob_back)] {
+        assert!(
+            back.is_some_and(|u| u <= 3_000_000),
+            "{who} hears the other steadily only from {back:?} µs after the move"
+        );
+    }
     let _ = &s.server;
 }
 

@@ -380,6 +380,30 @@ impl Lab {
         );
     }
 
+    /// Gives `host` a new address on its network, as when a laptop moves from Wi-Fi to cable:
+    /// the old address goes (sockets bound to it are stranded, its TCP connections hear nothing
+    /// more), the next one in the subnet comes, with the default route. Returns the host as it
+    /// is now.
+    pub fn readdress(&mut self, host: &Host) -> Host {
+        let [a, b, c, d] = host.ip.octets();
+        let new_ip = Ipv4Addr::new(a, b, c, d + 1);
+        let gateway = Ipv4Addr::new(a, b, c, 1);
+        let ns = &host.ns;
+        run(&format!("ip -n {ns} addr del {}/24 dev eth0", host.ip));
+        run(&format!("ip -n {ns} addr add {new_ip}/24 dev eth0"));
+        run(&format!("ip -n {ns} route replace default via {gateway}"));
+        let moved = self
+            .hosts
+            .iter_mut()
+            .find(|h| h.ns == host.ns)
+            .expect("a host of this lab");
+        if moved.public_ip == moved.ip {
+            moved.public_ip = new_ip;
+        }
+        moved.ip = new_ip;
+        moved.clone()
+    }
+
     /// Undoes [`Lab::cut`].
     pub fn reconnect(&self, host: &Host) {
         let table = format!("cut_l{}", host.link);
