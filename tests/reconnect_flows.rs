@@ -297,7 +297,10 @@ fn a_local_address_going_away_reconnects_at_once_and_rebuilds_the_media_link() {
         count.set(count.get() + 5);
         count.get()
     });
-    assert_eq!(n.peers[b].reconnects, 0, "the first reading changes nothing");
+    assert_eq!(
+        n.peers[b].reconnects, 0,
+        "the first reading changes nothing"
+    );
     let offers = n.peers[b].media_offers;
 
     // Cable plugged in: an address added changes nothing.
@@ -363,5 +366,67 @@ fn no_usable_address_is_no_network_until_one_comes() {
     assert_eq!(
         no_network(&n, b),
         vec![DiagnosticValue::Flag(true), DiagnosticValue::Flag(false)]
+    );
+}
+
+#[test]
+fn measured_loss_grades_the_call_and_sizes_the_fec() {
+    use dialtone::core::MediaControl;
+    use dialtone::core::quality::LinkCounters;
+    let mut n = net();
+    let (_a, b, id) = n.connect();
+    // One second per reading: 50 packets due, 8 of them lost (16 %), the switchboard reporting
+    // 12 % of ours lost.
+    for k in 0..4u64 {
+        n.advance(Duration::from_secs(1));
+        let c = LinkCounters {
+            packets_received: 42 * k,
+            packets_lost: 8 * k,
+            jitter_ms: 12.0,
+            remote_fraction_lost: Some(0.12),
+            rtt_ms: Some(40.0),
+            bytes_received: 4_000 * k,
+            bytes_sent: 4_000 * k,
+        };
+        let now = n.now;
+        n.peers[b].core.handle_input(Input::MediaQuality(c), now);
+        n.pump();
+    }
+    let fec: Vec<u8> = n.peers[b]
+        .media
+        .iter()
+        .filter_map(|m| match m {
+            MediaControl::ExpectedLoss(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fec,
+        vec![20],
+        "sized once for the worse direction (16 % in, 12 % out)"
+    );
+    let grades: Vec<(Diagnostic, DiagnosticValue)> = n.peers[b]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::NetworkDiagnosticChanged(d) if d.call_id.as_deref() == Some(id.as_str()) => {
+                Some((d.diagnostic, d.value))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        grades.contains(&(
+            Diagnostic::NetworkReceiveQuality,
+            DiagnosticValue::Quality(Quality::Bad)
+        )),
+        "{grades:?}"
+    );
+    assert!(
+        grades.contains(&(
+            Diagnostic::NetworkSendQuality,
+            DiagnosticValue::Quality(Quality::Bad)
+        )),
+        "{grades:?}"
     );
 }

@@ -226,7 +226,11 @@ fn a_new_address_mid_call_moves_the_call_to_it_with_audio_back() {
         );
     }
     s.alice.ok(json!({"cmd": "hangUp", "callId": call}));
-    assert_eq!(s.alice.wait_ended(&call), (0, 0), "the same call, ended by us");
+    assert_eq!(
+        s.alice.wait_ended(&call),
+        (0, 0),
+        "the same call, ended by us"
+    );
     assert_eq!(s.bob.wait_ended(&call), (0, 0));
     let ra = recording(&s.dir.path().join("alice.wav"), s.rec_start.0, to);
     let rb = recording(&s.dir.path().join("bob.wav"), s.rec_start.1, to);

@@ -208,6 +208,8 @@ pub enum MediaControl {
     Playout(bool),
     /// The last call ended: make recordings valid on disk now.
     FinalizeRecording,
+    /// Size the encoder's in-band FEC for this much packet loss (%), as measured.
+    ExpectedLoss(u8),
 }
 
 /// Events for front ends; names follow the ACS SDK and shared/agent-contract.md.
@@ -420,6 +422,8 @@ pub struct CallAgentCore {
     /// `welcome` (the media link is then rebuilt on resume whatever it looks like).
     addresses: Option<Vec<std::net::IpAddr>>,
     path_changed: bool,
+    /// The loss the encoder's FEC is sized for (`quality::fec_loss_percent`).
+    fec_loss: u8,
 }
 
 impl CallAgentCore {
@@ -455,6 +459,7 @@ impl CallAgentCore {
             meter: QualityMeter::default(),
             addresses: None,
             path_changed: false,
+            fec_loss: super::quality::FEC_LOSS_MIN,
         }
     }
 
@@ -870,8 +875,14 @@ impl CallAgentCore {
             }
             Input::MediaStats { received } => self.diagnostics.received(received, now.mono),
             Input::MediaQuality(counters) => {
-                if self.meter.sample(counters, now.mono).is_some() {
-                    self.diagnostics.quality(self.meter.latest());
+                if let Some(q) = self.meter.sample(counters, now.mono) {
+                    self.diagnostics.quality(Some(q));
+                    let loss = super::quality::fec_loss_percent(&q);
+                    if loss != self.fec_loss {
+                        self.fec_loss = loss;
+                        self.outputs
+                            .push_back(Output::Media(MediaControl::ExpectedLoss(loss)));
+                    }
                 }
             }
             Input::RelaysUnreachable(why) => self.diagnostics.relays_unreachable(why),

@@ -40,6 +40,23 @@ pub struct LinkQuality {
     pub send: Quality,
 }
 
+/// The packet loss (%) the Opus encoder sizes its in-band FEC for: the worse of what the
+/// switchboard reports losing of ours and what we lose of the incoming audio (the far side's
+/// own downlink is not known here, and a bad Wi-Fi link loses both ways), in steps of 5 so a
+/// wobbling figure does not retune the encoder every second. Never under 5 %, which covers a
+/// burst on a link that measured clean; never over 25 %, past which FEC's share of the bitrate
+/// costs more speech quality than it recovers.
+#[must_use]
+pub fn fec_loss_percent(q: &LinkQuality) -> u8 {
+    let worst = q.send_loss_pct.unwrap_or(0.0).max(q.receive_loss_pct);
+    let step = (worst / 5.0).ceil() * 5.0;
+    step.clamp(f64::from(FEC_LOSS_MIN), f64::from(FEC_LOSS_MAX)) as u8
+}
+
+/// The bounds of [`fec_loss_percent`].
+pub const FEC_LOSS_MIN: u8 = 5;
+const FEC_LOSS_MAX: u8 = 25;
+
 /// The codec every call uses, for call-info screens.
 pub const CODEC: &str = "opus/48000 mono, 20 ms, in-band FEC";
 
@@ -202,6 +219,34 @@ mod tests {
             m.sample(counters(340, 16), s(9) + Duration::from_millis(100)),
             None
         );
+    }
+
+    #[test]
+    fn fec_is_sized_for_the_worse_direction_in_steps_of_five() {
+        let q = |recv: f64, send: Option<f64>| LinkQuality {
+            receive_loss_pct: recv,
+            jitter_ms: 0.0,
+            rtt_ms: None,
+            send_loss_pct: send,
+            receive_kbps: 0.0,
+            send_kbps: 0.0,
+            receive: Quality::Good,
+            send: Quality::Good,
+        };
+        assert_eq!(
+            fec_loss_percent(&q(0.0, None)),
+            5,
+            "a clean link keeps the floor"
+        );
+        assert_eq!(fec_loss_percent(&q(0.0, Some(0.0))), 5);
+        assert_eq!(fec_loss_percent(&q(5.5, Some(1.0))), 10);
+        assert_eq!(
+            fec_loss_percent(&q(1.0, Some(14.2))),
+            15,
+            "what the switchboard lost"
+        );
+        assert_eq!(fec_loss_percent(&q(15.0, None)), 15, "exactly on a step");
+        assert_eq!(fec_loss_percent(&q(60.0, Some(80.0))), 25, "capped");
     }
 
     #[test]

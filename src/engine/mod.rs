@@ -693,6 +693,12 @@ impl Driver {
                         a.set_playout(on);
                     }
                 }
+                Output::Media(MediaControl::ExpectedLoss(percent)) => {
+                    tracing::info!(percent, "in-band FEC sized for the measured loss");
+                    if let Some(a) = &self.audio {
+                        a.set_expected_loss(percent);
+                    }
+                }
                 Output::Media(MediaControl::FinalizeRecording) => {
                     if let Some(a) = &self.audio {
                         a.finalize_recording();

@@ -83,6 +83,8 @@ pub(crate) struct CaptureWorker {
     encoder: OpusEncoder,
     detector: SpeakingDetector,
     was_enabled: bool,
+    /// The expected loss the encoder was last told (`Shared::expected_loss`).
+    expected_loss: u8,
     /// 48 kHz samples from a cpal device, waiting to fill a frame.
     pending: Vec<f32>,
     frame: Vec<f32>,
@@ -108,6 +110,7 @@ impl CaptureWorker {
             encoder: OpusEncoder::new()?,
             detector: SpeakingDetector::default(),
             was_enabled: false,
+            expected_loss: super::codec::EXPECTED_LOSS_PERCENT as u8,
             pending: Vec::with_capacity(SAMPLE_RATE as usize),
             frame: vec![0.0; FRAME_SAMPLES],
             dropped_frames: 0,
@@ -358,6 +361,11 @@ impl CaptureWorker {
             .store(enabled && voice, Ordering::Release);
         if !enabled {
             return;
+        }
+        let loss = self.shared.expected_loss.load(Ordering::Relaxed);
+        if loss != self.expected_loss {
+            self.expected_loss = loss;
+            self.encoder.set_expected_loss(i32::from(loss));
         }
         let payload = match self.encoder.encode(&self.frame) {
             Ok(p) => p,

@@ -167,6 +167,13 @@ impl AudioEngine {
 
     /// Encode and emit microphone frames only while true: a call is live and not muted or held.
     /// A `file:` microphone starts playing its file the first time this turns true.
+    /// Sizes the encoder's in-band FEC for this much packet loss (%), from the next frame on.
+    pub fn set_expected_loss(&self, percent: u8) {
+        self.shared
+            .expected_loss
+            .store(percent.min(100), Ordering::Relaxed);
+    }
+
     pub fn set_capture(&self, enabled: bool) {
         self.shared.capture.store(enabled, Ordering::Release);
         self.capture.thread.unpark();

@@ -2,7 +2,7 @@
 //! mutex for the per-source report (touched by the playout thread a few times a second, never
 //! by a device callback).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     /// RMS of the last microphone frame, as `f32` bits.
     pub mic_level: AtomicU32,
     pub speaking: AtomicBool,
+    /// The packet loss (%) the encoder sizes its in-band FEC for.
+    pub expected_loss: AtomicU8,
     /// Microphone samples lost because the capture thread fell behind the device.
     pub mic_overruns: AtomicU64,
     /// Speaker callbacks that found too little audio queued and played silence.
@@ -47,6 +49,7 @@ impl Shared {
             playout: AtomicBool::new(true),
             mic_level: AtomicU32::new(0),
             speaking: AtomicBool::new(false),
+            expected_loss: AtomicU8::new(super::codec::EXPECTED_LOSS_PERCENT as u8),
             mic_overruns: AtomicU64::new(0),
             speaker_underruns: AtomicU64::new(0),
             remote: Mutex::new(RemoteReport::default()),
