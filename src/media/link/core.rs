@@ -61,6 +61,8 @@ const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// 20 ms gives ~25 ms on a LAN (50 ms, RFC 8445's default, gave ~55 ms; webrtc-rs's own 200 ms
 /// gave ~200). A device has a handful of pairs towards the switchboard, so this is still a few
 /// small packets, well within RFC 8445 §14's rate limits.
+/// Opus's RTP clock (RFC 7587: always 48 kHz), in ticks per millisecond.
+const OPUS_CLOCK_PER_MS: f64 = 48.0;
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Keeps the per-pair retry budget at the library default (7 × 200 ms = 1.4 s) at ten times the
@@ -615,7 +617,9 @@ impl LinkCore {
                     let r = &s.received_rtp_stream_stats;
                     c.packets_received += r.packets_received;
                     c.packets_lost += u64::try_from(r.packets_lost).unwrap_or(0);
-                    c.jitter_ms = c.jitter_ms.max(r.jitter * 1000.0);
+                    // rtc 0.21 files the jitter of the receiver report it generates as is,
+                    // in RTP timestamp units (its field says seconds): Opus's clock is 48 kHz.
+                    c.jitter_ms = c.jitter_ms.max(r.jitter / OPUS_CLOCK_PER_MS);
                     c.bytes_received += s.bytes_received;
                 }
                 E::OutboundRtp(s) => c.bytes_sent += s.sent_rtp_stream_stats.bytes_sent,

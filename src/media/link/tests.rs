@@ -383,15 +383,23 @@ fn counters_see_sequence_gaps_and_receiver_reports() {
     p.run(Duration::from_millis(500));
     assert!(p.connected());
     // 10 s of packets each way; the server skips every tenth sequence number (10 % lost as the
-    // client sees it).
+    // client sees it), and stamps every other packet 10 ms late, which is 10 ms of jitter for
+    // packets that arrive evenly.
     let mut reported: Vec<f64> = Vec::new();
     let mut rtt = None;
     for i in 0..500u16 {
         let now = p.now;
         let ts = 960 * u32::from(i);
         if i % 10 != 9 {
+            let skew = if i % 2 == 1 { 480 } else { 0 };
             p.server
-                .send_audio(1, (i, ts, false), Bytes::from(vec![9; 60]), None, now)
+                .send_audio(
+                    1,
+                    (i, ts + skew, false),
+                    Bytes::from(vec![9; 60]),
+                    None,
+                    now,
+                )
                 .unwrap();
         }
         if i % 5 != 4 {
@@ -417,6 +425,10 @@ fn counters_see_sequence_gaps_and_receiver_reports() {
     assert!(
         c.bytes_received >= 450 * 60 && c.bytes_sent >= 400 * 60,
         "{c:?}"
+    );
+    assert!(
+        (5.0..=15.0).contains(&c.jitter_ms),
+        "the jitter in ms, not in RTP clock ticks: {c:?}"
     );
     // Receiver reports about what we send arrive. (Their loss figure is checked across
     // namespaces, tests/lossy_link.rs: here the sender numbers its packets itself, so skipped
