@@ -107,6 +107,21 @@ fn recording(path: &Path, start_us: u64, until_us: u64) -> Vec<f32> {
     }
 }
 
+/// The call is still up on both sides: neither ever showed it ending.
+fn never_ended(s: &Setup, call: &str) {
+    for agent in [&s.alice, &s.bob] {
+        assert!(
+            !agent
+                .states(call)
+                .iter()
+                .any(|st| st == "Disconnected" || st == "Disconnecting"),
+            "{}: {:?}",
+            agent.name,
+            agent.states(call)
+        );
+    }
+}
+
 fn reconnect_diag(value: &'static str) -> impl Fn(&Value) -> bool {
     move |e: &Value| e["diagnostic"] == "networkReconnect" && e["value"] == value
 }
@@ -146,17 +161,7 @@ fn a_five_second_outage_mid_call_is_survived_with_audio_back_within_a_second() {
         15,
     );
     // The same call on both sides, never ended.
-    for agent in [&s.alice, &s.bob] {
-        assert!(
-            !agent
-                .states(&call)
-                .iter()
-                .any(|st| st == "Disconnected" || st == "Disconnecting"),
-            "{}: {:?}",
-            agent.name,
-            agent.states(&call)
-        );
-    }
+    never_ended(&s, &call);
     // Audio both ways from 1 s after the link came back (measured once the call is over and
     // the recordings are final).
     let (from, to) = (back_us + 1_000_000, back_us + 3_000_000);
@@ -215,17 +220,7 @@ fn a_new_address_mid_call_moves_the_call_to_it_with_audio_back() {
     std::thread::sleep(Duration::from_micros(
         (to + 500_000).saturating_sub(unix_micros()),
     ));
-    for agent in [&s.alice, &s.bob] {
-        assert!(
-            !agent
-                .states(&call)
-                .iter()
-                .any(|st| st == "Disconnected" || st == "Disconnecting"),
-            "{}: {:?}",
-            agent.name,
-            agent.states(&call)
-        );
-    }
+    never_ended(&s, &call);
     s.alice.ok(json!({"cmd": "hangUp", "callId": call}));
     assert_eq!(
         s.alice.wait_ended(&call),
