@@ -3,6 +3,7 @@
 //! assertions use.
 #![allow(dead_code)]
 
+pub mod impair;
 pub mod netlab;
 pub mod pki;
 pub mod pulse;

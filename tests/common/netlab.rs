@@ -203,6 +203,29 @@ impl Lab {
         self.add_host(name, Attachment::OneToOneNat)
     }
 
+    /// A host with no link at all (only `lo`): [`super::impair::ImpairedLink`] gives it one.
+    /// Its `ip` is unspecified until then.
+    pub fn isolated_host(&mut self, name: &str) -> Host {
+        let ns = format!("{}-h-{name}", self.id);
+        assert!(
+            !self.hosts.iter().any(|h| h.name == name),
+            "host name {name:?} is already taken in this lab"
+        );
+        self.add_namespace(&ns, false);
+        let host = Host {
+            name: name.into(),
+            ns: ns.clone(),
+            ip: Ipv4Addr::UNSPECIFIED,
+            public_ip: Ipv4Addr::UNSPECIFIED,
+            attachment: Attachment::Public,
+            gateway_ns: ns,
+            gateway_if: "lo".into(),
+            link: 0,
+        };
+        self.hosts.push(host.clone());
+        host
+    }
+
     /// Makes a host attached as `attachment`. Names: 1-24 characters of `a-z`, `0-9`, `-`, unique
     /// within the lab.
     pub fn add_host(&mut self, name: &str, attachment: Attachment) -> Host {
