@@ -197,7 +197,10 @@ fn pesq_python() -> Result<PathBuf, String> {
     if made && works(&python) {
         Ok(python)
     } else {
-        Err(format!("could not make {} (pip install failed)", venv.display()))
+        Err(format!(
+            "could not make {} (pip install failed)",
+            venv.display()
+        ))
     }
 }
 
@@ -225,7 +228,14 @@ fn dialtone_round(dir: &Path, speech: &Path, imp: Impairment, tag: &str) -> (Pat
         let token = server.token(user);
         let speaker = format!("record:{}", rec.display());
         let mut args = vec![
-            "--token", &token, "--ca", &ca, "--mic", &mic, "--speaker", &speaker,
+            "--token",
+            &token,
+            "--ca",
+            &ca,
+            "--mic",
+            &mic,
+            "--speaker",
+            &speaker,
         ];
         args.extend_from_slice(extra);
         let mut a = Agent::start_with(lab.cmd(host, BIN), &url, None, &args);
@@ -317,12 +327,7 @@ impl Drop for Killed {
 }
 
 /// One baresip call across the same link: bob's decoded audio (its `sndfile` dump).
-fn baresip_round(
-    dir: &Path,
-    speech: &Path,
-    imp: Impairment,
-    tag: &str,
-) -> Result<PathBuf, String> {
+fn baresip_round(dir: &Path, speech: &Path, imp: Impairment, tag: &str) -> Result<PathBuf, String> {
     let (lab, s, b, _link) = lab(imp);
     let round = dir.join(format!("baresip-{tag}"));
     std::fs::create_dir_all(&round).unwrap();

@@ -430,3 +430,64 @@ fn measured_loss_grades_the_call_and_sizes_the_fec() {
         "{grades:?}"
     );
 }
+
+#[test]
+fn an_answer_waits_for_the_media_link_a_bounded_while() {
+    let mut n = net();
+    let a = n.join("alice", "desk");
+    let b = n.join("bob", "laptop");
+    // Bob's link is still being built (he has just signed in, or his network changed).
+    n.peers[b].media_path = false;
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::MediaConnected(false), now);
+    let id = n.call(a, "bob");
+    assert_eq!(n.incoming(b).as_deref(), Some(id.as_str()));
+    n.cmd(
+        b,
+        Command::Accept {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(n.state(b, &id), Some(CallState::Connecting));
+    assert_ne!(
+        n.state(a, &id),
+        Some(CallState::Connected),
+        "alice would speak into a link that is not there"
+    );
+    n.tick_for(Duration::from_millis(500));
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::MediaConnected(true), now);
+    n.pump();
+    assert_eq!(
+        n.state(a, &id),
+        Some(CallState::Connected),
+        "answered once linked"
+    );
+    assert_eq!(n.state(b, &id), Some(CallState::Connected));
+    n.hang_up(a, &id, false);
+
+    // A link that does not come: the answer goes anyway after 2 s (and the diagnostics say
+    // there is no media path).
+    let now = n.now;
+    n.peers[b]
+        .core
+        .handle_input(Input::MediaConnected(false), now);
+    let id = n.call(a, "bob");
+    n.cmd(
+        b,
+        Command::Accept {
+            call_id: id.clone(),
+        },
+    )
+    .unwrap();
+    n.tick_for(Duration::from_millis(1_900));
+    assert_ne!(n.state(a, &id), Some(CallState::Connected));
+    n.tick_for(Duration::from_millis(200));
+    assert_eq!(n.state(a, &id), Some(CallState::Connected));
+    assert_eq!(n.state(b, &id), Some(CallState::Connected));
+}

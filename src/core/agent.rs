@@ -378,6 +378,8 @@ const LIVE: &[CallState] = &[
     CallState::RemoteHold,
 ];
 
+/// The longest an answer waits for our media link to come up (`Command::Accept`).
+const ACCEPT_WAITS_FOR_LINK: Duration = Duration::from_secs(2);
 /// A media link that has not been up for this long while signed in is rebuilt: long enough
 /// for a first connection over a lossy link (ICE retries every 200 ms), short enough to be
 /// back well within a reconnect window.
@@ -424,6 +426,8 @@ pub struct CallAgentCore {
     path_changed: bool,
     /// The loss the encoder's FEC is sized for (`quality::fec_loss_percent`).
     fec_loss: u8,
+    /// Answers waiting for the media link, with when they go anyway.
+    accept_when_linked: Vec<(String, Instant)>,
 }
 
 impl CallAgentCore {
@@ -460,6 +464,7 @@ impl CallAgentCore {
             addresses: None,
             path_changed: false,
             fec_loss: super::quality::FEC_LOSS_MIN,
+            accept_when_linked: Vec::new(),
         }
     }
 
@@ -646,7 +651,15 @@ impl CallAgentCore {
             Command::Accept { call_id } => {
                 self.expect_state(&call_id, "accept", &[CallState::Incoming])?;
                 self.set_state(&call_id, CallState::Connecting);
-                self.send(ClientMessage::Accept { call_id });
+                if self.link_up || self.identity.is_none() {
+                    self.send(ClientMessage::Accept { call_id });
+                } else {
+                    // Our media link is still being built (a call right after sign-in, or
+                    // after a change of network): the caller's first words would be lost into
+                    // it, so the answer waits for it, a bounded while.
+                    self.accept_when_linked
+                        .push((call_id, now.mono + ACCEPT_WAITS_FOR_LINK));
+                }
                 Ok(CommandOk::Done)
             }
             Command::Reject { call_id, reason } => {
@@ -870,6 +883,9 @@ impl CallAgentCore {
                 if up != self.link_up {
                     self.link_up = up;
                     self.link_down_since = (!up).then_some(now.mono);
+                }
+                if up {
+                    self.send_waiting_accepts(None);
                 }
                 self.update_media();
             }
@@ -1257,7 +1273,29 @@ impl CallAgentCore {
         self.link_down_since = None;
     }
 
+    /// Sends the answers that waited for the media link: all of them (`None`: it is up), or
+    /// those whose wait is over at `now`.
+    fn send_waiting_accepts(&mut self, now: Option<Instant>) {
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.accept_when_linked)
+            .into_iter()
+            .partition(|(_, until)| now.is_none_or(|n| n >= *until));
+        self.accept_when_linked = waiting;
+        for (call_id, _) in due {
+            // Still ours to answer: the caller may have given up meanwhile.
+            if self
+                .calls
+                .get(&call_id)
+                .is_some_and(|c| c.info.state == CallState::Connecting)
+            {
+                self.send(ClientMessage::Accept { call_id });
+            }
+        }
+    }
+
     fn tick(&mut self, now: Now) {
+        if !self.accept_when_linked.is_empty() {
+            self.send_waiting_accepts(Some(now.mono));
+        }
         let connected = self.connection == ConnectionState::Connected;
         match self.session.tick(connected, now.mono) {
             Some(SessionAction::Ping(nonce)) => self.send(ClientMessage::Ping { nonce }),

@@ -142,9 +142,7 @@ fn carry(
         let now = Instant::now();
         let next_due = queues.iter().filter_map(|q| q.front().map(|p| p.0)).min();
         let wait_ms = next_due.map_or(5, |d| {
-            d.saturating_duration_since(now)
-                .as_millis()
-                .clamp(0, 5) as i32
+            d.saturating_duration_since(now).as_millis().clamp(0, 5) as i32
         });
         let mut fds = [
             libc::pollfd {
