@@ -701,6 +701,24 @@ impl Driver {
                 }
                 Output::Media(MediaControl::FinalizeRecording) => {
                     if let Some(a) = &self.audio {
+                        // What the network did to the last call's sound, for the log.
+                        for s in a.inbound_stats() {
+                            let j = s.jitter;
+                            tracing::info!(
+                                source = s.source,
+                                received = j.received,
+                                lost = j.lost,
+                                fec_recovered = j.recovered,
+                                late = j.late,
+                                concealed = j.concealed,
+                                discarded = j.discarded,
+                                resets = j.resets,
+                                target_delay_ms = j.target_delay_ms,
+                                jitter_ms = j.jitter_ms,
+                                decode_errors = s.decode_errors,
+                                "inbound audio"
+                            );
+                        }
                         a.finalize_recording();
                     }
                 }
