@@ -463,7 +463,7 @@ impl CallAgentCore {
             meter: QualityMeter::default(),
             addresses: None,
             path_changed: false,
-            fec_loss: super::quality::FEC_LOSS_MIN,
+            fec_loss: super::quality::FEC_LOSS_START,
             accept_when_linked: Vec::new(),
         }
     }

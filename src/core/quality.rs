@@ -43,18 +43,22 @@ pub struct LinkQuality {
 /// The packet loss (%) the Opus encoder sizes its in-band FEC for: the worse of what the
 /// switchboard reports losing of ours and what we lose of the incoming audio (the far side's
 /// own downlink is not known here, and a bad Wi-Fi link loses both ways), in steps of 5 so a
-/// wobbling figure does not retune the encoder every second. Never under 5 %, which covers a
-/// burst on a link that measured clean; never over 25 %, past which FEC's share of the bitrate
-/// costs more speech quality than it recovers.
+/// wobbling figure does not retune the encoder every second. None on a link that loses under
+/// 1 %: FEC takes bits from the speech (PESQ-WB 3.86 without it, 3.66 sized for 5 %, at
+/// 32 kb/s), and a clean link gains nothing for them. At most 25 %.
 #[must_use]
 pub fn fec_loss_percent(q: &LinkQuality) -> u8 {
     let worst = q.send_loss_pct.unwrap_or(0.0).max(q.receive_loss_pct);
+    if worst < 1.0 {
+        return 0;
+    }
     let step = (worst / 5.0).ceil() * 5.0;
-    step.clamp(f64::from(FEC_LOSS_MIN), f64::from(FEC_LOSS_MAX)) as u8
+    step.min(f64::from(FEC_LOSS_MAX)) as u8
 }
 
-/// The bounds of [`fec_loss_percent`].
-pub const FEC_LOSS_MIN: u8 = 5;
+/// What a new link's encoder assumes until the first measurement (a second or two): a little
+/// protection while nothing is known.
+pub const FEC_LOSS_START: u8 = 5;
 const FEC_LOSS_MAX: u8 = 25;
 
 /// The codec every call uses, for call-info screens.
@@ -235,10 +239,11 @@ mod tests {
         };
         assert_eq!(
             fec_loss_percent(&q(0.0, None)),
-            5,
-            "a clean link keeps the floor"
+            0,
+            "a clean link needs no FEC"
         );
-        assert_eq!(fec_loss_percent(&q(0.0, Some(0.0))), 5);
+        assert_eq!(fec_loss_percent(&q(0.9, Some(0.0))), 0);
+        assert_eq!(fec_loss_percent(&q(1.0, Some(0.0))), 5);
         assert_eq!(fec_loss_percent(&q(5.5, Some(1.0))), 10);
         assert_eq!(
             fec_loss_percent(&q(1.0, Some(14.2))),
