@@ -402,8 +402,8 @@ fn measured_loss_grades_the_call_and_sizes_the_fec() {
         .collect();
     assert_eq!(
         fec,
-        vec![20],
-        "sized once for the worse direction (16 % in, 12 % out)"
+        vec![25],
+        "sized once, for four times the worse direction's 16 %, capped"
     );
     let grades: Vec<(Diagnostic, DiagnosticValue)> = n.peers[b]
         .events
