@@ -158,13 +158,10 @@ fn carry(
         ];
         // SAFETY: `fds` is a valid array of two pollfds for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, wait_ms) };
-        for from in 0..2 {
+        for (from, dev) in devs.iter_mut().enumerate() {
             let to = 1 - from;
-            loop {
-                let n = match devs[from].read(&mut buf) {
-                    Ok(n) => n,
-                    Err(_) => break,
-                };
+            // Non-blocking: an error is "nothing more now".
+            while let Ok(n) = dev.read(&mut buf) {
                 if rng.next_f64() * 100.0 < imp.loss_pct {
                     dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
