@@ -32,9 +32,11 @@ enum SigCmd {
     Close(oneshot::Sender<()>),
 }
 
-/// One attempt to connect (TCP, TLS, the WebSocket upgrade) gives up after this; on a network
-/// that just came back, a fresh attempt beats a SYN waiting out its back-off.
+/// An attempt to connect (TCP, TLS, the WebSocket upgrade) that has not got through after this
+/// gets another beside it (see [`connect`]).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// At most this many attempts at once; each is given this many `CONNECT_TIMEOUT`s in all.
+const PARALLEL_ATTEMPTS: usize = 3;
 
 /// Retries back off to this while a lost connection is recent (a place may be kept for us)...
 const RECENT_BACKOFF: Duration = Duration::from_secs(1);
@@ -90,30 +92,14 @@ async fn run(
     // The last failure logged as an error; retries that fail the same way log at debug.
     let mut last_failure: Option<String> = None;
     loop {
-        let connector = tls.clone().map(Connector::Rustls);
-        // No Origin header is sent (tungstenite adds none): the switchboard's origin check is
-        // for browsers.
-        let attempt = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector),
-        )
-        .await;
         let ceiling = match lost_at {
             Some(t) if t.elapsed() < RECENT => RECENT_BACKOFF,
             _ => IDLE_BACKOFF,
         };
-        let ws = match attempt {
-            Ok(Ok((ws, _))) => ws,
-            Err(_) => {
-                tracing::debug!(%url, "no answer from the switchboard within {CONNECT_TIMEOUT:?}");
-                let _ = events.send(SigEvent::Down);
-                if wait_or_close(&mut cmds, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(ceiling);
-                continue;
-            }
-            Ok(Err(e)) => {
+        let ws = match connect(&url, tls.as_ref(), &mut cmds).await {
+            Attempt::Connected(ws) => *ws,
+            Attempt::Closed => return,
+            Attempt::Failed(e) => {
                 match super::tls::failure_message(&e, &url) {
                     Some(why) => {
                         if last_failure.as_ref() != Some(&why) {
@@ -194,6 +180,79 @@ async fn run(
         }
         if !at_once && wait_or_close(&mut cmds, backoff).await {
             return;
+        }
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Attempt {
+    Connected(Box<Ws>),
+    Failed(tokio_tungstenite::tungstenite::Error),
+    Closed,
+}
+
+/// Connects (TCP, TLS, the WebSocket upgrade). An attempt that has not got through in
+/// [`CONNECT_TIMEOUT`] is not abandoned: another starts beside it, up to [`PARALLEL_ATTEMPTS`],
+/// and the first through wins. On a network that just came back a fresh attempt beats a SYN
+/// waiting out its back-off; on a lossy one, the older attempts keep the handshake progress they
+/// made through retransmissions (killing them made a sign-in over 15 % loss take over 10 s).
+/// An attempt that fails outright (refused, TLS) ends the round with its error once no other
+/// is pending.
+async fn connect(
+    url: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    cmds: &mut mpsc::UnboundedReceiver<SigCmd>,
+) -> Attempt {
+    use futures_util::stream::FuturesUnordered;
+    let mut attempts = FuturesUnordered::new();
+    let mut last_error = None;
+    loop {
+        if attempts.len() < PARALLEL_ATTEMPTS && (attempts.is_empty() || last_error.is_none()) {
+            let connector = tls.cloned().map(Connector::Rustls);
+            // No Origin header is sent (tungstenite adds none): the switchboard's origin check
+            // is for browsers.
+            attempts.push(tokio::time::timeout(
+                CONNECT_TIMEOUT * PARALLEL_ATTEMPTS as u32,
+                tokio_tungstenite::connect_async_tls_with_config(
+                    url.to_owned(),
+                    None,
+                    true,
+                    connector,
+                ),
+            ));
+        }
+        let next = tokio::time::sleep(CONNECT_TIMEOUT);
+        tokio::select! {
+            done = attempts.next() => match done {
+                Some(Ok(Ok((ws, _)))) => return Attempt::Connected(Box::new(ws)),
+                Some(Ok(Err(e))) => {
+                    if attempts.is_empty() {
+                        return Attempt::Failed(e);
+                    }
+                    last_error = Some(e);
+                }
+                Some(Err(_)) | None => {
+                    tracing::debug!(%url, "no answer from the switchboard within {:?}", CONNECT_TIMEOUT * PARALLEL_ATTEMPTS as u32);
+                    if attempts.is_empty() {
+                        if let Some(e) = last_error.take() {
+                            return Attempt::Failed(e);
+                        }
+                    }
+                }
+            },
+            () = next => {
+                tracing::debug!(%url, "no answer from the switchboard within {CONNECT_TIMEOUT:?}; trying again beside it");
+            }
+            cmd = cmds.recv() => match cmd {
+                Some(SigCmd::Close(done)) => {
+                    let _ = done.send(());
+                    return Attempt::Closed;
+                }
+                None => return Attempt::Closed,
+                Some(SigCmd::Send(_) | SigCmd::Reconnect) => {}
+            },
         }
     }
 }
