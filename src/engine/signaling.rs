@@ -235,10 +235,10 @@ async fn connect(
                 }
                 Some(Err(_)) | None => {
                     tracing::debug!(%url, "no answer from the switchboard within {:?}", CONNECT_TIMEOUT * PARALLEL_ATTEMPTS as u32);
-                    if attempts.is_empty() {
-                        if let Some(e) = last_error.take() {
-                            return Attempt::Failed(e);
-                        }
+                    if attempts.is_empty()
+                        && let Some(e) = last_error.take()
+                    {
+                        return Attempt::Failed(e);
                     }
                 }
             },
