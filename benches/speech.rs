@@ -358,12 +358,6 @@ fn baresip_round(dir: &Path, speech: &Path, imp: Impairment, tag: &str) -> Resul
             speech.display()
         ),
     );
-    let quiet = |mut c: Command| {
-        c.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    };
     let bob_log = round.join("bob.log");
     let mut bob = lab.cmd(&b, "baresip");
     bob.stdin(Stdio::null())
@@ -376,7 +370,11 @@ fn baresip_round(dir: &Path, speech: &Path, imp: Impairment, tag: &str) -> Resul
             .map_err(|e| format!("baresip: {e}"))?,
     );
     std::thread::sleep(Duration::from_millis(500));
-    let mut alice = quiet(lab.cmd(&s, "baresip"));
+    let mut alice = lab.cmd(&s, "baresip");
+    alice
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let _alice = Killed(
         alice
             .arg("-f")
@@ -403,6 +401,5 @@ fn baresip_round(dir: &Path, speech: &Path, imp: Impairment, tag: &str) -> Resul
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .ok_or("baresip wrote no recording")?;
-    let _ = &lab;
     Ok(dump)
 }
